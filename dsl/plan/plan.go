@@ -1,0 +1,199 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+)
+
+// SchemaVersion is bumped whenever the JSON shape of a Plan changes in a way
+// an engine has to know about, so that a runner can refuse a plan it does not
+// understand instead of misreading it.
+const SchemaVersion = 1
+
+// Plan is the compiled, immutable form of a pipeline for one event. It holds
+// only plain data: everything known at compile time is evaluated, and values
+// known only at run time (step outputs, secrets) are Refs inside Templates.
+type Plan struct {
+	SchemaVersion int    `json:"schema_version"`
+	Pipeline      string `json:"pipeline"`
+	Description   string `json:"description,omitempty"`
+	// Trigger records the event the plan was compiled for and whether the
+	// pipeline's `on` blocks accept it.
+	Trigger Trigger `json:"trigger"`
+	Git     Git     `json:"git"`
+	// Vars holds the final value of every variable, as JSON, so that a run
+	// can be reproduced from its plan alone.
+	Vars   map[string]json.RawMessage `json:"vars,omitempty"`
+	Inputs map[string]string          `json:"inputs,omitempty"`
+	// Secrets says where a runner finds each secret; values never appear.
+	Secrets     []Secret     `json:"secrets,omitempty"`
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
+	// MaxParallel bounds how many stages run at once; 0 means no bound.
+	MaxParallel int                 `json:"max_parallel,omitempty"`
+	Timeout     Duration            `json:"timeout,omitempty"`
+	Env         map[string]Template `json:"env,omitempty"`
+	// Stages are in a topological order that is stable for a given input:
+	// every stage comes after the stages it needs.
+	Stages []Stage `json:"stages"`
+	// Digest is the SHA-256 of the plan's JSON with Digest empty.
+	Digest string `json:"digest"`
+}
+
+// Trigger is the event a plan was compiled for.
+type Trigger struct {
+	Event   string `json:"event"`
+	Ref     string `json:"ref,omitempty"`
+	Matched bool   `json:"matched"`
+	// Reason explains the match or the miss in words a user can act on.
+	Reason string `json:"reason"`
+}
+
+// Git is the repository state a run builds: the `git.*` context.
+type Git struct {
+	SHA          string   `json:"sha"`
+	ShortSHA     string   `json:"short_sha"`
+	Branch       string   `json:"branch"`
+	Tag          string   `json:"tag"`
+	Ref          string   `json:"ref"`
+	Event        string   `json:"event"`
+	Repo         string   `json:"repo"`
+	Actor        string   `json:"actor"`
+	PullRequest  int      `json:"pull_request"`
+	BaseRef      string   `json:"base_ref"`
+	ChangedFiles []string `json:"changed_files"`
+}
+
+// Secret tells a runner where to find a secret's value.
+type Secret struct {
+	Name string `json:"name"`
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
+}
+
+// Concurrency groups runs so that only one per group runs at a time.
+type Concurrency struct {
+	Group            string `json:"group"`
+	CancelInProgress bool   `json:"cancel_in_progress"`
+}
+
+// Stage is one instance of a stage block: a matrix stage appears once per
+// combination. Its steps run in order on one runner and share a workspace.
+type Stage struct {
+	// ID is unique in the plan: the stage name, plus the matrix values for a
+	// matrix instance, as in `test[go=1.22]`.
+	ID     string            `json:"id"`
+	Name   string            `json:"name"`
+	Matrix map[string]string `json:"matrix,omitempty"`
+	// MatrixKeys gives the matrix dimensions in the order they were written.
+	MatrixKeys []string `json:"matrix_keys,omitempty"`
+	Needs      []string `json:"needs,omitempty"`
+	// Skip is empty for a stage that runs, otherwise the reason it does not.
+	Skip            string              `json:"skip,omitempty"`
+	RunsOn          []string            `json:"runs_on,omitempty"`
+	Approval        *Approval           `json:"approval,omitempty"`
+	Timeout         Duration            `json:"timeout,omitempty"`
+	Retry           *Retry              `json:"retry,omitempty"`
+	ContinueOnError bool                `json:"continue_on_error,omitempty"`
+	Env             map[string]Template `json:"env,omitempty"`
+	Steps           []Step              `json:"steps"`
+	// Source is where the stage block starts, relative to the pipeline
+	// directory, for messages that point the user back at their file.
+	Source string `json:"source"`
+}
+
+// Approval holds a stage until someone approves or rejects it.
+type Approval struct {
+	Approvers   []string `json:"approvers,omitempty"`
+	Timeout     Duration `json:"timeout,omitempty"`
+	Description string   `json:"description,omitempty"`
+}
+
+// Retry says how often and how patiently a failed step is tried again.
+type Retry struct {
+	Attempts int      `json:"attempts" hcl:"attempts"`
+	Backoff  Duration `json:"backoff,omitempty" hcl:"backoff"`
+	// MaxBackoff caps the exponential growth of Backoff.
+	MaxBackoff Duration `json:"max_backoff,omitempty" hcl:"max_backoff"`
+}
+
+// Step is one step of a stage. Exactly one of the kind-specific fields is
+// set, matching Kind.
+type Step struct {
+	Name            string              `json:"name"`
+	Kind            string              `json:"kind"`
+	Env             map[string]Template `json:"env,omitempty"`
+	Timeout         Duration            `json:"timeout,omitempty"`
+	Retry           *Retry              `json:"retry,omitempty"`
+	ContinueOnError bool                `json:"continue_on_error,omitempty"`
+	// Outputs lists the outputs the step produces, by name.
+	Outputs []string `json:"outputs,omitempty"`
+	// Refs lists every run-time value the step's attributes use, so an
+	// engine can resolve them before it schedules the step.
+	Refs   []Ref  `json:"refs,omitempty"`
+	Source string `json:"source"`
+
+	Run     *RunStep     `json:"run,omitempty"`
+	Image   *ImageStep   `json:"image,omitempty"`
+	Scan    *ScanStep    `json:"scan,omitempty"`
+	Release *ReleaseStep `json:"release,omitempty"`
+	ArgoCD  *ArgoCDStep  `json:"argocd,omitempty"`
+	Verify  *VerifyStep  `json:"verify,omitempty"`
+	Dagger  *DaggerStep  `json:"dagger,omitempty"`
+}
+
+// Seal fills in SchemaVersion and Digest. The digest covers everything else,
+// so two plans with the same digest run the same way.
+func (p *Plan) Seal() error {
+	p.SchemaVersion = SchemaVersion
+	p.Digest = ""
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encoding plan: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	p.Digest = "sha256:" + hex.EncodeToString(sum[:])
+	return nil
+}
+
+// JSON renders the plan as indented JSON with a trailing newline. The same
+// plan always gives the same bytes.
+func (p *Plan) JSON() ([]byte, error) {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding plan: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Stage returns the stage instance with the given ID.
+func (p *Plan) Stage(id string) (*Stage, bool) {
+	for i := range p.Stages {
+		if p.Stages[i].ID == id {
+			return &p.Stages[i], true
+		}
+	}
+	return nil, false
+}
+
+// Config returns the kind-specific configuration of the step.
+func (s *Step) Config() any {
+	switch s.Kind {
+	case KindRun:
+		return s.Run
+	case KindImage:
+		return s.Image
+	case KindScan:
+		return s.Scan
+	case KindRelease:
+		return s.Release
+	case KindArgoCD:
+		return s.ArgoCD
+	case KindVerify:
+		return s.Verify
+	case KindDagger:
+		return s.Dagger
+	}
+	return nil
+}
