@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X .../cli.Version=v1.2.3";
+// without it the module version from the build info is used.
+var Version = ""
+
+// exitError carries an exit code out of a command whose problem was already
+// reported to the user (diagnostics, a failed check), so Main prints
+// nothing more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// env is what commands read from the process, injectable for tests.
+type env struct {
+	stdout, stderr io.Writer
+	environ        []string
+	getwd          func() (string, error)
+}
+
+// Main runs the sluice command line with args (without the program name)
+// and returns the process exit code: 0 on success, 1 when the command
+// failed, 2 for a usage mistake.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, environ: os.Environ(), getwd: os.Getwd}
+	root := newRoot(e)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	var xe exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &xe):
+		return xe.code
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "sluice: %s\nRun 'sluice --help' for usage.\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "sluice: %s\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ error }
+
+func newRoot(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sluice",
+		Short: "Sluice runs CI/CD pipelines written in HCL, durably, on Temporal",
+		Long: `Sluice runs CI/CD pipelines that repositories keep in .sluice/*.hcl.
+
+Check a pipeline and see what an event would run before you push it:
+
+  sluice validate              check .sluice/ and report every problem
+  sluice plan                  show what a push of this branch would run
+  sluice fmt                   rewrite pipeline files in canonical style`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newValidate(e), newPlan(e), newFmt(e), newVersion(e))
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Example = `  # bash, for the current shell
+  source <(sluice completion bash)
+  # zsh, installed for every shell
+  sluice completion zsh > "${fpath[1]}/_sluice"`
+		}
+	}
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unknown command %q", args[0])}
+		}
+		return nil
+	}
+	return root
+}
+
+func newVersion(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version of sluice",
+		Example: "  sluice version",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(e.stdout, "sluice %s\n", version())
+			return nil
+		},
+	}
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments; got %q", cmd.CommandPath(), args)}
+	}
+	return nil
+}
+
+func maxOneArg(cmd *cobra.Command, args []string) error {
+	if len(args) > 1 {
+		return usageError{fmt.Errorf("%s takes at most one path; got %d arguments", cmd.CommandPath(), len(args))}
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package dsl
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// Options are the inputs of a compilation besides the pipeline files.
+type Options struct {
+	// Git is the event being planned: commit, ref, event kind and so on.
+	Git plan.Git
+	// ChangedFilesKnown says whether Git.ChangedFiles is the real list of
+	// files the event changed. When it is false, path filters and changed()
+	// match, so that nothing is skipped for lack of information.
+	ChangedFilesKnown bool
+	// Vars are --var values as written on the command line (name=value).
+	Vars map[string]string
+	// VarFiles are HCL or JSON files of variable values, applied in order.
+	VarFiles []string
+	// Environ is the environment SLUICE_VAR_<name> values are read from.
+	Environ []string
+	// Inputs are the values of a manual run's inputs.
+	Inputs map[string]string
+	// Root is the directory file() reads from; default: the pipeline
+	// directory's parent (the repository root for .sluice/).
+	Root string
+}
+
+// compiler carries the state of one compilation through its phases.
+type compiler struct {
+	src   *Sources
+	opts  Options
+	funcs map[string]function.Function
+	diags hcl.Diagnostics
+
+	pipeline *pipelineBlock
+	vars     map[string]*variableBlock
+	varVals  map[string]cty.Value
+	locals   map[string]*hcl.Attribute
+	localVal map[string]cty.Value
+	secrets  map[string]*secretBlock
+	inputs   map[string]*inputBlock
+
+	stages    []*stageBlock
+	stageIdx  map[string]*stageBlock
+	steps     map[string]*stepBlock
+	ancestors map[string]map[string]bool
+}
+
+// Compile turns loaded pipeline sources into a plan for one event. It
+// returns every problem it finds; the plan is nil when there are errors.
+func Compile(src *Sources, opts Options) (*plan.Plan, hcl.Diagnostics) {
+	root := opts.Root
+	if root == "" {
+		root = filepath.Dir(filepath.Clean(src.Dir))
+		if filepath.Base(filepath.Clean(src.Dir)) != DefaultDir {
+			root = src.Dir
+		}
+	}
+	if opts.Git.ShortSHA == "" && len(opts.Git.SHA) >= 7 {
+		opts.Git.ShortSHA = opts.Git.SHA[:7]
+	}
+	if opts.Git.Event == "" {
+		opts.Git.Event = "push"
+	}
+	c := &compiler{
+		src:      src,
+		opts:     opts,
+		funcs:    functions(root, opts.Git.ChangedFiles, opts.ChangedFilesKnown),
+		vars:     map[string]*variableBlock{},
+		varVals:  map[string]cty.Value{},
+		locals:   map[string]*hcl.Attribute{},
+		localVal: map[string]cty.Value{},
+		secrets:  map[string]*secretBlock{},
+		inputs:   map[string]*inputBlock{},
+		stageIdx: map[string]*stageBlock{},
+		steps:    map[string]*stepBlock{},
+	}
+	p := c.run()
+	diags := dedupe(c.diags)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if err := p.Seal(); err != nil {
+		panic(err) // a plan holds only encodable values
+	}
+	return p, diags
+}
+
+func (c *compiler) add(diags ...*hcl.Diagnostic) { c.diags = append(c.diags, diags...) }
+
+var rootSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "pipeline", LabelNames: []string{"name"}},
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "secret", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "stage", LabelNames: []string{"name"}},
+	},
+}
+
+func (c *compiler) run() *plan.Plan {
+	var pipelines []*hcl.Block
+	var localsBlocks []*hcl.Block
+	declared := map[string]map[string]*hcl.Block{}
+	for _, name := range c.src.Order {
+		content, diags := c.src.Files[name].Body.Content(rootSchema)
+		c.add(diags...)
+		for _, b := range content.Blocks {
+			if len(b.Labels) == 1 {
+				if !c.checkName(b, b.Type) {
+					continue
+				}
+				seen := declared[b.Type]
+				if seen == nil {
+					seen = map[string]*hcl.Block{}
+					declared[b.Type] = seen
+				}
+				if prev, dup := seen[b.Labels[0]]; dup {
+					c.add(errorDiag("Duplicate "+b.Type, fmt.Sprintf("A %s named %q was already declared at %s. Names must be unique; rename one of them.", b.Type, b.Labels[0], prev.DefRange), b.LabelRanges[0].Ptr(), &b.DefRange))
+					continue
+				}
+				seen[b.Labels[0]] = b
+			}
+			switch b.Type {
+			case "pipeline":
+				pipelines = append(pipelines, b)
+			case "variable":
+				c.decodeVariable(b)
+			case "secret":
+				c.decodeSecret(b)
+			case "locals":
+				localsBlocks = append(localsBlocks, b)
+			case "stage":
+				c.declareStage(b)
+			}
+		}
+	}
+	switch {
+	case len(pipelines) == 0 && len(c.src.Order) > 0:
+		r := hcl.Range{Filename: c.src.Order[0], Start: hcl.InitialPos, End: hcl.InitialPos}
+		c.add(errorDiag("Missing pipeline block", "A pipeline needs exactly one pipeline block, which names it and says which events start it:\n\n  pipeline \"web\" {\n    on \"push\" { branches = [\"main\"] }\n  }", &r, nil))
+	case len(pipelines) > 1:
+		for _, b := range pipelines[1:] {
+			c.add(errorDiag("More than one pipeline block", fmt.Sprintf("A pipeline directory describes one pipeline, and it is already named %q at %s. Move the other pipeline to its own directory, or remove this block.", pipelines[0].Labels[0], pipelines[0].DefRange), &b.DefRange, nil))
+		}
+	}
+	if len(pipelines) > 0 {
+		c.declarePipeline(pipelines[0])
+	}
+	c.assignVariables()
+	c.evalLocals(localsBlocks)
+	ctx := c.evalContext(nil)
+	p := &plan.Plan{Git: c.opts.Git, Inputs: c.inputValues()}
+	p.Git.ChangedFiles = nonNil(p.Git.ChangedFiles)
+	if c.pipeline != nil {
+		c.decodePipeline(ctx, p)
+	}
+	p.Vars = c.varJSON()
+	for _, name := range sortedKeys(c.secrets) {
+		s := c.secrets[name]
+		p.Secrets = append(p.Secrets, plan.Secret{Name: name, Env: s.env, File: s.file})
+	}
+	c.resolveNeeds()
+	p.Stages = c.compileStages(p)
+	return p
+}
+
+// identifier checks names that are used in references: letters, digits,
+// underscores and dashes, starting with a letter.
+func validIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r == '_' || r == '-' || (r >= '0' && r <= '9'):
+			if i == 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (c *compiler) checkName(b *hcl.Block, what string) bool {
+	for i, l := range b.Labels {
+		if !validIdentifier(l) {
+			c.add(errorDiag("Invalid name", fmt.Sprintf("%q is not a valid %s name. Names start with a letter and contain only letters, digits, underscores and dashes, because they are used in references such as %s.%s.", l, what, refRoot(what), "name"), b.LabelRanges[i].Ptr(), &b.DefRange))
+			return false
+		}
+	}
+	return true
+}
+
+func refRoot(what string) string {
+	switch what {
+	case "variable":
+		return "var"
+	case "step name":
+		return "step"
+	}
+	return what
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// evalContext builds the variables for expressions; matrix is nil outside
+// a matrix stage.
+func (c *compiler) evalContext(matrix map[string]cty.Value) *hcl.EvalContext {
+	vars := map[string]cty.Value{
+		"git":      gitValue(c.opts.Git),
+		"var":      cty.ObjectVal(c.varVals),
+		"local":    cty.ObjectVal(c.localVal),
+		"pipeline": c.pipelineValue(),
+	}
+	if matrix != nil {
+		vars["matrix"] = cty.ObjectVal(matrix)
+	}
+	return &hcl.EvalContext{Variables: vars, Functions: c.funcs}
+}
+
+func (c *compiler) pipelineValue() cty.Value {
+	name := ""
+	if c.pipeline != nil {
+		name = c.pipeline.name
+	}
+	inputs := map[string]cty.Value{}
+	for k, v := range c.inputValues() {
+		inputs[k] = cty.StringVal(v)
+	}
+	return cty.ObjectVal(map[string]cty.Value{
+		"name":   cty.StringVal(name),
+		"event":  cty.StringVal(c.opts.Git.Event),
+		"inputs": cty.ObjectVal(inputs),
+	})
+}
+
+func (c *compiler) varJSON() map[string]json.RawMessage {
+	if len(c.varVals) == 0 {
+		return nil
+	}
+	out := map[string]json.RawMessage{}
+	for name, v := range c.varVals {
+		if !v.IsWhollyKnown() {
+			continue
+		}
+		b, err := ctyjson.Marshal(v, v.Type())
+		if err != nil {
+			continue
+		}
+		out[name] = b
+	}
+	return out
+}
+
+// exprText returns the source text of an expression, for messages.
+func (c *compiler) exprText(r hcl.Range) string {
+	f := c.src.Files[r.Filename]
+	if f == nil || r.End.Byte > len(f.Bytes) || r.Start.Byte > r.End.Byte {
+		return ""
+	}
+	s := strings.Join(strings.Fields(string(f.Bytes[r.Start.Byte:r.End.Byte])), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+// relSource renders a range's start relative to the pipeline directory.
+func (c *compiler) relSource(r hcl.Range) string {
+	name := r.Filename
+	if rel, err := filepath.Rel(c.src.Dir, name); err == nil {
+		name = rel
+	}
+	return fmt.Sprintf("%s:%d", filepath.ToSlash(name), r.Start.Line)
+}
+
+// sortByPos orders attributes the way they were written.
+func sortByPos(attrs hcl.Attributes) []*hcl.Attribute {
+	out := make([]*hcl.Attribute, 0, len(attrs))
+	for _, a := range attrs {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Range.Filename != out[j].Range.Filename {
+			return out[i].Range.Filename < out[j].Range.Filename
+		}
+		return out[i].Range.Start.Byte < out[j].Range.Start.Byte
+	})
+	return out
+}

@@ -1,0 +1,351 @@
+package dsl
+
+import (
+	"fmt"
+	"math/big"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// This file decodes HCL bodies into the tagged structs of the plan package
+// (and of this package, for blocks that do not reach the plan as is). The
+// struct tags are the single schema: decoding, "did you mean" suggestions
+// and the reference documentation test all read them. See plan/steps.go for
+// the tag syntax.
+
+// fieldSpec is one attribute or block of a tagged struct.
+type fieldSpec struct {
+	name     string
+	block    bool
+	required bool
+	def      string
+	hasDef   bool
+	enum     []string
+	index    int
+	typ      reflect.Type
+}
+
+var specCache sync.Map // reflect.Type -> []fieldSpec
+
+// specsOf returns the fields of a tagged struct type.
+func specsOf(t reflect.Type) []fieldSpec {
+	if v, ok := specCache.Load(t); ok {
+		return v.([]fieldSpec)
+	}
+	var specs []fieldSpec
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, ok := f.Tag.Lookup("hcl")
+		if !ok {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		s := fieldSpec{name: name, block: opts == "block", index: i, typ: f.Type}
+		s.required = f.Tag.Get("required") == "true"
+		s.def, s.hasDef = f.Tag.Lookup("default")
+		if e := f.Tag.Get("enum"); e != "" {
+			s.enum = strings.Split(e, "|")
+		}
+		specs = append(specs, s)
+	}
+	specCache.Store(t, specs)
+	return specs
+}
+
+// schemaOf merges the schemas of several tagged struct types.
+func schemaOf(types ...reflect.Type) *hcl.BodySchema {
+	schema := &hcl.BodySchema{}
+	for _, t := range types {
+		for _, s := range specsOf(t) {
+			if s.block {
+				schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: s.name})
+			} else {
+				schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: s.name})
+			}
+		}
+	}
+	return schema
+}
+
+// SchemaNames lists the attribute and block names of a tagged struct, for
+// the documentation test.
+func SchemaNames(v any) []string {
+	var names []string
+	for _, s := range specsOf(reflect.TypeOf(v).Elem()) {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+// decodeBody decodes body into the structs targets point to, which share
+// the body: a step's common attributes and its kind's. extra names further
+// blocks and attributes the caller handles itself; their content is
+// returned. where names the block for messages, like `step "image" "api"`.
+func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, extra *hcl.BodySchema, targets ...any) *hcl.BodyContent {
+	types := make([]reflect.Type, len(targets))
+	for i, t := range targets {
+		types[i] = reflect.TypeOf(t).Elem()
+	}
+	schema := schemaOf(types...)
+	if extra != nil {
+		schema.Attributes = append(schema.Attributes, extra.Attributes...)
+		schema.Blocks = append(schema.Blocks, extra.Blocks...)
+	}
+	content, diags := body.Content(schema)
+	c.add(diags...)
+	for _, target := range targets {
+		rv := reflect.ValueOf(target).Elem()
+		for _, s := range specsOf(rv.Type()) {
+			field := rv.Field(s.index)
+			if s.block {
+				c.decodeBlocks(content.Blocks.OfType(s.name), s, field, ctx, sc, where, defRange)
+				continue
+			}
+			attr, ok := content.Attributes[s.name]
+			if !ok {
+				if s.required {
+					c.add(errorDiag("Missing required argument", fmt.Sprintf("%s needs the argument %q. Add it to the block: %s = ...", where, s.name, s.name), &defRange, nil))
+				} else if s.hasDef {
+					c.setDefault(field, s)
+				}
+				continue
+			}
+			asc := sc
+			asc.what = fmt.Sprintf("%q in %s", s.name, where)
+			c.decodeAttr(attr, s, field, ctx, asc)
+		}
+	}
+	return content
+}
+
+func (c *compiler) decodeBlocks(blocks hcl.Blocks, s fieldSpec, field reflect.Value, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range) {
+	switch {
+	case len(blocks) == 0:
+		if s.required {
+			c.add(errorDiag("Missing required block", fmt.Sprintf("%s needs a %s block: %s { ... }.", where, s.name, s.name), &defRange, nil))
+		}
+	case field.Kind() == reflect.Pointer:
+		for _, b := range blocks[1:] {
+			c.add(errorDiag("Duplicate "+s.name+" block", fmt.Sprintf("%s may have only one %s block; the first is at %s. Merge them into one.", where, s.name, blocks[0].DefRange), &b.DefRange, nil))
+		}
+		v := reflect.New(field.Type().Elem())
+		c.decodeBody(blocks[0].Body, ctx, sc, fmt.Sprintf("the %s block", s.name), blocks[0].DefRange, nil, v.Interface())
+		field.Set(v)
+	case field.Kind() == reflect.Slice:
+		for _, b := range blocks {
+			v := reflect.New(field.Type().Elem())
+			c.decodeBody(b.Body, ctx, sc, fmt.Sprintf("the %s block", s.name), b.DefRange, nil, v.Interface())
+			field.Set(reflect.Append(field, v.Elem()))
+		}
+	default:
+		panic("dsl: block field of unsupported type " + field.Type().String())
+	}
+}
+
+var (
+	typTemplate     = reflect.TypeOf(plan.Template{})
+	typTemplateList = reflect.TypeOf([]plan.Template{})
+	typTemplateMap  = reflect.TypeOf(map[string]plan.Template{})
+	typDuration     = reflect.TypeOf(plan.Duration(0))
+	typStrings      = reflect.TypeOf([]string{})
+	typGlobs        = reflect.TypeOf(globs{})
+	typFloatPtr     = reflect.TypeOf((*float64)(nil))
+)
+
+// globs is a list of glob patterns; a single string is accepted as a list
+// of one.
+type globs []string
+
+func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Value, ctx *hcl.EvalContext, sc scope) {
+	rng := attr.Expr.Range()
+	switch s.typ {
+	case typTemplate:
+		t, diags := c.template(attr.Expr, ctx, sc)
+		c.add(diags...)
+		if !diags.HasErrors() && s.enum != nil && t.IsLiteral() {
+			c.checkEnum(t.Literal(), s, rng, sc)
+		}
+		field.Set(reflect.ValueOf(t))
+		return
+	case typTemplateList:
+		l, diags := c.templateList(attr.Expr, ctx, sc)
+		c.add(diags...)
+		field.Set(reflect.ValueOf(l))
+		return
+	case typTemplateMap:
+		m, diags := c.templateMap(attr.Expr, ctx, sc)
+		c.add(diags...)
+		field.Set(reflect.ValueOf(m))
+		return
+	}
+	v, diags := c.value(attr.Expr, ctx, sc)
+	c.add(diags...)
+	if diags.HasErrors() {
+		return
+	}
+	typeErr := func(want, example string) {
+		c.add(errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be %s, like %s; got %s.", capitalise(sc.what), want, example, friendlyType(v)), &rng, nil))
+	}
+	switch s.typ {
+	case typDuration:
+		str, err := toString(v)
+		if err != nil {
+			typeErr("a duration", `"10m"`)
+			return
+		}
+		d, err := parseDuration(str)
+		if err != nil {
+			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.what), err), &rng, nil))
+			return
+		}
+		field.Set(reflect.ValueOf(plan.Duration(d)))
+	case typStrings, typGlobs:
+		if s.typ == typGlobs && v.Type() == cty.String {
+			v = cty.TupleVal([]cty.Value{v})
+		}
+		strs, err := toStrings(v)
+		if err != nil {
+			typeErr("a list of strings", `["a", "b"]`)
+			return
+		}
+		for _, str := range strs {
+			c.checkEnum(str, s, rng, sc)
+		}
+		field.Set(reflect.ValueOf(strs).Convert(s.typ))
+	case typFloatPtr:
+		n, err := convert.Convert(v, cty.Number)
+		if err != nil || n.IsNull() {
+			typeErr("a number", "0.01")
+			return
+		}
+		f, _ := n.AsBigFloat().Float64()
+		field.Set(reflect.ValueOf(&f))
+	default:
+		switch field.Kind() {
+		case reflect.String:
+			str, err := toString(v)
+			if err != nil {
+				typeErr("a string", `"text"`)
+				return
+			}
+			c.checkEnum(str, s, rng, sc)
+			field.SetString(str)
+		case reflect.Bool:
+			b, err := convert.Convert(v, cty.Bool)
+			if err != nil || b.IsNull() {
+				typeErr("true or false", "true")
+				return
+			}
+			field.SetBool(b.True())
+		case reflect.Int:
+			n, err := convert.Convert(v, cty.Number)
+			if err != nil || n.IsNull() {
+				typeErr("a whole number", "3")
+				return
+			}
+			i, acc := n.AsBigFloat().Int64()
+			if acc != big.Exact || i < 0 || i > 1<<31 {
+				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.what), 1<<31, n.AsBigFloat().Text('g', -1)), &rng, nil))
+				return
+			}
+			field.SetInt(i)
+		default:
+			panic("dsl: attribute field of unsupported type " + field.Type().String())
+		}
+	}
+}
+
+func friendlyType(v cty.Value) string {
+	if v.IsNull() {
+		return "null"
+	}
+	return v.Type().FriendlyName()
+}
+
+func (c *compiler) checkEnum(v string, s fieldSpec, rng hcl.Range, sc scope) {
+	if s.enum == nil || contains(s.enum, v) {
+		return
+	}
+	c.add(errorDiag("Invalid value", fmt.Sprintf("%s must be one of %s; got %q.%s", capitalise(sc.what), quoteList(s.enum), v, didYouMean(v, s.enum)), &rng, nil))
+}
+
+func (c *compiler) setDefault(field reflect.Value, s fieldSpec) {
+	switch s.typ {
+	case typTemplate:
+		field.Set(reflect.ValueOf(plan.Lit(s.def)))
+	case typDuration:
+		d, err := parseDuration(s.def)
+		if err != nil {
+			panic("dsl: bad default duration " + s.def)
+		}
+		field.Set(reflect.ValueOf(plan.Duration(d)))
+	default:
+		switch field.Kind() {
+		case reflect.String:
+			field.SetString(s.def)
+		case reflect.Bool:
+			field.SetBool(s.def == "true")
+		case reflect.Int:
+			n, err := strconv.Atoi(s.def)
+			if err != nil {
+				panic("dsl: bad default number " + s.def)
+			}
+			field.SetInt(int64(n))
+		default:
+			panic("dsl: default for unsupported type " + field.Type().String())
+		}
+	}
+}
+
+var dayRE = regexp.MustCompile(`^(\d+)d`)
+
+// maxDuration keeps durations far from overflow; a year is longer than any
+// pipeline should wait.
+const maxDuration = 366 * 24 * time.Hour
+
+// parseDuration reads Go durations plus a leading day count ("7d", "1d12h").
+func parseDuration(s string) (time.Duration, error) {
+	orig := s
+	var days time.Duration
+	if m := dayRE.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n > 366 {
+			return 0, fmt.Errorf("%q is longer than a year", orig)
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		s = s[len(m[0]):]
+	}
+	var d time.Duration
+	if s != "" {
+		var err error
+		d, err = time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration; write a number and a unit, like \"90s\", \"10m\", \"2h\" or \"7d\"", orig)
+		}
+	}
+	d += days
+	switch {
+	case d <= 0:
+		return 0, fmt.Errorf("%q must be longer than zero", orig)
+	case d > maxDuration:
+		return 0, fmt.Errorf("%q is longer than a year", orig)
+	}
+	return d, nil
+}
+
+func typeOf(v any) reflect.Type {
+	t := reflect.TypeOf(v)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}

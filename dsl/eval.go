@@ -1,0 +1,452 @@
+package dsl
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// scope says which references an expression may use where it stands.
+type scope struct {
+	// matrix is the matrix of the stage being decoded, nil outside one.
+	matrix map[string]cty.Value
+	// stage is the stage whose attribute is being decoded, nil outside one.
+	stage *stageBlock
+	// stepIndex is the position of the step being decoded in its stage;
+	// steps before it may be referenced. -1 for stage attributes.
+	stepIndex int
+	// runtime allows step outputs and secrets, which only step and stage
+	// attributes that end up in the plan as templates can hold.
+	runtime bool
+	// what names the attribute for messages, like `when` or `locals`.
+	what string
+}
+
+// contextRoots are the root names of the expression language.
+var contextRoots = []string{"git", "var", "local", "matrix", "pipeline", "step", "secret"}
+
+// checkRefs reports every reference in expr that does not resolve in sc,
+// with a suggestion where one is close. It runs before evaluation so that
+// the messages can be specific.
+func (c *compiler) checkRefs(expr hcl.Expression, sc scope) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, tr := range expr.Variables() {
+		diags = append(diags, c.checkTraversal(tr, sc)...)
+	}
+	return diags
+}
+
+func attrName(tr hcl.Traversal, i int) (string, *hcl.Range, bool) {
+	if len(tr) <= i {
+		return "", nil, false
+	}
+	switch s := tr[i].(type) {
+	case hcl.TraverseAttr:
+		r := s.SrcRange
+		return s.Name, &r, true
+	case hcl.TraverseIndex:
+		r := s.SrcRange
+		if s.Key.Type() == cty.String && s.Key.IsKnown() && !s.Key.IsNull() {
+			return s.Key.AsString(), &r, true
+		}
+		return "", &r, false
+	}
+	return "", nil, false
+}
+
+func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
+	root := tr.RootName()
+	rng := tr.SourceRange()
+	unknownAttr := func(kind, name string, r *hcl.Range, known []string, fix string) hcl.Diagnostics {
+		detail := fmt.Sprintf("There is no %s named %q.%s", kind, name, didYouMean(name, known))
+		if fix != "" {
+			detail += " " + fix
+		}
+		return hcl.Diagnostics{errorDiag("Reference to undeclared "+kind, detail, r, nil)}
+	}
+	needAttr := func(what string) hcl.Diagnostics {
+		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("%q on its own is not a value; name one of its attributes, like %s.", root, what), &rng, nil)}
+	}
+	switch root {
+	case "git":
+		name, r, ok := attrName(tr, 1)
+		if !ok {
+			return needAttr("git.sha")
+		}
+		if _, found := gitFields[name]; !found {
+			return unknownAttr("git value", name, r, gitFieldNames(), "The git context has: "+strings.Join(gitFieldNames(), ", ")+".")
+		}
+	case "var":
+		name, r, ok := attrName(tr, 1)
+		if !ok {
+			return needAttr("var.<name>")
+		}
+		if _, found := c.vars[name]; !found {
+			return unknownAttr("variable", name, r, sortedKeys(c.vars), fmt.Sprintf("Declare it with a block: variable %q { default = ... }.", name))
+		}
+	case "local":
+		name, r, ok := attrName(tr, 1)
+		if !ok {
+			return needAttr("local.<name>")
+		}
+		if _, found := c.locals[name]; !found {
+			return unknownAttr("local value", name, r, sortedKeys(c.locals), "Define it in a locals block.")
+		}
+	case "matrix":
+		if sc.matrix == nil {
+			return hcl.Diagnostics{errorDiag("Matrix value outside a matrix stage", fmt.Sprintf("%s is only available inside a stage that has a matrix block; %s is not in one.", tr.RootName(), sc.what), &rng, nil)}
+		}
+		name, r, ok := attrName(tr, 1)
+		if !ok {
+			return needAttr("matrix.<key>")
+		}
+		if _, found := sc.matrix[name]; !found {
+			return unknownAttr("matrix key", name, r, sortedKeys(sc.matrix), "")
+		}
+	case "pipeline":
+		name, r, ok := attrName(tr, 1)
+		if !ok {
+			return needAttr("pipeline.name")
+		}
+		switch name {
+		case "name", "event":
+		case "inputs":
+			in, r2, ok := attrName(tr, 2)
+			if ok {
+				if _, found := c.inputs[in]; !found {
+					return unknownAttr("manual input", in, r2, sortedKeys(c.inputs), "Declare it in the pipeline's on \"manual\" block: input \""+in+"\" { ... }.")
+				}
+			}
+		default:
+			return unknownAttr("pipeline value", name, r, []string{"name", "event", "inputs"}, "The pipeline context has name, event and inputs.")
+		}
+	case "step":
+		return c.checkStepRef(tr, sc)
+	case "secret":
+		if !sc.runtime {
+			return hcl.Diagnostics{errorDiag("Secret not allowed here", fmt.Sprintf("Secrets are resolved on the runner while a step runs, so %s cannot use them. Use secrets in step attributes and env.", sc.what), &rng, nil)}
+		}
+		name, r, ok := attrName(tr, 1)
+		if !ok {
+			return needAttr("secret.<name>")
+		}
+		if _, found := c.secrets[name]; !found {
+			return unknownAttr("secret", name, r, sortedKeys(c.secrets), fmt.Sprintf("Declare it with a block: secret %q { env = \"...\" }.", name))
+		}
+		if len(tr) > 2 {
+			r := tr[2].SourceRange()
+			return hcl.Diagnostics{errorDiag("Invalid secret reference", "A secret is a single string; write secret.<name> with nothing after it.", &r, nil)}
+		}
+	case "stage":
+		return hcl.Diagnostics{errorDiag("Stage reference not allowed here", fmt.Sprintf("stage.<name> is only used in needs; %s cannot refer to a stage. To use a value a stage produces, refer to one of its steps' outputs: step.<name>.<output>.", sc.what), &rng, nil)}
+	default:
+		return hcl.Diagnostics{errorDiag("Unknown variable", fmt.Sprintf("There is no variable named %q.%s The expression language has %s.", root, didYouMean(root, contextRoots), strings.Join(contextRoots, ".*, ")+".*"), &rng, nil)}
+	}
+	return nil
+}
+
+func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
+	rng := tr.SourceRange()
+	if !sc.runtime {
+		return hcl.Diagnostics{errorDiag("Step output not allowed here", fmt.Sprintf("Step outputs are known only while the pipeline runs, so %s cannot use them: it is decided when the pipeline is compiled. Use step outputs in step attributes and env.", sc.what), &rng, nil)}
+	}
+	name, r, ok := attrName(tr, 1)
+	if !ok {
+		return hcl.Diagnostics{errorDiag("Incomplete reference", "Refer to a step output as step.<step name>.<output>, like step.api.digest_ref.", &rng, nil)}
+	}
+	st, found := c.steps[name]
+	if !found {
+		return hcl.Diagnostics{errorDiag("Reference to undeclared step", fmt.Sprintf("There is no step named %q.%s", name, didYouMean(name, sortedKeys(c.steps))), r, nil)}
+	}
+	out, r2, ok := attrName(tr, 2)
+	if !ok {
+		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("Name one of the outputs of step %q: %s.", name, strings.Join(st.outputs, ", ")), &rng, nil)}
+	}
+	if !contains(st.outputs, out) {
+		fix := ""
+		if st.kind == plan.KindRun {
+			fix = fmt.Sprintf(" A run step declares the outputs it writes to $SLUICE_OUTPUT: outputs = [%q].", out)
+		}
+		return hcl.Diagnostics{errorDiag("Reference to unknown step output", fmt.Sprintf("Step %q (%s) has no output named %q; it has %s.%s%s", name, st.kind, out, quoteList(st.outputs), didYouMean(out, st.outputs), fix), r2, nil)}
+	}
+	if len(tr) > 3 {
+		r := tr[3].SourceRange()
+		return hcl.Diagnostics{errorDiag("Invalid step output reference", "A step output is a single string; write step.<step>.<output> with nothing after it.", &r, nil)}
+	}
+	if sc.stage == nil {
+		return nil
+	}
+	producer := st.stage
+	switch {
+	case producer == sc.stage:
+		if st.index >= sc.stepIndex && sc.stepIndex >= 0 {
+			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Step %q runs after this step in stage %q, so its outputs are not known yet. Steps of a stage run in the order they are written; move this step after %q.", name, sc.stage.name, name), &rng, nil)}
+		}
+		if sc.stepIndex < 0 {
+			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Stage attributes are set before any step of stage %q runs, so they cannot use the outputs of its own step %q.", sc.stage.name, name), &rng, nil)}
+		}
+	case !c.ancestors[sc.stage.name][producer.name]:
+		return hcl.Diagnostics{errorDiag("Step output from a stage this one does not need", fmt.Sprintf("Step %q runs in stage %q, but stage %q does not depend on it, so the output may not exist when this stage runs. Add stage.%s to the needs of stage %q (directly or through a stage that needs it).", name, producer.name, sc.stage.name, producer.name, sc.stage.name), &rng, nil)}
+	case producer.hasMatrix:
+		return hcl.Diagnostics{errorDiag("Ambiguous step output", fmt.Sprintf("Step %q runs once per matrix instance of stage %q, so step.%s.%s has several values. Use the output inside stage %q, or produce it in a stage without a matrix.", name, producer.name, name, out, producer.name), &rng, nil)}
+	}
+	return nil
+}
+
+// runtimeRefs reports whether expr uses step outputs or secrets.
+func runtimeRefs(expr hcl.Expression) bool {
+	for _, tr := range expr.Variables() {
+		if r := tr.RootName(); r == "step" || r == "secret" {
+			return true
+		}
+	}
+	return false
+}
+
+// value evaluates an expression known at compile time after checking its
+// references. A diagnostic-free result is known and not null unless the
+// expression is literally null.
+func (c *compiler) value(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (cty.Value, hcl.Diagnostics) {
+	if diags := c.checkRefs(expr, sc); diags.HasErrors() {
+		return cty.DynamicVal, diags
+	}
+	if runtimeRefs(expr) {
+		r := expr.Range()
+		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Run-time value not allowed here", fmt.Sprintf("%s must be known when the pipeline is compiled, so it cannot use step outputs or secrets, which are known only while it runs.", capitalise(sc.what)), &r, nil)}
+	}
+	v, diags := expr.Value(ctx)
+	if diags.HasErrors() {
+		return cty.DynamicVal, diags
+	}
+	if !v.IsWhollyKnown() {
+		// Only values that failed earlier are unknown; that failure was
+		// reported, so this error only stops the caller and is dropped.
+		return cty.DynamicVal, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "unknown value", Extra: upstreamError{}}}
+	}
+	return v, nil
+}
+
+// template evaluates a string expression that may hold step outputs and
+// secrets. Those stay references: they may stand as the whole value or
+// inside a string template, where literal parts around them are evaluated
+// now.
+func (c *compiler) template(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (plan.Template, hcl.Diagnostics) {
+	if !runtimeRefs(expr) {
+		v, diags := c.value(expr, ctx, sc)
+		if diags.HasErrors() {
+			return plan.Template{}, diags
+		}
+		s, err := toString(v)
+		if err != nil {
+			r := expr.Range()
+			return plan.Template{}, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a string: %s.", capitalise(sc.what), err), &r, nil)}
+		}
+		return plan.Lit(s), nil
+	}
+	if diags := c.checkRefs(expr, sc); diags.HasErrors() {
+		return plan.Template{}, diags
+	}
+	var t plan.Template
+	diags := c.templateParts(expr, ctx, sc, &t)
+	return t, diags
+}
+
+func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc scope, t *plan.Template) hcl.Diagnostics {
+	switch e := expr.(type) {
+	case *hclsyntax.ScopeTraversalExpr:
+		switch e.Traversal.RootName() {
+		case "step":
+			st, _, _ := attrName(e.Traversal, 1)
+			out, _, _ := attrName(e.Traversal, 2)
+			t.Append(plan.Part{Ref: &plan.Ref{Step: st, Output: out}})
+			return nil
+		case "secret":
+			name, _, _ := attrName(e.Traversal, 1)
+			t.Append(plan.Part{Ref: &plan.Ref{Secret: name}})
+			return nil
+		}
+	case *hclsyntax.TemplateWrapExpr:
+		return c.templateParts(e.Wrapped, ctx, sc, t)
+	case *hclsyntax.TemplateExpr:
+		var diags hcl.Diagnostics
+		for _, p := range e.Parts {
+			diags = append(diags, c.templateParts(p, ctx, sc, t)...)
+		}
+		return diags
+	}
+	if runtimeRefs(expr) {
+		r := expr.Range()
+		return hcl.Diagnostics{errorDiag("Run-time value used in an expression", "Step outputs and secrets are known only while the pipeline runs. Use them as a whole value (image = step.api.digest_ref) or inside a string (\"${step.api.ref}-debug\"), not in function calls, conditionals or arithmetic.", &r, nil)}
+	}
+	v, diags := c.value(expr, ctx, sc)
+	if diags.HasErrors() {
+		return diags
+	}
+	s, err := toString(v)
+	if err != nil {
+		r := expr.Range()
+		return hcl.Diagnostics{errorDiag("Invalid template interpolation value", fmt.Sprintf("Only strings, numbers and bools can be interpolated: %s.", err), &r, nil)}
+	}
+	t.Append(plan.Part{Lit: s})
+	return nil
+}
+
+// templateList evaluates a list of strings that may hold run-time values.
+func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) ([]plan.Template, hcl.Diagnostics) {
+	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok && runtimeRefs(expr) {
+		var out []plan.Template
+		var diags hcl.Diagnostics
+		for _, e := range tup.Exprs {
+			t, d := c.template(e, ctx, sc)
+			diags = append(diags, d...)
+			out = append(out, t)
+		}
+		return out, diags
+	}
+	if runtimeRefs(expr) {
+		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
+	}
+	strs, diags := c.stringList(expr, ctx, sc)
+	out := make([]plan.Template, len(strs))
+	for i, s := range strs {
+		out[i] = plan.Lit(s)
+	}
+	return out, diags
+}
+
+// templateMap evaluates a map of strings whose values may hold run-time
+// values. Keys are always known at compile time.
+func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (map[string]plan.Template, hcl.Diagnostics) {
+	if obj, ok := expr.(*hclsyntax.ObjectConsExpr); ok && runtimeRefs(expr) {
+		out := map[string]plan.Template{}
+		var diags hcl.Diagnostics
+		for _, item := range obj.Items {
+			kv, d := c.value(item.KeyExpr, ctx, scope{what: "a map key", matrix: sc.matrix, stage: sc.stage})
+			diags = append(diags, d...)
+			if d.HasErrors() {
+				continue
+			}
+			k, err := toString(kv)
+			if err != nil {
+				r := item.KeyExpr.Range()
+				diags = append(diags, errorDiag("Invalid map key", "Map keys must be strings.", &r, nil))
+				continue
+			}
+			t, d := c.template(item.ValueExpr, ctx, sc)
+			diags = append(diags, d...)
+			out[k] = t
+		}
+		return out, diags
+	}
+	if runtimeRefs(expr) {
+		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
+	}
+	v, diags := c.value(expr, ctx, sc)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	m, err := toStringMap(v)
+	if err != nil {
+		r := expr.Range()
+		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a map of strings, like { KEY = \"value\" }: %s.", capitalise(sc.what), err), &r, nil)}
+	}
+	out := make(map[string]plan.Template, len(m))
+	for k, s := range m {
+		out[k] = plan.Lit(s)
+	}
+	return out, nil
+}
+
+// stringList evaluates a list of strings known at compile time.
+func (c *compiler) stringList(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) ([]string, hcl.Diagnostics) {
+	v, diags := c.value(expr, ctx, sc)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	strs, err := toStrings(v)
+	if err != nil {
+		r := expr.Range()
+		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a list of strings, like [\"a\", \"b\"]: %s.", capitalise(sc.what), err), &r, nil)}
+	}
+	return strs, nil
+}
+
+func toString(v cty.Value) (string, error) {
+	if v.IsNull() {
+		return "", fmt.Errorf("the value is null")
+	}
+	s, err := convert.Convert(v, cty.String)
+	if err != nil {
+		return "", fmt.Errorf("got %s", v.Type().FriendlyName())
+	}
+	return s.AsString(), nil
+}
+
+func toStrings(v cty.Value) ([]string, error) {
+	if v.IsNull() {
+		return nil, fmt.Errorf("the value is null")
+	}
+	l, err := convert.Convert(v, cty.List(cty.String))
+	if err != nil {
+		return nil, fmt.Errorf("got %s", v.Type().FriendlyName())
+	}
+	var out []string
+	for it := l.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() {
+			return nil, fmt.Errorf("an element is null")
+		}
+		out = append(out, e.AsString())
+	}
+	return out, nil
+}
+
+func toStringMap(v cty.Value) (map[string]string, error) {
+	if v.IsNull() {
+		return nil, fmt.Errorf("the value is null")
+	}
+	m, err := convert.Convert(v, cty.Map(cty.String))
+	if err != nil {
+		return nil, fmt.Errorf("got %s", v.Type().FriendlyName())
+	}
+	out := map[string]string{}
+	for it := m.ElementIterator(); it.Next(); {
+		k, e := it.Element()
+		if e.IsNull() {
+			return nil, fmt.Errorf("the value of %q is null", k.AsString())
+		}
+		out[k.AsString()] = e.AsString()
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,242 @@
+package dsl
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// maxReadFile bounds what file() reads into an expression.
+const maxReadFile = 1 << 20
+
+// functions returns the functions of the expression language. Every one is
+// deterministic: the same pipeline and event always compile to the same
+// plan. file() reads only below root.
+func functions(root string, changed []string, changedKnown bool) map[string]function.Function {
+	return map[string]function.Function{
+		"abs":             stdlib.AbsoluteFunc,
+		"base64decode":    base64DecodeFunc,
+		"base64encode":    base64EncodeFunc,
+		"can":             tryfunc.CanFunc,
+		"ceil":            stdlib.CeilFunc,
+		"changed":         changedFunc(changed, changedKnown),
+		"chomp":           stdlib.ChompFunc,
+		"chunklist":       stdlib.ChunklistFunc,
+		"coalesce":        stdlib.CoalesceFunc,
+		"coalescelist":    stdlib.CoalesceListFunc,
+		"compact":         stdlib.CompactFunc,
+		"concat":          stdlib.ConcatFunc,
+		"contains":        stdlib.ContainsFunc,
+		"csvdecode":       stdlib.CSVDecodeFunc,
+		"distinct":        stdlib.DistinctFunc,
+		"element":         stdlib.ElementFunc,
+		"endswith":        endsWithFunc,
+		"file":            fileFunc(root),
+		"fileexists":      fileExistsFunc(root),
+		"flatten":         stdlib.FlattenFunc,
+		"floor":           stdlib.FloorFunc,
+		"format":          stdlib.FormatFunc,
+		"formatdate":      stdlib.FormatDateFunc,
+		"formatlist":      stdlib.FormatListFunc,
+		"indent":          stdlib.IndentFunc,
+		"index":           stdlib.IndexFunc,
+		"join":            stdlib.JoinFunc,
+		"jsondecode":      stdlib.JSONDecodeFunc,
+		"jsonencode":      stdlib.JSONEncodeFunc,
+		"keys":            stdlib.KeysFunc,
+		"length":          stdlib.LengthFunc,
+		"log":             stdlib.LogFunc,
+		"lookup":          stdlib.LookupFunc,
+		"lower":           stdlib.LowerFunc,
+		"max":             stdlib.MaxFunc,
+		"merge":           stdlib.MergeFunc,
+		"min":             stdlib.MinFunc,
+		"parseint":        stdlib.ParseIntFunc,
+		"pow":             stdlib.PowFunc,
+		"range":           stdlib.RangeFunc,
+		"regex":           stdlib.RegexFunc,
+		"regexall":        stdlib.RegexAllFunc,
+		"regex_replace":   stdlib.RegexReplaceFunc,
+		"replace":         stdlib.ReplaceFunc,
+		"reverse":         stdlib.ReverseListFunc,
+		"setintersection": stdlib.SetIntersectionFunc,
+		"setproduct":      stdlib.SetProductFunc,
+		"setsubtract":     stdlib.SetSubtractFunc,
+		"setunion":        stdlib.SetUnionFunc,
+		"sha256":          sha256Func,
+		"signum":          stdlib.SignumFunc,
+		"slice":           stdlib.SliceFunc,
+		"sort":            stdlib.SortFunc,
+		"split":           stdlib.SplitFunc,
+		"startswith":      startsWithFunc,
+		"strlen":          stdlib.StrlenFunc,
+		"strrev":          stdlib.ReverseFunc,
+		"substr":          stdlib.SubstrFunc,
+		"timeadd":         stdlib.TimeAddFunc,
+		"title":           stdlib.TitleFunc,
+		"tobool":          stdlib.MakeToFunc(cty.Bool),
+		"tolist":          stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)),
+		"tomap":           stdlib.MakeToFunc(cty.Map(cty.DynamicPseudoType)),
+		"tonumber":        stdlib.MakeToFunc(cty.Number),
+		"toset":           stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
+		"tostring":        stdlib.MakeToFunc(cty.String),
+		"trim":            stdlib.TrimFunc,
+		"trimprefix":      stdlib.TrimPrefixFunc,
+		"trimspace":       stdlib.TrimSpaceFunc,
+		"trimsuffix":      stdlib.TrimSuffixFunc,
+		"try":             tryfunc.TryFunc,
+		"upper":           stdlib.UpperFunc,
+		"values":          stdlib.ValuesFunc,
+		"zipmap":          stdlib.ZipmapFunc,
+	}
+}
+
+// FunctionNames lists the functions of the expression language, sorted.
+func FunctionNames() []string {
+	var names []string
+	for n := range functions("", nil, false) {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func stringPredicate(f func(s, affix string) bool) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "str", Type: cty.String}, {Name: "affix", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			return cty.BoolVal(f(args[0].AsString(), args[1].AsString())), nil
+		},
+	})
+}
+
+var (
+	startsWithFunc = stringPredicate(strings.HasPrefix)
+	endsWithFunc   = stringPredicate(strings.HasSuffix)
+)
+
+func stringFunc(f func(string) (string, error)) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "str", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			s, err := f(args[0].AsString())
+			if err != nil {
+				return cty.UnknownVal(cty.String), err
+			}
+			return cty.StringVal(s), nil
+		},
+	})
+}
+
+var (
+	base64EncodeFunc = stringFunc(func(s string) (string, error) {
+		return base64.StdEncoding.EncodeToString([]byte(s)), nil
+	})
+	base64DecodeFunc = stringFunc(func(s string) (string, error) {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return "", fmt.Errorf("the string is not valid base64: %w", err)
+		}
+		if !utf8.Valid(b) {
+			return "", fmt.Errorf("the decoded bytes are not UTF-8 text")
+		}
+		return string(b), nil
+	})
+	sha256Func = stringFunc(func(s string) (string, error) {
+		sum := sha256.Sum256([]byte(s))
+		return hex.EncodeToString(sum[:]), nil
+	})
+)
+
+// changedFunc reports whether any file changed by the event matches one of
+// the glob patterns. When the changed files are not known (no base to
+// compare with), every pattern counts as matched, so nothing is skipped by
+// mistake.
+func changedFunc(changed []string, known bool) function.Function {
+	return function.New(&function.Spec{
+		VarParam: &function.Parameter{Name: "patterns", Type: cty.String},
+		Type:     function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if len(args) == 0 {
+				return cty.False, fmt.Errorf("changed needs at least one glob pattern, like changed(\"services/api/**\")")
+			}
+			if !known {
+				return cty.True, nil
+			}
+			for _, a := range args {
+				for _, f := range changed {
+					if matchGlob(a.AsString(), f) {
+						return cty.True, nil
+					}
+				}
+			}
+			return cty.False, nil
+		},
+	})
+}
+
+// insideRoot resolves a relative path below root, refusing paths that
+// escape it: pipelines are read from repositories that may not be trusted.
+func insideRoot(root, name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return "", fmt.Errorf("the path %q is absolute; give a path relative to the repository", name)
+	}
+	p := filepath.Join(root, name)
+	rel, err := filepath.Rel(root, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("the path %q is outside the repository", name)
+	}
+	return p, nil
+}
+
+func fileFunc(root string) function.Function {
+	return stringFunc(func(name string) (string, error) {
+		p, err := insideRoot(root, name)
+		if err != nil {
+			return "", err
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			return "", fmt.Errorf("reading %q: %w", name, err)
+		}
+		if info.Size() > maxReadFile {
+			return "", fmt.Errorf("the file %q is %d bytes; file() reads at most %d", name, info.Size(), maxReadFile)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("reading %q: %w", name, err)
+		}
+		if !utf8.Valid(b) {
+			return "", fmt.Errorf("the file %q is not UTF-8 text", name)
+		}
+		return string(b), nil
+	})
+}
+
+func fileExistsFunc(root string) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "path", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			p, err := insideRoot(root, args[0].AsString())
+			if err != nil {
+				return cty.False, err
+			}
+			info, err := os.Stat(p)
+			return cty.BoolVal(err == nil && info.Mode().IsRegular()), nil
+		},
+	})
+}

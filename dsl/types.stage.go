@@ -1,0 +1,415 @@
+package dsl
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// MaxMatrix bounds the instances one matrix stage expands to.
+const MaxMatrix = 256
+
+// StageSchema is the schema of a stage block, besides needs, when, matrix
+// and its steps.
+type StageSchema struct {
+	RunsOn          []string                 `hcl:"runs_on"`
+	Timeout         plan.Duration            `hcl:"timeout"`
+	ContinueOnError bool                     `hcl:"continue_on_error"`
+	Env             map[string]plan.Template `hcl:"env"`
+	Approval        *ApprovalSchema          `hcl:"approval,block"`
+	Retry           *plan.Retry              `hcl:"retry,block"`
+}
+
+// ApprovalSchema is the schema of a stage's approval block.
+type ApprovalSchema struct {
+	Approvers   []string      `hcl:"approvers"`
+	Timeout     plan.Duration `hcl:"timeout" default:"24h"`
+	Description string        `hcl:"description"`
+}
+
+// StageExtraNames lists the stage attributes and blocks decoded by hand.
+var StageExtraNames = []string{"needs", "when", "matrix", "step"}
+
+var stageExtra = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "needs"}, {Name: "when"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "matrix"},
+		{Type: "step", LabelNames: []string{"kind", "name"}},
+	},
+}
+
+type stageBlock struct {
+	name      string
+	index     int
+	block     *hcl.Block
+	needs     []string
+	hasMatrix bool
+	steps     []*stepBlock
+}
+
+type stepBlock struct {
+	name, kind string
+	stage      *stageBlock
+	index      int
+	block      *hcl.Block
+	outputs    []string
+}
+
+// declareStage registers a stage and its steps, so that references to
+// them can be checked wherever they appear.
+func (c *compiler) declareStage(b *hcl.Block) {
+	s := &stageBlock{name: b.Labels[0], index: len(c.stages), block: b}
+	c.stages = append(c.stages, s)
+	c.stageIdx[s.name] = s
+	content, _, _ := b.Body.PartialContent(stageExtra)
+	s.hasMatrix = len(content.Blocks.OfType("matrix")) > 0
+	for _, sb := range content.Blocks.OfType("step") {
+		kind, name := sb.Labels[0], sb.Labels[1]
+		if plan.KindConfig(kind) == nil {
+			c.add(errorDiag("Unknown step kind", fmt.Sprintf("%q is not a step kind. The kinds are %s.%s", kind, quoteList(plan.Kinds), didYouMean(kind, plan.Kinds)), sb.LabelRanges[0].Ptr(), &sb.DefRange))
+			continue
+		}
+		if !validIdentifier(name) {
+			c.add(errorDiag("Invalid name", fmt.Sprintf("%q is not a valid step name. Names start with a letter and contain only letters, digits, underscores and dashes, because they are used in references such as step.%s.<output>.", name, "name"), sb.LabelRanges[1].Ptr(), &sb.DefRange))
+			continue
+		}
+		if prev, dup := c.steps[name]; dup {
+			c.add(errorDiag("Duplicate step", fmt.Sprintf("A step named %q was already declared in stage %q at %s. Step names are unique in a pipeline because step.<name>.<output> refers to them; rename one.", name, prev.stage.name, prev.block.DefRange), sb.LabelRanges[1].Ptr(), &sb.DefRange))
+			continue
+		}
+		st := &stepBlock{name: name, kind: kind, stage: s, index: len(s.steps), block: sb}
+		st.outputs = append(st.outputs, plan.KindOutputs[kind]...)
+		if kind == plan.KindRun {
+			st.outputs = append(st.outputs, c.declaredOutputs(sb)...)
+		}
+		s.steps = append(s.steps, st)
+		c.steps[name] = st
+	}
+}
+
+// declaredOutputs reads a run step's outputs list, which must be literal.
+func (c *compiler) declaredOutputs(sb *hcl.Block) []string {
+	content, _, _ := sb.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "outputs"}}})
+	attr, ok := content.Attributes["outputs"]
+	if !ok {
+		return nil
+	}
+	v, diags := attr.Expr.Value(nil)
+	names, err := toStrings(v)
+	if diags.HasErrors() || err != nil {
+		c.add(errorDiag("Invalid outputs", "outputs is a literal list of names, like outputs = [\"version\"], so that references to them can be checked before the pipeline runs.", attr.Expr.Range().Ptr(), &sb.DefRange))
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		switch {
+		case !validIdentifier(n):
+			c.add(errorDiag("Invalid output name", fmt.Sprintf("%q is not a valid output name: use letters, digits, underscores and dashes, starting with a letter.", n), attr.Expr.Range().Ptr(), &sb.DefRange))
+		case n == "exit_code":
+			c.add(errorDiag("Reserved output name", "exit_code is set by Sluice for every run step; choose another name.", attr.Expr.Range().Ptr(), &sb.DefRange))
+		case seen[n]:
+			c.add(errorDiag("Duplicate output name", fmt.Sprintf("%q is listed twice.", n), attr.Expr.Range().Ptr(), &sb.DefRange))
+		default:
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// resolveNeeds reads every stage's needs statically, checks the graph for
+// unknown stages and cycles, and computes each stage's ancestors.
+func (c *compiler) resolveNeeds() {
+	names := make([]string, len(c.stages))
+	for i, s := range c.stages {
+		names[i] = s.name
+	}
+	needsRange := map[string]hcl.Range{}
+	for i, s := range c.stages {
+		content, _, _ := s.block.Body.PartialContent(stageExtra)
+		attr, ok := content.Attributes["needs"]
+		if !ok {
+			if i > 0 {
+				s.needs = []string{c.stages[i-1].name}
+			}
+			continue
+		}
+		needsRange[s.name] = attr.Expr.Range()
+		exprs, diags := hcl.ExprList(attr.Expr)
+		if diags.HasErrors() {
+			c.add(errorDiag("Invalid needs", "needs is a list of stage references, like needs = [stage.build, stage.lint].", attr.Expr.Range().Ptr(), &s.block.DefRange))
+			continue
+		}
+		seen := map[string]bool{}
+		for _, e := range exprs {
+			tr, diags := hcl.AbsTraversalForExpr(e)
+			name, r, ok := attrName(tr, 1)
+			if diags.HasErrors() || tr.RootName() != "stage" || !ok || len(tr) != 2 {
+				c.add(errorDiag("Invalid needs", "Each item of needs is a stage reference, like stage.build (not a string or other expression).", e.Range().Ptr(), &s.block.DefRange))
+				continue
+			}
+			switch {
+			case c.stageIdx[name] == nil:
+				c.add(errorDiag("Reference to undeclared stage", fmt.Sprintf("There is no stage named %q.%s", name, didYouMean(name, names)), r, &s.block.DefRange))
+			case name == s.name:
+				c.add(errorDiag("Stage needs itself", fmt.Sprintf("Stage %q lists itself in needs; remove stage.%s.", name, name), r, &s.block.DefRange))
+			case seen[name]:
+				c.add(errorDiag("Duplicate need", fmt.Sprintf("stage.%s is listed twice.", name), r, &s.block.DefRange))
+			default:
+				seen[name] = true
+				s.needs = append(s.needs, name)
+			}
+		}
+	}
+	c.checkCycles(needsRange)
+	c.ancestors = map[string]map[string]bool{}
+	for _, s := range c.stages {
+		c.ancestorsOf(s.name, map[string]bool{})
+	}
+}
+
+func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
+	const (
+		unvisited = iota
+		onStack
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	reported := map[string]bool{}
+	var visit func(name string)
+	visit = func(name string) {
+		state[name] = onStack
+		stack = append(stack, name)
+		for _, dep := range c.stageIdx[name].needs {
+			switch state[dep] {
+			case unvisited:
+				visit(dep)
+			case onStack:
+				i := len(stack) - 1
+				for stack[i] != dep {
+					i--
+				}
+				cycle := append(append([]string{}, stack[i:]...), dep)
+				members := append([]string{}, cycle[:len(cycle)-1]...)
+				sort.Strings(members)
+				key := strings.Join(members, ",")
+				if reported[key] {
+					continue
+				}
+				reported[key] = true
+				var r *hcl.Range
+				if nr, ok := needsRange[name]; ok {
+					r = &nr
+				}
+				c.add(errorDiag("Cycle in stage needs", fmt.Sprintf("These stages need each other in a cycle, so none of them can start: %s. Remove one of these needs.", strings.Join(cycle, " → ")), r, &c.stageIdx[name].block.DefRange))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[name] = done
+	}
+	for _, s := range c.stages {
+		if state[s.name] == unvisited {
+			visit(s.name)
+		}
+	}
+}
+
+func (c *compiler) ancestorsOf(name string, visiting map[string]bool) map[string]bool {
+	if a, ok := c.ancestors[name]; ok {
+		return a
+	}
+	a := map[string]bool{}
+	if visiting[name] {
+		return a
+	}
+	visiting[name] = true
+	for _, dep := range c.stageIdx[name].needs {
+		a[dep] = true
+		for anc := range c.ancestorsOf(dep, visiting) {
+			a[anc] = true
+		}
+	}
+	c.ancestors[name] = a
+	return a
+}
+
+// topoOrder orders stages so that each comes after the stages it needs;
+// among stages that are ready together, the one written first comes first.
+// Stages on a cycle (already reported) come last in written order.
+func (c *compiler) topoOrder() []*stageBlock {
+	indeg := map[string]int{}
+	dependents := map[string][]*stageBlock{}
+	for _, s := range c.stages {
+		indeg[s.name] = len(s.needs)
+		for _, n := range s.needs {
+			dependents[n] = append(dependents[n], s)
+		}
+	}
+	var ready, order []*stageBlock
+	for _, s := range c.stages {
+		if indeg[s.name] == 0 {
+			ready = append(ready, s)
+		}
+	}
+	placed := map[string]bool{}
+	for len(ready) > 0 {
+		sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
+		s := ready[0]
+		ready = ready[1:]
+		order = append(order, s)
+		placed[s.name] = true
+		for _, d := range dependents[s.name] {
+			if indeg[d.name]--; indeg[d.name] == 0 {
+				ready = append(ready, d)
+			}
+		}
+	}
+	for _, s := range c.stages {
+		if !placed[s.name] {
+			order = append(order, s)
+		}
+	}
+	return order
+}
+
+// matrixInstance is one combination of a matrix.
+type matrixInstance struct {
+	keys   []string
+	values map[string]string
+}
+
+func (m matrixInstance) id(stage string) string {
+	if len(m.keys) == 0 {
+		return stage
+	}
+	parts := make([]string, len(m.keys))
+	for i, k := range m.keys {
+		parts[i] = k + "=" + m.values[k]
+	}
+	return stage + "[" + strings.Join(parts, ",") + "]"
+}
+
+func (m matrixInstance) ctyValues() map[string]cty.Value {
+	if len(m.keys) == 0 {
+		return nil
+	}
+	out := make(map[string]cty.Value, len(m.keys))
+	for k, v := range m.values {
+		out[k] = cty.StringVal(v)
+	}
+	return out
+}
+
+// expandMatrix evaluates a matrix block into its instances: the product of
+// its dimensions in the order written, minus excluded combinations.
+func (c *compiler) expandMatrix(s *stageBlock, b *hcl.Block) []matrixInstance {
+	content, dimsBody, diags := b.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "exclude"}}})
+	c.add(diags...)
+	attrs, diags := dimsBody.JustAttributes()
+	c.add(diags...)
+	ctx := c.evalContext(nil)
+	var keys []string
+	dims := map[string][]string{}
+	total := 1
+	for _, a := range sortByPos(attrs) {
+		v, diags := c.value(a.Expr, ctx, scope{what: "matrix." + a.Name, stepIndex: -1})
+		c.add(diags...)
+		if diags.HasErrors() {
+			return nil
+		}
+		vals, err := matrixValues(v)
+		if err != nil {
+			c.add(errorDiag("Invalid matrix dimension", fmt.Sprintf("matrix.%s must be a non-empty list of strings, numbers or bools, like %s = [\"1.22\", \"1.23\"]: %s.", a.Name, a.Name, err), a.Expr.Range().Ptr(), &b.DefRange))
+			return nil
+		}
+		keys = append(keys, a.Name)
+		dims[a.Name] = vals
+		total *= len(vals)
+		if total > MaxMatrix {
+			c.add(errorDiag("Matrix too large", fmt.Sprintf("The matrix of stage %q expands to more than %d instances. Reduce its dimensions, or split the stage.", s.name, MaxMatrix), &b.DefRange, &s.block.DefRange))
+			return nil
+		}
+	}
+	if len(keys) == 0 {
+		c.add(errorDiag("Empty matrix", "A matrix block needs at least one dimension, like go = [\"1.22\", \"1.23\"].", &b.DefRange, &s.block.DefRange))
+		return nil
+	}
+	var excludes []map[string]string
+	for _, eb := range content.Blocks {
+		ea, diags := eb.Body.JustAttributes()
+		c.add(diags...)
+		ex := map[string]string{}
+		for _, a := range sortByPos(ea) {
+			if _, ok := dims[a.Name]; !ok {
+				c.add(errorDiag("Unknown matrix key", fmt.Sprintf("The matrix has no dimension %q.%s", a.Name, didYouMean(a.Name, keys)), a.NameRange.Ptr(), &eb.DefRange))
+				continue
+			}
+			v, diags := c.value(a.Expr, ctx, scope{what: "exclude." + a.Name, stepIndex: -1})
+			c.add(diags...)
+			if s, err := toString(v); err == nil && !diags.HasErrors() {
+				ex[a.Name] = s
+			}
+		}
+		excludes = append(excludes, ex)
+	}
+	var out []matrixInstance
+	var rec func(i int, cur map[string]string)
+	rec = func(i int, cur map[string]string) {
+		if i == len(keys) {
+			for _, ex := range excludes {
+				match := len(ex) > 0
+				for k, v := range ex {
+					match = match && cur[k] == v
+				}
+				if match {
+					return
+				}
+			}
+			vals := make(map[string]string, len(cur))
+			for k, v := range cur {
+				vals[k] = v
+			}
+			out = append(out, matrixInstance{keys: keys, values: vals})
+			return
+		}
+		for _, v := range dims[keys[i]] {
+			cur[keys[i]] = v
+			rec(i+1, cur)
+		}
+	}
+	rec(0, map[string]string{})
+	if len(out) == 0 {
+		c.add(errorDiag("Matrix excludes everything", fmt.Sprintf("Every combination of the matrix of stage %q is excluded, so the stage would never run.", s.name), &b.DefRange, &s.block.DefRange))
+	}
+	return out
+}
+
+func matrixValues(v cty.Value) ([]string, error) {
+	if v.IsNull() || !(v.Type().IsListType() || v.Type().IsTupleType() || v.Type().IsSetType()) {
+		return nil, fmt.Errorf("got %s", friendlyType(v))
+	}
+	var out []string
+	seen := map[string]bool{}
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		s, err := convert.Convert(e, cty.String)
+		if err != nil || s.IsNull() {
+			return nil, fmt.Errorf("an element is %s", friendlyType(e))
+		}
+		if !seen[s.AsString()] {
+			seen[s.AsString()] = true
+			out = append(out, s.AsString())
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the list is empty")
+	}
+	return out, nil
+}

@@ -1,0 +1,243 @@
+package dsl
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// StepCommon is the schema every step kind shares.
+type StepCommon struct {
+	Env             map[string]plan.Template `hcl:"env"`
+	Timeout         plan.Duration            `hcl:"timeout"`
+	ContinueOnError bool                     `hcl:"continue_on_error"`
+	Retry           *plan.Retry              `hcl:"retry,block"`
+}
+
+// compileStages decodes every stage instance in dependency order.
+func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
+	var out []plan.Stage
+	instances := map[string][]string{} // stage name -> instance IDs
+	skipped := map[string]bool{}       // instance ID -> skipped
+	for _, s := range c.topoOrder() {
+		content, diags := s.block.Body.Content(schemaWith(stageExtra, StageSchema{}))
+		c.add(diags...)
+		var combos []matrixInstance
+		matrices := content.Blocks.OfType("matrix")
+		for _, extra := range matrices[min(1, len(matrices)):] {
+			c.add(errorDiag("Duplicate matrix block", "A stage has at most one matrix block; put all dimensions in it.", &extra.DefRange, &s.block.DefRange))
+		}
+		if len(matrices) > 0 {
+			combos = c.expandMatrix(s, matrices[0])
+			if len(combos) == 0 {
+				continue
+			}
+		} else {
+			combos = []matrixInstance{{}}
+		}
+		var needIDs []string
+		for _, n := range s.needs {
+			needIDs = append(needIDs, instances[n]...)
+		}
+		for _, m := range combos {
+			ps := c.compileStage(s, m, content, needIDs)
+			switch {
+			case !p.Trigger.Matched:
+				ps.Skip = "the pipeline is not started by this event: " + p.Trigger.Reason
+			case ps.Skip == "":
+				for _, n := range needIDs {
+					if skipped[n] {
+						ps.Skip = fmt.Sprintf("it needs %s, which is skipped", n)
+						break
+					}
+				}
+			}
+			skipped[ps.ID] = ps.Skip != ""
+			instances[s.name] = append(instances[s.name], ps.ID)
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
+// schemaWith merges a hand-written schema with that of a tagged struct, for
+// the full check of a block's content.
+func schemaWith(extra *hcl.BodySchema, v any) *hcl.BodySchema {
+	s := schemaOf(typeOf(v))
+	s.Attributes = append(s.Attributes, extra.Attributes...)
+	s.Blocks = append(s.Blocks, extra.Blocks...)
+	return s
+}
+
+func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.BodyContent, needs []string) plan.Stage {
+	matrix := m.ctyValues()
+	ctx := c.evalContext(matrix)
+	id := m.id(s.name)
+	ps := plan.Stage{ID: id, Name: s.name, MatrixKeys: m.keys, Needs: needs, Source: c.relSource(s.block.DefRange)}
+	if len(m.keys) > 0 {
+		ps.Matrix = m.values
+	}
+	where := fmt.Sprintf("stage %q", s.name)
+	sc := scope{matrix: matrix, stage: s, stepIndex: -1, runtime: true, what: where}
+	// decodeBody repeats the shape diagnostics of the Content call above,
+	// and every matrix instance repeats them again; Compile drops repeats.
+	var ss StageSchema
+	c.decodeBody(s.block.Body, ctx, sc, where, s.block.DefRange, stageExtra, &ss)
+	ps.RunsOn, ps.Timeout, ps.ContinueOnError, ps.Env, ps.Retry = ss.RunsOn, ss.Timeout, ss.ContinueOnError, ss.Env, ss.Retry
+	if ss.Approval != nil {
+		ps.Approval = &plan.Approval{Approvers: ss.Approval.Approvers, Timeout: ss.Approval.Timeout, Description: ss.Approval.Description}
+	}
+	c.checkRetry(ps.Retry)
+	if attr, ok := content.Attributes["when"]; ok {
+		v, diags := c.value(attr.Expr, ctx, scope{matrix: matrix, stage: s, stepIndex: -1, what: "when"})
+		c.add(diags...)
+		if !diags.HasErrors() {
+			b, err := convert.Convert(v, cty.Bool)
+			switch {
+			case err != nil || b.IsNull():
+				c.add(errorDiag("Invalid when", fmt.Sprintf("when must be true or false; got %s.", friendlyType(v)), attr.Expr.Range().Ptr(), &s.block.DefRange))
+			case b.False():
+				ps.Skip = fmt.Sprintf("when is false: %s", c.exprText(attr.Expr.Range()))
+			}
+		}
+	}
+	for i, sb := range content.Blocks.OfType("step") {
+		st, ok := c.steps[sb.Labels[1]]
+		if !ok || st.block.DefRange != sb.DefRange {
+			continue // reported when the stage was declared
+		}
+		ssc := sc
+		ssc.stepIndex = i
+		ps.Steps = append(ps.Steps, c.compileStep(st, ctx, ssc, ps.Retry))
+	}
+	if len(ps.Steps) == 0 && len(s.steps) == 0 {
+		c.add(errorDiag("Stage without steps", fmt.Sprintf("Stage %q has no steps, so it would do nothing. Add a step, like:\n\n  step \"run\" \"hello\" {\n    command = [\"echo\", \"hello\"]\n  }", s.name), &s.block.DefRange, nil))
+	}
+	if ps.Steps == nil {
+		ps.Steps = []plan.Step{}
+	}
+	return ps
+}
+
+func (c *compiler) checkRetry(r *plan.Retry) {
+	if r == nil {
+		return
+	}
+	if r.Attempts < 1 {
+		r.Attempts = 1
+	}
+	if r.MaxBackoff != 0 && r.MaxBackoff < r.Backoff {
+		r.MaxBackoff = r.Backoff
+	}
+}
+
+func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, stageRetry *plan.Retry) plan.Step {
+	b := st.block
+	where := fmt.Sprintf("step %q %q", st.kind, st.name)
+	sc.what = where
+	var common StepCommon
+	cfg := plan.KindConfig(st.kind)
+	c.decodeBody(b.Body, ctx, sc, where, b.DefRange, nil, &common, cfg)
+	ps := plan.Step{
+		Name: st.name, Kind: st.kind, Env: common.Env, Timeout: common.Timeout,
+		Retry: common.Retry, ContinueOnError: common.ContinueOnError,
+		Outputs: st.outputs, Source: c.relSource(b.DefRange),
+	}
+	c.checkRetry(ps.Retry)
+	if ps.Retry == nil && stageRetry != nil {
+		r := *stageRetry
+		ps.Retry = &r
+	}
+	ps.SetConfig(cfg)
+	c.checkKind(&ps, b)
+	ps.Refs = ps.CollectRefs()
+	return ps
+}
+
+// checkKind applies the rules of a step kind that a schema cannot say.
+func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
+	def := &b.DefRange
+	fail := func(summary, detail string) { c.add(errorDiag(summary, detail, def, nil)) }
+	switch s.Kind {
+	case plan.KindRun:
+		r := s.Run
+		switch {
+		case len(r.Command) == 0 && r.Script.IsZero():
+			fail("Missing command", fmt.Sprintf("Run step %q needs either command = [\"program\", \"arg\"] or script = \"shell commands\".", s.Name))
+		case len(r.Command) > 0 && !r.Script.IsZero():
+			fail("Both command and script", fmt.Sprintf("Run step %q has both command and script; keep one. command runs a program with arguments; script runs shell commands.", s.Name))
+		}
+		if len(r.Shell) > 0 && r.Script.IsZero() {
+			fail("Shell without script", fmt.Sprintf("Run step %q sets shell, which only runs a script.", s.Name))
+		}
+		if path.IsAbs(r.WorkingDir) || strings.HasPrefix(path.Clean(r.WorkingDir), "..") {
+			fail("Invalid working_dir", fmt.Sprintf("working_dir %q must be a path inside the workspace, relative to it.", r.WorkingDir))
+		}
+	case plan.KindImage:
+		for _, pl := range s.Image.Platforms {
+			parts := strings.Split(pl, "/")
+			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+				fail("Invalid platform", fmt.Sprintf("%q is not a platform; write os/arch[/variant], like \"linux/amd64\" or \"linux/arm64\".", pl))
+			}
+		}
+	case plan.KindScan:
+		for _, a := range s.Scan.Allow {
+			if a.Until != "" {
+				if _, err := time.Parse(time.DateOnly, a.Until); err != nil {
+					fail("Invalid date", fmt.Sprintf("until %q of the allowed finding %q is not a date; write YYYY-MM-DD, like \"2026-12-31\".", a.Until, a.ID))
+				}
+			}
+		}
+	case plan.KindRelease:
+		r := s.Release
+		app := r.AppID != 0 || r.InstallationID != 0 || !r.PrivateKey.IsZero()
+		if app && (r.AppID == 0 || r.InstallationID == 0 || r.PrivateKey.IsZero()) {
+			fail("Incomplete GitHub App credentials", "GitHub App authentication needs app_id, installation_id and private_key (usually secret.<name>) together.")
+		}
+		if app && !r.Token.IsZero() {
+			fail("Two kinds of credentials", "Give either token or GitHub App credentials (app_id, installation_id, private_key), not both.")
+		}
+	case plan.KindArgoCD:
+		g := s.ArgoCD.GitOps
+		if g == nil {
+			return
+		}
+		if g.Format == "" {
+			g.Format = guessGitOpsFormat(g.File)
+			if g.Format == "" {
+				fail("Unknown GitOps file format", fmt.Sprintf("Sluice cannot tell how %q holds the image from its name. Set format = \"kustomize\", \"helm\" or \"argocd-source\" in the gitops block.", g.File))
+			}
+		}
+		if g.Format == "helm" && g.Key == "" {
+			fail("Missing Helm values key", "A Helm values file needs key, the dotted path of the image in it, like key = \"image.tag\".")
+		}
+	case plan.KindVerify:
+		v := s.Verify
+		if (v.Below == nil) == (v.Above == nil) {
+			fail("Missing bound", fmt.Sprintf("Verify step %q needs exactly one bound: below = <number> (fail when the value reaches it) or above = <number> (fail when the value drops to it).", s.Name))
+		}
+		if v.For != 0 && v.Interval > v.For {
+			fail("Interval longer than the watch", fmt.Sprintf("interval (%s) is longer than for (%s), so the query would run at most once. Shorten interval.", v.Interval.Std(), v.For.Std()))
+		}
+	}
+}
+
+// guessGitOpsFormat recognises the usual names of GitOps files.
+func guessGitOpsFormat(file string) string {
+	base := path.Base(file)
+	switch {
+	case base == "kustomization.yaml" || base == "kustomization.yml" || base == "Kustomization":
+		return "kustomize"
+	case strings.HasPrefix(base, ".argocd-source"):
+		return "argocd-source"
+	case strings.HasPrefix(base, "values") && (strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")):
+		return "helm"
+	}
+	return ""
+}

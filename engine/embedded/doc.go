@@ -1,0 +1,32 @@
+// Package embedded runs a complete single-process Temporal server inside the
+// sluice binary, so that `sluice run` and `sluice dev` need no other process.
+//
+// The server keeps its state in one SQLite file (DataDir/temporal.db), so a
+// pipeline interrupted by a laptop going to sleep or by Ctrl-C can be looked
+// at, and resumed, the next time sluice starts. A server started with an
+// empty DataDir keeps everything in memory instead, for tests.
+//
+// Start returns only once the frontend answers requests for the Sluice
+// namespace, with the Sluice search attributes registered, so a caller can
+// dial it and start a workflow straight away:
+//
+//	srv, err := embedded.Start(ctx, embedded.Config{DataDir: dir})
+//	if err != nil {
+//		return err
+//	}
+//	defer srv.Stop()
+//	c, err := client.Dial(client.Options{HostPort: srv.Address(), Namespace: srv.Namespace()})
+//
+// Choices that matter to callers:
+//
+//   - Membership is static (temporal.WithStaticHosts). With the default
+//     ringpop membership a restart on an existing database waits ~50 s for the
+//     hosts recorded by the previous process to time out.
+//   - A lock file (DataDir/temporal.db.lock, flock) keeps two processes from
+//     serving the same database; the second Start fails with ErrDataDirInUse.
+//   - The server's own logs go to Config.Logger at warn level and above, and
+//     nowhere else: a user of `sluice run` sees pipeline output only.
+//   - No metrics, pprof or HTTP API listeners are opened: the frontend gRPC
+//     port (Config.Port) and three loopback gRPC ports for the history,
+//     matching and worker services, picked free at each Start.
+package embedded

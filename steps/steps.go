@@ -1,0 +1,42 @@
+// Package steps defines how a runner executes one step of a plan. Each step
+// kind has its own sub-package implementing Executor; the engine's
+// activities look the executor up by kind.
+package steps
+
+import (
+	"context"
+	"io"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+// Request is everything an executor needs to run one step. By the time an
+// executor sees it, every Template in Step is literal: step outputs were
+// substituted by the workflow and secrets by the runner.
+type Request struct {
+	RunID   string
+	StageID string
+	Step    plan.Step
+	// Workspace is the directory the steps of a stage share; it holds the
+	// repository at the commit being run.
+	Workspace string
+	// Env is the merged environment of pipeline, stage and step, resolved.
+	Env map[string]string
+	Git plan.Git
+	// Log receives the step's output. Secret values are masked by the writer.
+	Log io.Writer
+}
+
+// Result is what a finished step hands to the steps after it.
+type Result struct {
+	Outputs map[string]string
+}
+
+// Executor runs one kind of step. It returns an error when the step failed;
+// a failure the user can act on says what happened and what to do.
+type Executor interface {
+	Execute(ctx context.Context, req Request) (Result, error)
+}
+
+// Registry maps step kinds to their executors.
+type Registry map[string]Executor
