@@ -126,7 +126,7 @@ func (c *compiler) run() *plan.Plan {
 					declared[b.Type] = seen
 				}
 				if prev, dup := seen[b.Labels[0]]; dup {
-					c.add(errorDiag("Duplicate "+b.Type, fmt.Sprintf("A %s named %q was already declared at %s. Names must be unique; rename one of them.", b.Type, b.Labels[0], prev.DefRange), b.LabelRanges[0].Ptr(), &b.DefRange))
+					c.add(errorDiag("Duplicate "+b.Type, fmt.Sprintf("A %s named %q was already declared at %s. Names must be unique; rename one of them.", b.Type, b.Labels[0], c.relSource(prev.DefRange)), b.LabelRanges[0].Ptr(), &b.DefRange))
 					continue
 				}
 				seen[b.Labels[0]] = b
@@ -151,7 +151,7 @@ func (c *compiler) run() *plan.Plan {
 		c.add(errorDiag("Missing pipeline block", "A pipeline needs exactly one pipeline block, which names it and says which events start it:\n\n  pipeline \"web\" {\n    on \"push\" { branches = [\"main\"] }\n  }", &r, nil))
 	case len(pipelines) > 1:
 		for _, b := range pipelines[1:] {
-			c.add(errorDiag("More than one pipeline block", fmt.Sprintf("A pipeline directory describes one pipeline, and it is already named %q at %s. Move the other pipeline to its own directory, or remove this block.", pipelines[0].Labels[0], pipelines[0].DefRange), &b.DefRange, nil))
+			c.add(errorDiag("More than one pipeline block", fmt.Sprintf("A pipeline directory describes one pipeline, and it is already named %q at %s. Move the other pipeline to its own directory, or remove this block.", pipelines[0].Labels[0], c.relSource(pipelines[0].DefRange)), &b.DefRange, nil))
 		}
 	}
 	if len(pipelines) > 0 {

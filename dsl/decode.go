@@ -113,7 +113,7 @@ func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, whe
 			attr, ok := content.Attributes[s.name]
 			if !ok {
 				if s.required {
-					c.add(errorDiag("Missing required argument", fmt.Sprintf("%s needs the argument %q. Add it to the block: %s = ...", where, s.name, s.name), &defRange, nil))
+					c.add(errorDiag("Missing required argument", fmt.Sprintf("%s needs the argument %q. Add it to the block: %s = ...", capitalise(where), s.name, s.name), &defRange, nil))
 				} else if s.hasDef {
 					c.setDefault(field, s)
 				}
@@ -131,11 +131,11 @@ func (c *compiler) decodeBlocks(blocks hcl.Blocks, s fieldSpec, field reflect.Va
 	switch {
 	case len(blocks) == 0:
 		if s.required {
-			c.add(errorDiag("Missing required block", fmt.Sprintf("%s needs a %s block: %s { ... }.", where, s.name, s.name), &defRange, nil))
+			c.add(errorDiag("Missing required block", fmt.Sprintf("%s needs a %s block: %s { ... }.", capitalise(where), s.name, s.name), &defRange, nil))
 		}
 	case field.Kind() == reflect.Pointer:
 		for _, b := range blocks[1:] {
-			c.add(errorDiag("Duplicate "+s.name+" block", fmt.Sprintf("%s may have only one %s block; the first is at %s. Merge them into one.", where, s.name, blocks[0].DefRange), &b.DefRange, nil))
+			c.add(errorDiag("Duplicate "+s.name+" block", fmt.Sprintf("%s may have only one %s block; the first is at %s. Merge them into one.", where, s.name, c.relSource(blocks[0].DefRange)), &b.DefRange, nil))
 		}
 		v := reflect.New(field.Type().Elem())
 		c.decodeBody(blocks[0].Body, ctx, sc, fmt.Sprintf("the %s block", s.name), blocks[0].DefRange, nil, v.Interface())

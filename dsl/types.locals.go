@@ -15,7 +15,7 @@ func (c *compiler) evalLocals(blocks []*hcl.Block) {
 		c.add(diags...)
 		for _, a := range sortByPos(attrs) {
 			if prev, dup := c.locals[a.Name]; dup {
-				c.add(errorDiag("Duplicate local value", fmt.Sprintf("A local named %q was already defined at %s. Rename one of them.", a.Name, prev.Range), a.NameRange.Ptr(), nil))
+				c.add(errorDiag("Duplicate local value", fmt.Sprintf("A local named %q was already defined at %s. Rename one of them.", a.Name, c.relSource(prev.Range)), a.NameRange.Ptr(), nil))
 				continue
 			}
 			c.locals[a.Name] = a

@@ -86,7 +86,7 @@ func (c *compiler) declarePipeline(b *hcl.Block) {
 			continue
 		}
 		if prev, dup := pb.on[kind]; dup {
-			c.add(errorDiag("Duplicate trigger", fmt.Sprintf("There is already an on %q block at %s. Put all its filters in one block.", kind, prev.DefRange), &on.DefRange, nil))
+			c.add(errorDiag("Duplicate trigger", fmt.Sprintf("There is already an on %q block at %s. Put all its filters in one block.", kind, c.relSource(prev.DefRange)), &on.DefRange, nil))
 			continue
 		}
 		pb.on[kind] = on
@@ -100,7 +100,7 @@ func (c *compiler) declarePipeline(b *hcl.Block) {
 			}
 			name := ib.Labels[0]
 			if prev, dup := c.inputs[name]; dup {
-				c.add(errorDiag("Duplicate input", fmt.Sprintf("An input named %q was already declared at %s.", name, prev.block.DefRange), ib.LabelRanges[0].Ptr(), nil))
+				c.add(errorDiag("Duplicate input", fmt.Sprintf("An input named %q was already declared at %s.", name, c.relSource(prev.block.DefRange)), ib.LabelRanges[0].Ptr(), nil))
 				continue
 			}
 			in := &inputBlock{block: ib}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -79,7 +80,7 @@ func (c *compiler) declareStage(b *hcl.Block) {
 			continue
 		}
 		if prev, dup := c.steps[name]; dup {
-			c.add(errorDiag("Duplicate step", fmt.Sprintf("A step named %q was already declared in stage %q at %s. Step names are unique in a pipeline because step.<name>.<output> refers to them; rename one.", name, prev.stage.name, prev.block.DefRange), sb.LabelRanges[1].Ptr(), &sb.DefRange))
+			c.add(errorDiag("Duplicate step", fmt.Sprintf("A step named %q was already declared in stage %q at %s. Step names are unique in a pipeline because step.<name>.<output> refers to them; rename one.", name, prev.stage.name, c.relSource(prev.block.DefRange)), sb.LabelRanges[1].Ptr(), &sb.DefRange))
 			continue
 		}
 		st := &stepBlock{name: name, kind: kind, stage: s, index: len(s.steps), block: sb}
@@ -310,10 +311,25 @@ func (m matrixInstance) ctyValues() map[string]cty.Value {
 // expandMatrix evaluates a matrix block into its instances: the product of
 // its dimensions in the order written, minus excluded combinations.
 func (c *compiler) expandMatrix(s *stageBlock, b *hcl.Block) []matrixInstance {
-	content, dimsBody, diags := b.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "exclude"}}})
-	c.add(diags...)
-	attrs, diags := dimsBody.JustAttributes()
-	c.add(diags...)
+	// A matrix body is free-form: its attributes are the dimensions, and
+	// exclude blocks remove combinations.
+	body, ok := b.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	attrs := hcl.Attributes{}
+	for name, a := range body.Attributes {
+		attrs[name] = a.AsHCLAttribute()
+	}
+	var excludeBlocks []*hclsyntax.Block
+	for _, eb := range body.Blocks {
+		if eb.Type != "exclude" || len(eb.Labels) > 0 {
+			r := eb.TypeRange
+			c.add(errorDiag("Unexpected block in matrix", fmt.Sprintf("A matrix holds dimensions (go = [\"1.22\", \"1.23\"]) and exclude blocks without labels; %q is neither.%s", eb.Type, didYouMean(eb.Type, []string{"exclude"})), &r, &b.DefRange))
+			continue
+		}
+		excludeBlocks = append(excludeBlocks, eb)
+	}
 	ctx := c.evalContext(nil)
 	var keys []string
 	dims := map[string][]string{}
@@ -342,13 +358,19 @@ func (c *compiler) expandMatrix(s *stageBlock, b *hcl.Block) []matrixInstance {
 		return nil
 	}
 	var excludes []map[string]string
-	for _, eb := range content.Blocks {
-		ea, diags := eb.Body.JustAttributes()
-		c.add(diags...)
+	for _, eb := range excludeBlocks {
 		ex := map[string]string{}
+		ea := hcl.Attributes{}
+		for name, a := range eb.Body.Attributes {
+			ea[name] = a.AsHCLAttribute()
+		}
+		for _, nb := range eb.Body.Blocks {
+			r := nb.TypeRange
+			c.add(errorDiag("Unexpected block in exclude", "An exclude block holds matrix values only, like go = \"1.22\".", &r, nil))
+		}
 		for _, a := range sortByPos(ea) {
 			if _, ok := dims[a.Name]; !ok {
-				c.add(errorDiag("Unknown matrix key", fmt.Sprintf("The matrix has no dimension %q.%s", a.Name, didYouMean(a.Name, keys)), a.NameRange.Ptr(), &eb.DefRange))
+				c.add(errorDiag("Unknown matrix key", fmt.Sprintf("The matrix has no dimension %q.%s", a.Name, didYouMean(a.Name, keys)), a.NameRange.Ptr(), eb.DefRange().Ptr()))
 				continue
 			}
 			v, diags := c.value(a.Expr, ctx, scope{what: "exclude." + a.Name, stepIndex: -1})

@@ -223,7 +223,7 @@ func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
 			fail("Missing bound", fmt.Sprintf("Verify step %q needs exactly one bound: below = <number> (fail when the value reaches it) or above = <number> (fail when the value drops to it).", s.Name))
 		}
 		if v.For != 0 && v.Interval > v.For {
-			fail("Interval longer than the watch", fmt.Sprintf("interval (%s) is longer than for (%s), so the query would run at most once. Shorten interval.", v.Interval.Std(), v.For.Std()))
+			fail("Interval longer than the watch", fmt.Sprintf("interval (%s) is longer than for (%s), so the query would run at most once. Shorten interval.", v.Interval, v.For))
 		}
 	}
 }

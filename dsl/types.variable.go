@@ -226,7 +226,7 @@ func (c *compiler) validateVariable(v *variableBlock) {
 		if diags.HasErrors() || err != nil {
 			text = "The value is not valid."
 		}
-		c.add(errorDiag("Invalid value for variable", fmt.Sprintf("%s\n\nThis was checked by the validation rule at %s.", text, vd.condition.Range()), v.block.DefRange.Ptr(), nil))
+		c.add(errorDiag("Invalid value for variable", fmt.Sprintf("%s\n\nThis was checked by the validation rule at %s.", text, c.relSource(vd.condition.Range())), v.block.DefRange.Ptr(), nil))
 	}
 }
 
