@@ -53,7 +53,7 @@ type compiler struct {
 	stages    []*stageBlock
 	stageIdx  map[string]*stageBlock
 	steps     map[string]*stepBlock
-	ancestors map[string]map[string]bool
+	ancestors [][]uint64 // by stage index; see computeAncestors
 }
 
 // Compile turns loaded pipeline sources into a plan for one event. It

@@ -34,9 +34,9 @@ var contextRoots = []string{"git", "var", "local", "matrix", "pipeline", "step",
 // checkRefs reports every reference in expr that does not resolve in sc,
 // with a suggestion where one is close. It runs before evaluation so that
 // the messages can be specific.
-func (c *compiler) checkRefs(expr hcl.Expression, sc scope) hcl.Diagnostics {
+func (c *compiler) checkRefs(trs []hcl.Traversal, sc scope) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	for _, tr := range expr.Variables() {
+	for _, tr := range trs {
 		diags = append(diags, c.checkTraversal(tr, sc)...)
 	}
 	return diags
@@ -191,7 +191,7 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		if sc.stepIndex < 0 {
 			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Stage attributes are set before any step of stage %q runs, so they cannot use the outputs of its own step %q.", sc.stage.name, name), &rng, nil)}
 		}
-	case !c.ancestors[sc.stage.name][producer.name]:
+	case !c.needsTransitively(sc.stage, producer):
 		return hcl.Diagnostics{errorDiag("Step output from a stage this one does not need", fmt.Sprintf("Step %q runs in stage %q, but stage %q does not depend on it, so the output may not exist when this stage runs. Add stage.%s to the needs of stage %q (directly or through a stage that needs it).", name, producer.name, sc.stage.name, producer.name, sc.stage.name), &rng, nil)}
 	case producer.hasMatrix:
 		return hcl.Diagnostics{errorDiag("Ambiguous step output", fmt.Sprintf("Step %q runs once per matrix instance of stage %q, so step.%s.%s has several values. Use the output inside stage %q, or produce it in a stage without a matrix.", name, producer.name, name, out, producer.name), &rng, nil)}
@@ -199,9 +199,9 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	return nil
 }
 
-// runtimeRefs reports whether expr uses step outputs or secrets.
-func runtimeRefs(expr hcl.Expression) bool {
-	for _, tr := range expr.Variables() {
+// runtimeRefs reports whether traversals use step outputs or secrets.
+func runtimeRefs(trs []hcl.Traversal) bool {
+	for _, tr := range trs {
 		if r := tr.RootName(); r == "step" || r == "secret" {
 			return true
 		}
@@ -213,10 +213,15 @@ func runtimeRefs(expr hcl.Expression) bool {
 // references. A diagnostic-free result is known and not null unless the
 // expression is literally null.
 func (c *compiler) value(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (cty.Value, hcl.Diagnostics) {
-	if diags := c.checkRefs(expr, sc); diags.HasErrors() {
+	return c.valueOf(expr, expr.Variables(), ctx, sc)
+}
+
+// valueOf is value for a caller that has the expression's traversals.
+func (c *compiler) valueOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.EvalContext, sc scope) (cty.Value, hcl.Diagnostics) {
+	if diags := c.checkRefs(trs, sc); diags.HasErrors() {
 		return cty.DynamicVal, diags
 	}
-	if runtimeRefs(expr) {
+	if runtimeRefs(trs) {
 		r := expr.Range()
 		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Run-time value not allowed here", fmt.Sprintf("%s must be known when the pipeline is compiled, so it cannot use step outputs or secrets, which are known only while it runs.", capitalise(sc.what)), &r, nil)}
 	}
@@ -237,8 +242,9 @@ func (c *compiler) value(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (c
 // inside a string template, where literal parts around them are evaluated
 // now.
 func (c *compiler) template(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (plan.Template, hcl.Diagnostics) {
-	if !runtimeRefs(expr) {
-		v, diags := c.value(expr, ctx, sc)
+	trs := expr.Variables()
+	if !runtimeRefs(trs) {
+		v, diags := c.valueOf(expr, trs, ctx, sc)
 		if diags.HasErrors() {
 			return plan.Template{}, diags
 		}
@@ -249,7 +255,7 @@ func (c *compiler) template(expr hcl.Expression, ctx *hcl.EvalContext, sc scope)
 		}
 		return plan.Lit(s), nil
 	}
-	if diags := c.checkRefs(expr, sc); diags.HasErrors() {
+	if diags := c.checkRefs(trs, sc); diags.HasErrors() {
 		return plan.Template{}, diags
 	}
 	var t plan.Template
@@ -280,7 +286,7 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 		}
 		return diags
 	}
-	if runtimeRefs(expr) {
+	if runtimeRefs(expr.Variables()) {
 		r := expr.Range()
 		return hcl.Diagnostics{errorDiag("Run-time value used in an expression", "Step outputs and secrets are known only while the pipeline runs. Use them as a whole value (image = step.api.digest_ref) or inside a string (\"${step.api.ref}-debug\"), not in function calls, conditionals or arithmetic.", &r, nil)}
 	}
@@ -299,7 +305,8 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 
 // templateList evaluates a list of strings that may hold run-time values.
 func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) ([]plan.Template, hcl.Diagnostics) {
-	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok && runtimeRefs(expr) {
+	trs := expr.Variables()
+	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok && runtimeRefs(trs) {
 		var out []plan.Template
 		var diags hcl.Diagnostics
 		for _, e := range tup.Exprs {
@@ -309,7 +316,7 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 		}
 		return out, diags
 	}
-	if runtimeRefs(expr) {
+	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
 	strs, diags := c.stringList(expr, ctx, sc)
@@ -323,7 +330,8 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 // templateMap evaluates a map of strings whose values may hold run-time
 // values. Keys are always known at compile time.
 func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (map[string]plan.Template, hcl.Diagnostics) {
-	if obj, ok := expr.(*hclsyntax.ObjectConsExpr); ok && runtimeRefs(expr) {
+	trs := expr.Variables()
+	if obj, ok := expr.(*hclsyntax.ObjectConsExpr); ok && runtimeRefs(trs) {
 		out := map[string]plan.Template{}
 		var diags hcl.Diagnostics
 		for _, item := range obj.Items {
@@ -344,7 +352,7 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 		}
 		return out, diags
 	}
-	if runtimeRefs(expr) {
+	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
 	v, diags := c.value(expr, ctx, sc)

@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
@@ -75,16 +77,36 @@ func Load(path string) (*Sources, hcl.Diagnostics) {
 		names = []string{path}
 	}
 	sort.Strings(names)
+	// Files are parsed in parallel: parsing dominates loading a large
+	// pipeline, and files are independent until compilation.
+	type result struct {
+		file  *hcl.File
+		diags hcl.Diagnostics
+	}
+	results := make([]result, len(names))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			b, err := os.ReadFile(name)
+			if err != nil {
+				results[i].diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read pipeline file", Detail: fmt.Sprintf("Reading %q: %s.", name, errText(err))}}
+				return
+			}
+			results[i].file, results[i].diags = Parse(b, name)
+		}()
+	}
+	wg.Wait()
 	var diags hcl.Diagnostics
-	for _, name := range names {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read pipeline file", Detail: fmt.Sprintf("Reading %q: %s.", name, errText(err))})
+	for i, name := range names {
+		diags = append(diags, results[i].diags...)
+		if results[i].file == nil {
 			continue
 		}
-		f, fdiags := Parse(b, name)
-		diags = append(diags, fdiags...)
-		src.Files[name] = f
+		src.Files[name] = results[i].file
 		src.Order = append(src.Order, name)
 	}
 	return src, diags

@@ -169,10 +169,7 @@ func (c *compiler) resolveNeeds() {
 		}
 	}
 	c.checkCycles(needsRange)
-	c.ancestors = map[string]map[string]bool{}
-	for _, s := range c.stages {
-		c.ancestorsOf(s.name, map[string]bool{})
-	}
+	c.computeAncestors()
 }
 
 func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
@@ -222,23 +219,29 @@ func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
 	}
 }
 
-func (c *compiler) ancestorsOf(name string, visiting map[string]bool) map[string]bool {
-	if a, ok := c.ancestors[name]; ok {
-		return a
-	}
-	a := map[string]bool{}
-	if visiting[name] {
-		return a
-	}
-	visiting[name] = true
-	for _, dep := range c.stageIdx[name].needs {
-		a[dep] = true
-		for anc := range c.ancestorsOf(dep, visiting) {
-			a[anc] = true
+// computeAncestors records, for every stage, the set of stages it depends
+// on directly or not, as a bitset indexed by declaration order: a pipeline
+// of a thousand stages in a chain has half a million such pairs.
+func (c *compiler) computeAncestors() {
+	words := (len(c.stages) + 63) / 64
+	c.ancestors = make([][]uint64, len(c.stages))
+	for _, s := range c.topoOrder() {
+		set := make([]uint64, words)
+		for _, n := range s.needs {
+			dep := c.stageIdx[n]
+			set[dep.index/64] |= 1 << (dep.index % 64)
+			for w, bits := range c.ancestors[dep.index] { // nil while on a cycle
+				set[w] |= bits
+			}
 		}
+		c.ancestors[s.index] = set
 	}
-	c.ancestors[name] = a
-	return a
+}
+
+// needsTransitively reports whether stage s depends on stage dep.
+func (c *compiler) needsTransitively(s, dep *stageBlock) bool {
+	set := c.ancestors[s.index]
+	return set != nil && set[dep.index/64]&(1<<(dep.index%64)) != 0
 }
 
 // topoOrder orders stages so that each comes after the stages it needs;

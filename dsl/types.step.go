@@ -42,21 +42,26 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 			combos = []matrixInstance{{}}
 		}
 		var needIDs []string
+		skippedNeed := ""
 		for _, n := range s.needs {
 			needIDs = append(needIDs, instances[n]...)
+			// A needed stage counts as skipped when none of its matrix
+			// instances runs: one instance that runs is enough to go on.
+			all := len(instances[n]) > 0
+			for _, id := range instances[n] {
+				all = all && skipped[id]
+			}
+			if all && skippedNeed == "" {
+				skippedNeed = n
+			}
 		}
 		for _, m := range combos {
 			ps := c.compileStage(s, m, content, needIDs)
 			switch {
 			case !p.Trigger.Matched:
 				ps.Skip = "the pipeline is not started by this event: " + p.Trigger.Reason
-			case ps.Skip == "":
-				for _, n := range needIDs {
-					if skipped[n] {
-						ps.Skip = fmt.Sprintf("it needs %s, which is skipped", n)
-						break
-					}
-				}
+			case ps.Skip == "" && skippedNeed != "":
+				ps.Skip = fmt.Sprintf("it needs %s, which is skipped", skippedNeed)
 			}
 			skipped[ps.ID] = ps.Skip != ""
 			instances[s.name] = append(instances[s.name], ps.ID)

@@ -127,8 +127,8 @@ func deepCopy(v reflect.Value) reflect.Value {
 func (s *Step) CollectRefs() []Ref {
 	seen := map[Ref]bool{}
 	var refs []Ref
-	c := s.Clone()
-	_ = c.MapTemplates(func(t Template) (Template, error) {
+	// The identity mapping leaves s as it was.
+	_ = s.MapTemplates(func(t Template) (Template, error) {
 		for _, r := range t.Refs() {
 			if !seen[r] {
 				seen[r] = true

@@ -22,10 +22,17 @@ func terminateGroup(cmd *exec.Cmd) { _ = syscall.Kill(-cmd.Process.Pid, syscall.
 
 func killGroup(cmd *exec.Cmd) { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 
-// groupAlive reports whether any process of the group is left.
+// groupAlive reports whether any process of the group is left. A process
+// that has ended but is not reaped yet (a zombie) does not count: the
+// step's orphans are reaped by init, which in some containers takes
+// seconds.
 func groupAlive(cmd *exec.Cmd) bool {
-	err := syscall.Kill(-cmd.Process.Pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	pgid := cmd.Process.Pid
+	if err := syscall.Kill(-pgid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	alive, ok := liveMembers(pgid)
+	return alive || !ok
 }
 
 func exitError(ps *os.ProcessState) *ExitError {

@@ -47,6 +47,7 @@ type ExitError struct {
 	Signal string
 }
 
+// Error gives the message a user sees under the failed step.
 func (e *ExitError) Error() string {
 	if e.Signal != "" {
 		return fmt.Sprintf("command was killed by signal %s (exit code %d)", e.Signal, e.Code)
@@ -95,6 +96,9 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 	if !rs.Image.IsZero() {
 		return steps.Result{}, fmt.Errorf("step %q sets image %q: %w", req.Step.Name, rs.Image.String(), ErrNeedsContainer)
 	}
+	if err := ctx.Err(); err != nil {
+		return steps.Result{}, fmt.Errorf("step %q cancelled before it started: %w", req.Step.Name, err)
+	}
 	argv, err := commandLine(rs)
 	if err != nil {
 		return steps.Result{}, fmt.Errorf("step %q: %w", req.Step.Name, err)
@@ -133,12 +137,12 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		return steps.Result{}, fmt.Errorf("step %q: starting %q: %w", req.Step.Name, argv[0], err)
 	}
 	waitErr, cancelled := p.wait(ctx)
-	if p.logErr != nil {
-		return steps.Result{}, fmt.Errorf("step %q: writing its log: %w", req.Step.Name, p.logErr)
-	}
 	if cancelled {
 		fmt.Fprintf(log, "sluice: step cancelled; its processes were stopped\n")
 		return steps.Result{}, fmt.Errorf("step %q cancelled: %w", req.Step.Name, ctx.Err())
+	}
+	if p.logErr != nil {
+		return steps.Result{}, fmt.Errorf("step %q: writing its log: %w", req.Step.Name, p.logErr)
 	}
 	if p.escaped {
 		fmt.Fprintf(log, "sluice: warning: a process that left the step's process group still held its output; output after the step ended was dropped\n")
@@ -306,9 +310,11 @@ func envValue(env []string, name string) string {
 // NotFoundError reports a program that is not on the step's PATH; it
 // matches exec.ErrNotFound with errors.Is.
 type NotFoundError struct {
+	// Name is the program as the step wrote it.
 	Name string
 }
 
+// Error says what to do about the missing program.
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("command %q not found in PATH; install it on the runner, set PATH in the step's env, or give its full path", e.Name)
 }

@@ -326,7 +326,13 @@ func TestErrors(t *testing.T) {
 		t.Errorf("image: err = %v, want ErrNeedsContainer", err)
 	}
 
-	req := request(ws, script("true"), nil)
+	req := request(ws, script("echo lost"), nil)
+	req.Log = failingLog{}
+	if _, err := e.Execute(context.Background(), req); err == nil || !strings.Contains(err.Error(), "writing its log: disk full") {
+		t.Errorf("failing log: err = %v", err)
+	}
+
+	req = request(ws, script("true"), nil)
 	req.Step.Kind = plan.KindImage
 	if _, err := e.Execute(context.Background(), req); err == nil {
 		t.Error("a step of another kind: no error")
@@ -699,6 +705,10 @@ func FuzzParseOutputs(f *testing.F) {
 		}
 	})
 }
+
+type failingLog struct{}
+
+func (failingLog) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func waitForPID(t *testing.T, file string) int {
 	t.Helper()
