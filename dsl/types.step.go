@@ -148,7 +148,12 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 	sc.what = where
 	var common StepCommon
 	cfg := plan.KindConfig(st.kind)
+	before := len(c.diags)
 	c.decodeBody(b.Body, ctx, sc, where, b.DefRange, nil, &common, cfg)
+	misspelt := false
+	for _, d := range c.diags[before:] {
+		misspelt = misspelt || d.Summary == "Unsupported argument" || d.Summary == "Unsupported block type"
+	}
 	ps := plan.Step{
 		Name: st.name, Kind: st.kind, Env: common.Env, Timeout: common.Timeout,
 		Retry: common.Retry, ContinueOnError: common.ContinueOnError,
@@ -160,7 +165,11 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 		ps.Retry = &r
 	}
 	ps.SetConfig(cfg)
-	c.checkKind(&ps, b)
+	if !misspelt {
+		// A misspelt attribute would also be reported as missing here;
+		// the kind's rules are checked once the names are right.
+		c.checkKind(&ps, b)
+	}
 	ps.Refs = ps.CollectRefs()
 	return ps
 }

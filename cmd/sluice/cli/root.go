@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -34,7 +35,7 @@ type env struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr, environ: os.Environ(), getwd: os.Getwd}
 	root := newRoot(e)
-	root.SetArgs(args)
+	root.SetArgs(singleDashLong(root, args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.Execute()
@@ -44,7 +45,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &xe):
 		return xe.code
-	case errors.As(err, new(usageError)):
+	case errors.As(err, new(usageError)), strings.HasPrefix(err.Error(), "unknown command"):
 		fmt.Fprintf(stderr, "sluice: %s\nRun 'sluice --help' for usage.\n", err)
 		return 2
 	default:
@@ -79,12 +80,6 @@ Check a pipeline and see what an event would run before you push it:
   # zsh, installed for every shell
   sluice completion zsh > "${fpath[1]}/_sluice"`
 		}
-	}
-	root.Args = func(cmd *cobra.Command, args []string) error {
-		if len(args) > 0 {
-			return usageError{fmt.Errorf("unknown command %q", args[0])}
-		}
-		return nil
 	}
 	return root
 }
@@ -124,4 +119,30 @@ func maxOneArg(cmd *cobra.Command, args []string) error {
 		return usageError{fmt.Errorf("%s takes at most one path; got %d arguments", cmd.CommandPath(), len(args))}
 	}
 	return nil
+}
+
+// singleDashLong accepts long flags written with one dash (-check, as in
+// terraform fmt -check and go vet -json) by rewriting them to two, when the
+// command has a long flag of that name.
+func singleDashLong(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil {
+		return args
+	}
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if a == "--" {
+			copy(out[i:], args[i:])
+			break
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if len(name) > 1 && (cmd.Flags().Lookup(name) != nil || cmd.InheritedFlags().Lookup(name) != nil) {
+			out[i] = "-" + a
+		}
+	}
+	return out
 }

@@ -1,0 +1,46 @@
+# Sluice's build. `make demo` and `make test` are the README's quickstart:
+# each installs what it needs first.
+
+GO       ?= go
+BIN      := bin/sluice
+FUZZTIME ?= 20s
+PKGS     := ./...
+
+.PHONY: all build test test-unit fuzz lint bench demo deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+deps:
+	@scripts/deps.sh git
+
+# test runs every Go test (real servers included), then the fuzzers for a
+# bounded time, then the lint checks.
+test: deps test-unit fuzz lint
+
+test-unit:
+	$(GO) test -count=1 $(PKGS)
+
+fuzz:
+	$(GO) test ./dsl -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# bench measures the figures recorded in docs/benchmarks.md.
+bench: build
+	@scripts/deps.sh hyperfine
+	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
+	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
+
+# demo shows the main job on the embedded default.
+demo: deps build
+	$(BIN) validate examples/go-service/.sluice
+	$(BIN) plan examples/go-service/.sluice
+	$(BIN) plan examples/go-service/.sluice --event tag --ref v1.0.0
+
+clean:
+	rm -rf bin

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# deps.sh installs the Debian packages a make target needs when their
+# commands are missing: `scripts/deps.sh git hyperfine`. Each argument is a
+# command; the package that provides it is looked up below. Nothing is
+# installed when every command is already there, so repeated runs are fast.
+set -euo pipefail
+
+declare -A package=(
+  [git]=git
+  [hyperfine]=hyperfine
+  [runc]=runc
+  [prometheus]=prometheus
+  [busybox]=busybox-static
+)
+
+missing=()
+for cmd in "$@"; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("${package[$cmd]:-$cmd}")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing Debian packages: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null
