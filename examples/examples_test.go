@@ -3,6 +3,7 @@ package examples
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/sluice-ci/sluice/dsl"
@@ -62,19 +63,8 @@ func TestGoServiceStages(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			var runs []string
-			for _, s := range p.Stages {
-				if s.Skip == "" {
-					runs = append(runs, s.ID)
-				}
-			}
-			if len(runs) != len(tt.runs) {
+			if runs := stagesThatRun(p); !slices.Equal(runs, tt.runs) {
 				t.Fatalf("stages that run = %v; want %v", runs, tt.runs)
-			}
-			for i := range runs {
-				if runs[i] != tt.runs[i] {
-					t.Fatalf("stages that run = %v; want %v", runs, tt.runs)
-				}
 			}
 		})
 	}
@@ -111,20 +101,19 @@ func TestMonorepoPaths(t *testing.T) {
 			if p.Trigger.Matched != tt.matched {
 				t.Fatalf("trigger matched = %v (%s); want %v", p.Trigger.Matched, p.Trigger.Reason, tt.matched)
 			}
-			var runs []string
-			for _, s := range p.Stages {
-				if s.Skip == "" {
-					runs = append(runs, s.ID)
-				}
-			}
-			if len(runs) != len(tt.runs) {
+			if runs := stagesThatRun(p); !slices.Equal(runs, tt.runs) {
 				t.Fatalf("stages that run = %v; want %v", runs, tt.runs)
-			}
-			for i := range runs {
-				if runs[i] != tt.runs[i] {
-					t.Fatalf("stages that run = %v; want %v", runs, tt.runs)
-				}
 			}
 		})
 	}
+}
+
+func stagesThatRun(p *plan.Plan) []string {
+	var runs []string
+	for _, s := range p.Stages {
+		if s.Skip == "" {
+			runs = append(runs, s.ID)
+		}
+	}
+	return runs
 }

@@ -139,6 +139,18 @@ func pipelineDir(path string) string {
 	return path
 }
 
+// compile compiles the pipeline named by a command's arguments for the
+// event its flags describe.
+func (f *compileFlags) compile(e *env, args []string) (*plan.Plan, error) {
+	path := pipelinePath(args)
+	opts, err := f.options(e, pipelineDir(path))
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := compile(e, path, opts)
+	return p, err
+}
+
 // compile loads and compiles a pipeline, printing diagnostics to stderr.
 // It returns exitError{1} when there are errors.
 func compile(e *env, path string, opts dsl.Options) (*plan.Plan, *dsl.Sources, error) {

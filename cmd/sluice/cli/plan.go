@@ -35,12 +35,7 @@ it; the same input always gives the same bytes and digest.`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("-o %q is not an output format; use text or json", output)}
 			}
-			path := pipelinePath(args)
-			opts, err := flags.options(e, pipelineDir(path))
-			if err != nil {
-				return err
-			}
-			p, _, err := compile(e, path, opts)
+			p, err := flags.compile(e, args)
 			if err != nil {
 				return err
 			}

@@ -20,12 +20,7 @@ is valid and 1 otherwise. Nothing runs.`,
   sluice validate .sluice/web.hcl --var registry=localhost:5000`,
 		Args: maxOneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := pipelinePath(args)
-			opts, err := flags.options(e, pipelineDir(path))
-			if err != nil {
-				return err
-			}
-			p, _, err := compile(e, path, opts)
+			p, err := flags.compile(e, args)
 			if err != nil {
 				return err
 			}
