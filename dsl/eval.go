@@ -229,6 +229,10 @@ func (c *compiler) valueOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.Ev
 	if diags.HasErrors() {
 		return cty.DynamicVal, diags
 	}
+	if n := valueSize(v, maxValueSize); n > maxValueSize {
+		r := expr.Range()
+		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Value too large", fmt.Sprintf("The value of %s is more than %d bytes. Pipeline values are names, commands and settings; build large data in a step instead.", sc.what, maxValueSize), &r, nil)}
+	}
 	if !v.IsWhollyKnown() {
 		// Only values that failed earlier are unknown; that failure was
 		// reported, so this error only stops the caller and is dropped.
@@ -457,4 +461,30 @@ func capitalise(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// maxValueSize bounds any one evaluated value, so that values built from
+// each other (local.b = "${local.a}${local.a}") cannot grow without end.
+const maxValueSize = 1 << 20
+
+// valueSize estimates the bytes of a value, stopping once past limit.
+func valueSize(v cty.Value, limit int) int {
+	if !v.IsKnown() || v.IsNull() {
+		return 0
+	}
+	t := v.Type()
+	switch {
+	case t == cty.String:
+		return len(v.AsString())
+	case t.IsPrimitiveType():
+		return 8
+	case v.CanIterateElements():
+		n := 0
+		for it := v.ElementIterator(); it.Next() && n <= limit; {
+			k, e := it.Element()
+			n += valueSize(k, limit) + valueSize(e, limit)
+		}
+		return n
+	}
+	return 0
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -46,10 +48,10 @@ func functions(root string, changed []string, changedKnown bool) map[string]func
 		"fileexists":      fileExistsFunc(root),
 		"flatten":         stdlib.FlattenFunc,
 		"floor":           stdlib.FloorFunc,
-		"format":          stdlib.FormatFunc,
+		"format":          guardFormat(stdlib.FormatFunc),
 		"formatdate":      stdlib.FormatDateFunc,
-		"formatlist":      stdlib.FormatListFunc,
-		"indent":          stdlib.IndentFunc,
+		"formatlist":      guardFormat(stdlib.FormatListFunc),
+		"indent":          guardIndent(stdlib.IndentFunc),
 		"index":           stdlib.IndexFunc,
 		"join":            stdlib.JoinFunc,
 		"jsondecode":      stdlib.JSONDecodeFunc,
@@ -71,7 +73,7 @@ func functions(root string, changed []string, changedKnown bool) map[string]func
 		"replace":         stdlib.ReplaceFunc,
 		"reverse":         stdlib.ReverseListFunc,
 		"setintersection": stdlib.SetIntersectionFunc,
-		"setproduct":      stdlib.SetProductFunc,
+		"setproduct":      guardProduct(stdlib.SetProductFunc),
 		"setsubtract":     stdlib.SetSubtractFunc,
 		"setunion":        stdlib.SetUnionFunc,
 		"sha256":          sha256Func,
@@ -239,4 +241,78 @@ func fileExistsFunc(root string) function.Function {
 			return cty.BoolVal(err == nil && info.Mode().IsRegular()), nil
 		},
 	})
+}
+
+// The guards below refuse arguments that would make a function allocate
+// far more than any pipeline needs, before it allocates: pipelines come
+// from repositories and pull requests, and compiling one must not take a
+// server down. The limits are generous for real use.
+const (
+	maxFormatWidth = 10000
+	maxIndent      = 1000
+	maxProduct     = 10000
+)
+
+var formatWidthRE = regexp.MustCompile(`%[-+# 0]*(\d*)(?:\.(\d+))?`)
+
+func guardFormat(f function.Function) function.Function {
+	return wrapImpl(f, func(args []cty.Value) error {
+		if len(args) == 0 || !args[0].IsKnown() || args[0].IsNull() || args[0].Type() != cty.String {
+			return nil
+		}
+		for _, m := range formatWidthRE.FindAllStringSubmatch(args[0].AsString(), -1) {
+			for _, n := range m[1:] {
+				if w, err := strconv.Atoi(n); n != "" && (err != nil || w > maxFormatWidth) {
+					return fmt.Errorf("a width or precision of %s is more than the %d format allows", n, maxFormatWidth)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func guardIndent(f function.Function) function.Function {
+	return wrapImpl(f, func(args []cty.Value) error {
+		if len(args) > 0 && args[0].IsKnown() && !args[0].IsNull() && args[0].Type() == cty.Number {
+			if n, _ := args[0].AsBigFloat().Int64(); n > maxIndent {
+				return fmt.Errorf("indent takes at most %d spaces", maxIndent)
+			}
+		}
+		return nil
+	})
+}
+
+func guardProduct(f function.Function) function.Function {
+	return wrapImpl(f, func(args []cty.Value) error {
+		total := 1
+		for _, a := range args {
+			if !a.IsKnown() || a.IsNull() || !a.CanIterateElements() {
+				return nil
+			}
+			total *= max(a.LengthInt(), 1)
+			if total > maxProduct {
+				return fmt.Errorf("the product has more than %d elements", maxProduct)
+			}
+		}
+		return nil
+	})
+}
+
+// wrapImpl returns f with check run on the arguments before f itself.
+func wrapImpl(f function.Function, check func([]cty.Value) error) function.Function {
+	spec := &function.Spec{
+		Description: f.Description(),
+		Params:      f.Params(),
+		VarParam:    f.VarParam(),
+		Type: func(args []cty.Value) (cty.Type, error) {
+			return f.ReturnTypeForValues(args)
+		},
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if err := check(args); err != nil {
+				return cty.DynamicVal, err
+			}
+			return f.Call(args)
+		},
+	}
+	return function.New(spec)
 }

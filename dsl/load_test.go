@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +100,41 @@ func TestLoad(t *testing.T) {
 			t.Errorf("order = %s", got)
 		}
 	})
+}
+
+// TestCompileHostileExpressions checks that expressions built to exhaust
+// memory are refused before they allocate, each with its own diagnostic,
+// and that a value built from failed ones is not reported again.
+func TestCompileHostileExpressions(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("testdata/hostile-expressions.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "p.hcl"), b, 0o644)
+	src, diags := Load(dir)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, diags = Compile(src, Options{})
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	var got []string
+	for _, d := range diags {
+		got = append(got, d.Summary+": "+d.Detail)
+	}
+	want := []string{"width or precision of 900000000", "indent takes at most 1000", "more than 10000 elements", "The value of local.d4 is more than 1048576 bytes"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("diagnostic %d = %q; want it to mention %q", i, got[i], want[i])
+		}
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 200<<20 {
+		t.Errorf("compiling allocated %d MB; the guards must refuse before allocating", alloc>>20)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // evalLocals evaluates the locals of every locals block in dependency
@@ -47,17 +48,19 @@ func (c *compiler) evalLocals(blocks []*hcl.Block) {
 				}
 			}
 			if !ready {
+				c.localVal[name] = cty.DynamicVal
 				continue
 			}
 			v, diags := c.value(a.Expr, c.evalContext(nil), scope{what: "local." + name, stepIndex: -1})
 			c.add(diags...)
-			if !diags.HasErrors() {
-				c.localVal[name] = v
-			}
+			// A failed local is unknown, so what uses it fails quietly
+			// instead of repeating the error.
+			c.localVal[name] = v
 		}
 		if !progress {
 			names := sortedKeys(pending)
 			for _, name := range names {
+				c.localVal[name] = cty.DynamicVal
 				a := c.locals[name]
 				c.add(errorDiag("Cycle in local values", fmt.Sprintf("The locals %s refer to each other in a cycle, so none of them can be evaluated. Break the cycle.", "local."+strings.Join(names, ", local.")), a.NameRange.Ptr(), nil))
 			}
