@@ -2,6 +2,7 @@ package dsl
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"reflect"
 	"regexp"
@@ -253,8 +254,8 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 				return
 			}
 			i, acc := n.AsBigFloat().Int64()
-			if acc != big.Exact || i < 0 || i > 1<<31 {
-				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.what), 1<<31, n.AsBigFloat().Text('g', -1)), &rng, nil))
+			if acc != big.Exact || i < 0 || i > math.MaxInt32 {
+				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.what), math.MaxInt32, n.AsBigFloat().Text('g', -1)), &rng, nil))
 				return
 			}
 			field.SetInt(i)

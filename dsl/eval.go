@@ -390,6 +390,9 @@ func (c *compiler) stringList(expr hcl.Expression, ctx *hcl.EvalContext, sc scop
 }
 
 func toString(v cty.Value) (string, error) {
+	if !v.IsWhollyKnown() {
+		return "", fmt.Errorf("the value is not known")
+	}
 	if v.IsNull() {
 		return "", fmt.Errorf("the value is null")
 	}
@@ -401,6 +404,9 @@ func toString(v cty.Value) (string, error) {
 }
 
 func toStrings(v cty.Value) ([]string, error) {
+	if !v.IsWhollyKnown() {
+		return nil, fmt.Errorf("the value is not known")
+	}
 	if v.IsNull() {
 		return nil, fmt.Errorf("the value is null")
 	}
@@ -420,6 +426,9 @@ func toStrings(v cty.Value) ([]string, error) {
 }
 
 func toStringMap(v cty.Value) (map[string]string, error) {
+	if !v.IsWhollyKnown() {
+		return nil, fmt.Errorf("the value is not known")
+	}
 	if v.IsNull() {
 		return nil, fmt.Errorf("the value is null")
 	}

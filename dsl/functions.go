@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -191,13 +194,21 @@ func changedFunc(changed []string, known bool) function.Function {
 }
 
 // insideRoot resolves a relative path below root, refusing paths that
-// escape it: pipelines are read from repositories that may not be trusted.
+// escape it, through ".." or through symbolic links: pipelines are read
+// from repositories that may not be trusted.
 func insideRoot(root, name string) (string, error) {
 	if filepath.IsAbs(name) {
 		return "", fmt.Errorf("the path %q is absolute; give a path relative to the repository", name)
 	}
-	p := filepath.Join(root, name)
-	rel, err := filepath.Rel(root, p)
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("resolving the repository directory: %w", err)
+	}
+	p, err := filepath.EvalSymlinks(filepath.Join(realRoot, name))
+	if err != nil {
+		return "", fmt.Errorf("reading %q: %w", name, err)
+	}
+	rel, err := filepath.Rel(realRoot, p)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return "", fmt.Errorf("the path %q is outside the repository", name)
 	}
@@ -210,16 +221,20 @@ func fileFunc(root string) function.Function {
 		if err != nil {
 			return "", err
 		}
-		info, err := os.Stat(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return "", fmt.Errorf("reading %q: %w", name, err)
 		}
-		if info.Size() > maxReadFile {
-			return "", fmt.Errorf("the file %q is %d bytes; file() reads at most %d", name, info.Size(), maxReadFile)
+		defer f.Close()
+		if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+			return "", fmt.Errorf("%q is not a regular file", name)
 		}
-		b, err := os.ReadFile(p)
+		b, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
 		if err != nil {
 			return "", fmt.Errorf("reading %q: %w", name, err)
+		}
+		if len(b) > maxReadFile {
+			return "", fmt.Errorf("the file %q is larger than the %d bytes file() reads", name, maxReadFile)
 		}
 		if !utf8.Valid(b) {
 			return "", fmt.Errorf("the file %q is not UTF-8 text", name)
@@ -234,6 +249,9 @@ func fileExistsFunc(root string) function.Function {
 		Type:   function.StaticReturnType(cty.Bool),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
 			p, err := insideRoot(root, args[0].AsString())
+			if errors.Is(err, fs.ErrNotExist) {
+				return cty.False, nil
+			}
 			if err != nil {
 				return cty.False, err
 			}

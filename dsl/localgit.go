@@ -78,25 +78,34 @@ func LocalGit(dir string) (g plan.Git, changedKnown bool, err error) {
 	return g, true, nil
 }
 
-// ChangedBetween lists the files that differ between two commits of the
-// repository holding dir, for pull requests and pushes of several commits.
+// ChangedBetween lists the files a branch at head changed since it left
+// base (their merge base), in the repository holding dir: the files of a
+// pull request.
 func ChangedBetween(dir, base, head string) ([]string, error) {
 	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
 	if err != nil {
 		return nil, fmt.Errorf("opening the git repository at %q: %w", dir, err)
 	}
-	trees := make([]*object.Tree, 2)
+	commits := make([]*object.Commit, 2)
 	for i, rev := range []string{base, head} {
 		h, err := repo.ResolveRevision(plumbing.Revision(rev))
 		if err != nil {
 			return nil, fmt.Errorf("resolving %q: %w", rev, err)
 		}
-		c, err := repo.CommitObject(*h)
-		if err != nil {
+		if commits[i], err = repo.CommitObject(*h); err != nil {
 			return nil, fmt.Errorf("reading commit %q: %w", rev, err)
 		}
+	}
+	// Like a pull request, compare with where the branch left base, so
+	// that what changed on base since does not count.
+	if mb, err := commits[0].MergeBase(commits[1]); err == nil && len(mb) > 0 {
+		commits[0] = mb[0]
+	}
+	trees := make([]*object.Tree, 2)
+	for i, c := range commits {
+		var err error
 		if trees[i], err = c.Tree(); err != nil {
-			return nil, fmt.Errorf("reading the tree of %q: %w", rev, err)
+			return nil, fmt.Errorf("reading the tree of %s: %w", c.Hash, err)
 		}
 	}
 	return diffNames(trees[0], trees[1])

@@ -165,13 +165,6 @@ func (c *compiler) decodePipeline(ctx *hcl.EvalContext, p *plan.Plan) {
 	content := c.decodeBody(pb.block.Body, ctx, sc, fmt.Sprintf("pipeline %q", pb.name), pb.block.DefRange, pipelineExtra, &ps)
 	p.Description, p.MaxParallel, p.Timeout = ps.Description, ps.MaxParallel, ps.Timeout
 	p.Env = ps.Env
-	for _, t := range ps.Env {
-		if !t.IsLiteral() {
-			r := content.Attributes["env"].Expr.Range()
-			c.add(errorDiag("Run-time value in pipeline env", "The pipeline's env is set before any step runs, so it cannot use step outputs or secrets. Set such variables in a stage's or step's env.", &r, nil))
-			break
-		}
-	}
 	conc := content.Blocks.OfType("concurrency")
 	for i, b := range conc {
 		if i > 0 {
@@ -179,7 +172,10 @@ func (c *compiler) decodePipeline(ctx *hcl.EvalContext, p *plan.Plan) {
 			continue
 		}
 		var cs ConcurrencySchema
-		c.decodeBody(b.Body, ctx, scope{what: "the concurrency block", stepIndex: -1}, "the concurrency block", b.DefRange, nil, &cs)
+		cc := c.decodeBody(b.Body, ctx, scope{what: "the concurrency block", stepIndex: -1}, "the concurrency block", b.DefRange, nil, &cs)
+		if _, given := cc.Attributes["group"]; given && strings.TrimSpace(cs.Group) == "" {
+			c.add(errorDiag("Empty concurrency group", "The concurrency group is empty, so it would group nothing. Name the group, like group = \"deploy-${git.ref}\".", &b.DefRange, nil))
+		}
 		p.Concurrency = &plan.Concurrency{Group: cs.Group, CancelInProgress: cs.CancelInProgress}
 	}
 	p.Trigger = c.matchTriggers(ctx)

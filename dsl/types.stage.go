@@ -100,9 +100,13 @@ func (c *compiler) declaredOutputs(sb *hcl.Block) []string {
 	if !ok {
 		return nil
 	}
+	var names []string
 	v, diags := attr.Expr.Value(nil)
-	names, err := toStrings(v)
-	if diags.HasErrors() || err != nil {
+	err := fmt.Errorf("not a literal list")
+	if !diags.HasErrors() {
+		names, err = toStrings(v)
+	}
+	if err != nil {
 		c.add(errorDiag("Invalid outputs", "outputs is a literal list of names, like outputs = [\"version\"], so that references to them can be checked before the pipeline runs.", attr.Expr.Range().Ptr(), &sb.DefRange))
 		return nil
 	}

@@ -150,9 +150,12 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 	cfg := plan.KindConfig(st.kind)
 	before := len(c.diags)
 	c.decodeBody(b.Body, ctx, sc, where, b.DefRange, nil, &common, cfg)
+	// A misspelt or mistyped attribute would also be reported by the kind's
+	// rules (as a missing command, say): they are checked once the
+	// attributes decode, apart from missing ones.
 	misspelt := false
 	for _, d := range c.diags[before:] {
-		misspelt = misspelt || d.Summary == "Unsupported argument" || d.Summary == "Unsupported block type"
+		misspelt = misspelt || (d.Severity == hcl.DiagError && !strings.HasPrefix(d.Summary, "Missing required"))
 	}
 	ps := plan.Step{
 		Name: st.name, Kind: st.kind, Env: common.Env, Timeout: common.Timeout,
@@ -166,8 +169,6 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 	}
 	ps.SetConfig(cfg)
 	if !misspelt {
-		// A misspelt attribute would also be reported as missing here;
-		// the kind's rules are checked once the names are right.
 		c.checkKind(&ps, b)
 	}
 	ps.Refs = ps.CollectRefs()

@@ -78,8 +78,10 @@ func (c *compiler) decodeVariable(b *hcl.Block) {
 		val, diags := attr.Expr.Value(nil)
 		if diags.HasErrors() {
 			c.add(errorDiag("Invalid default value", "A variable's default must be a literal value: it cannot refer to other variables, locals or the git context. Compute derived values in a locals block instead.", attr.Expr.Range().Ptr(), &b.DefRange))
+			v.def = cty.DynamicVal // reported; not "missing" too
 		} else if conv, err := convert.Convert(val, v.typ); err != nil {
 			c.add(errorDiag("Invalid default value", fmt.Sprintf("The default of variable %q does not match its type %s: %s.", v.name, typeexpr.TypeString(v.typ), err), attr.Expr.Range().Ptr(), &b.DefRange))
+			v.def = cty.DynamicVal
 		} else {
 			v.def = conv
 		}
@@ -221,10 +223,11 @@ func (c *compiler) validateVariable(v *variableBlock) {
 		if okb.True() {
 			continue
 		}
-		msg, diags := vd.message.Value(ctx)
-		text, err := toString(msg)
-		if diags.HasErrors() || err != nil {
-			text = "The value is not valid."
+		text := "The value is not valid."
+		if msg, diags := vd.message.Value(ctx); !diags.HasErrors() {
+			if s, err := toString(msg); err == nil {
+				text = s
+			}
 		}
 		c.add(errorDiag("Invalid value for variable", fmt.Sprintf("%s\n\nThis was checked by the validation rule at %s.", text, c.relSource(vd.condition.Range())), v.block.DefRange.Ptr(), nil))
 	}
