@@ -200,6 +200,9 @@ func insideRoot(root, name string) (string, error) {
 	if filepath.IsAbs(name) {
 		return "", fmt.Errorf("the path %q is absolute; give a path relative to the repository", name)
 	}
+	if !within(root, filepath.Join(root, name)) {
+		return "", fmt.Errorf("the path %q is outside the repository", name)
+	}
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return "", fmt.Errorf("resolving the repository directory: %w", err)
@@ -208,11 +211,16 @@ func insideRoot(root, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading %q: %w", name, err)
 	}
-	rel, err := filepath.Rel(realRoot, p)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	if !within(realRoot, p) {
 		return "", fmt.Errorf("the path %q is outside the repository", name)
 	}
 	return p, nil
+}
+
+// within reports whether path p is root or below it.
+func within(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func fileFunc(root string) function.Function {
