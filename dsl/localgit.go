@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -160,4 +161,20 @@ func repoSlug(url string) string {
 		return name
 	}
 	return owner + "/" + name
+}
+
+// RepoRoot returns the top directory of the git repository holding dir,
+// and whether there is one; without one it returns dir's parent for a
+// .sluice directory, and dir otherwise.
+func RepoRoot(dir string) (string, bool) {
+	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
+	if err == nil {
+		if wt, err := repo.Worktree(); err == nil {
+			return wt.Filesystem.Root(), true
+		}
+	}
+	if filepath.Base(dir) == DefaultDir {
+		return filepath.Dir(dir), false
+	}
+	return dir, false
 }

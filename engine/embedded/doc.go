@@ -22,10 +22,18 @@
 //   - Membership is static (temporal.WithStaticHosts). With the default
 //     ringpop membership a restart on an existing database waits ~50 s for the
 //     hosts recorded by the previous process to time out.
-//   - A lock file (DataDir/temporal.db.lock, flock) keeps two processes from
-//     serving the same database; the second Start fails with ErrDataDirInUse.
+//   - A lock file (DataDir/temporal.db.lock, flock) keeps two servers from
+//     serving the same database; the second Start fails with ErrDataDirInUse
+//     and names the process that holds it.
+//   - The server's SQLite plugin keeps one connection per database open until
+//     the process exits, Stop or not. After Stop it is idle and holds no
+//     SQLite lock, so another process can take the database over, and a new
+//     Start in this process reuses it.
 //   - The server's own logs go to Config.Logger at warn level and above, and
-//     nowhere else: a user of `sluice run` sees pipeline output only.
+//     nowhere else: a user of `sluice run` sees pipeline output only. The
+//     warnings of a start that works and of any stop are dropped: they are
+//     the services dialling each other before all listen, and pollers
+//     reporting their cancelled requests.
 //   - No metrics, pprof or HTTP API listeners are opened: the frontend gRPC
 //     port (Config.Port) and three loopback gRPC ports for the history,
 //     matching and worker services, picked free at each Start.

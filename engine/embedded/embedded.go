@@ -33,6 +33,8 @@ import (
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Names of the custom search attributes Start registers in the namespace, all
@@ -59,17 +61,17 @@ const Retention = 7 * 24 * time.Hour
 
 // ErrDataDirInUse is returned (wrapped) by Start when another server, in this
 // process or another one, already serves the database in Config.DataDir.
-// Opening one SQLite database from two Temporal servers corrupts neither file
-// nor lock at first, but both servers then own every history shard and
-// overwrite each other's workflow state.
+// SQLite itself would let a second server open the file, and the two would
+// then fight over its one history shard, failing each other's writes.
 var ErrDataDirInUse = errors.New("data directory is in use")
 
 // Config says where the embedded server keeps its state and where it listens.
 // The zero value is a usable in-memory server on a free loopback port.
 type Config struct {
 	// DataDir holds the SQLite database (DataDir/temporal.db) and its lock
-	// file; it is created if missing. Empty keeps everything in memory and
-	// loses it at Stop.
+	// file; it is created if missing. Empty keeps everything in memory, for
+	// tests: the data is gone at Stop, but its memory is only freed when the
+	// process exits, as the server's SQLite plugin never closes a database.
 	DataDir string
 	// IP is the address the frontend listens on; empty means 127.0.0.1.
 	// The other services always listen on loopback.
@@ -83,12 +85,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Server is a running embedded Temporal server.
+// Server is a running embedded Temporal server. It serves any client that
+// dials Address, in this process or another.
 type Server struct {
 	server    temporal.Server
 	address   string
 	namespace string
 	lock      *lockFile
+	logs      *logGate
 
 	stopOnce sync.Once
 	stopErr  error
@@ -161,7 +165,7 @@ func prepareDatabase(dataDir string) (_ *config.SQL, _ *lockFile, err error) {
 	lock, err := acquireLock(lockPath)
 	switch {
 	case errors.Is(err, ErrDataDirInUse):
-		return nil, nil, fmt.Errorf("%w; stop the other sluice process using %q, or give this one another data directory", err, dir)
+		return nil, nil, err
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EPERM):
 		return nil, nil, fmt.Errorf("data directory %q is not writable: %w", dir, err)
 	case err != nil:
@@ -281,6 +285,11 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 	}
 
 	logger := newServerLogger(cfg.Logger)
+	defer func() {
+		if err != nil {
+			logger.gate.failed()
+		}
+	}()
 	server, err := build(
 		temporal.WithConfig(serverConfig),
 		temporal.ForServices(temporal.DefaultServices),
@@ -319,11 +328,12 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 		return nil, fmt.Errorf("waiting for the server to start: %w", context.Cause(ctx))
 	}
 
-	s := &Server{server: server, address: address, namespace: cfg.Namespace, lock: lock}
-	if err := s.waitReady(ctx, cfg.Logger); err != nil {
+	s := &Server{server: server, address: address, namespace: cfg.Namespace, lock: lock, logs: logger.gate}
+	if err := s.waitReady(ctx); err != nil {
 		_ = server.Stop()
 		return nil, err
 	}
+	logger.gate.started()
 	return s, nil
 }
 
@@ -374,10 +384,26 @@ func createNamespace(sqlConfig *config.SQL, name string) error {
 		return fmt.Errorf("registering namespace %q: %w", name, err)
 	}
 	ns.Detail.Config.Retention = durationpb.New(Retention)
-	if err := sqliteschema.CreateNamespaces(sqlConfig, ns); err != nil {
+	err = sqliteschema.CreateNamespaces(sqlConfig, ns)
+	if isDBLocked(err) {
+		// The lock file keeps other sluice processes out, not other programs.
+		return fmt.Errorf("database %q is locked by another program (a sqlite3 shell, a `temporal server start-dev --db-filename`?); close it and try again: %w", sqlConfig.DatabaseName, err)
+	}
+	if err != nil {
 		return fmt.Errorf("registering namespace %q: %w", name, err)
 	}
 	return nil
+}
+
+// isDBLocked reports SQLite's "database is locked": another connection holds
+// a write lock on the file.
+func isDBLocked(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	code := e.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 var searchAttrs = []string{SearchAttrPipeline, SearchAttrRepo, SearchAttrRef, SearchAttrSHA, SearchAttrStatus}
@@ -385,10 +411,7 @@ var searchAttrs = []string{SearchAttrPipeline, SearchAttrRepo, SearchAttrRef, Se
 // waitReady dials the frontend until it serves the namespace, then adds any
 // Sluice search attribute the namespace lacks (a database made by an older
 // sluice). Adding is idempotent: attributes already there are left alone.
-func (s *Server) waitReady(ctx context.Context, logger *slog.Logger) error {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+func (s *Server) waitReady(ctx context.Context) error {
 	var c client.Client
 	var lastErr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
@@ -396,7 +419,9 @@ func (s *Server) waitReady(ctx context.Context, logger *slog.Logger) error {
 			c, lastErr = client.DialContext(ctx, client.Options{
 				HostPort:  s.address,
 				Namespace: s.namespace,
-				Logger:    sdklog.NewStructuredLogger(logger.With("component", "temporal-client")),
+				// Its retries while the frontend comes up are noise; the
+				// last error, if any, is in the one Start returns.
+				Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
 			})
 		}
 		if c != nil {
@@ -454,9 +479,11 @@ func (s *Server) Namespace() string { return s.namespace }
 // Stop stops the server and releases the data directory, so that another
 // process, or a new Start in this one, can open the database. Workflows
 // still running are not lost: they resume at the next Start on the same
-// DataDir. Calling Stop again returns the first call's result.
+// DataDir. It takes about a second, which the frontend spends draining
+// requests. Calling Stop again returns the first call's result.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.logs.stopping()
 		err := s.server.Stop()
 		if lerr := s.lock.release(); err == nil {
 			err = lerr

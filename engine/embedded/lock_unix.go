@@ -43,13 +43,14 @@ func acquireLock(path string) (*lockFile, error) {
 func lockHeldError(path string) error {
 	b, _ := os.ReadFile(path)
 	pid := strings.TrimSpace(string(b))
-	if _, err := strconv.Atoi(pid); err != nil || pid == "" {
-		return fmt.Errorf("%w: lock %q is held by another process", ErrDataDirInUse, path)
+	switch _, err := strconv.Atoi(pid); {
+	case err != nil:
+		return fmt.Errorf("%w: lock %q is held by another process; stop the other sluice process, or give this one another data directory", ErrDataDirInUse, path)
+	case pid == strconv.Itoa(os.Getpid()):
+		return fmt.Errorf("%w: lock %q is held by another server in this process; stop that one first", ErrDataDirInUse, path)
+	default:
+		return fmt.Errorf("%w: lock %q is held by process %s; stop that sluice process, or give this one another data directory", ErrDataDirInUse, path, pid)
 	}
-	if pid == strconv.Itoa(os.Getpid()) {
-		return fmt.Errorf("%w: lock %q is held by another server in this process", ErrDataDirInUse, path)
-	}
-	return fmt.Errorf("%w: lock %q is held by process %s", ErrDataDirInUse, path, pid)
 }
 
 // release drops the lock. The file stays: removing it would let a third

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
@@ -15,7 +18,7 @@ import (
 // warnings and errors only: at info level the server writes hundreds of lines
 // per start, none of them useful to someone running a pipeline.
 type serverLogger struct {
-	out  *slog.Logger
+	gate *logGate
 	tags []tag.Tag
 }
 
@@ -28,7 +31,7 @@ func newServerLogger(out *slog.Logger) *serverLogger {
 	if out == nil {
 		out = slog.New(slog.DiscardHandler)
 	}
-	return &serverLogger{out: out}
+	return &serverLogger{gate: &logGate{out: out}}
 }
 
 func (l *serverLogger) Debug(string, ...tag.Tag) {}
@@ -65,12 +68,11 @@ func (l *serverLogger) With(tags ...tag.Tag) log.Logger {
 	all := make([]tag.Tag, 0, len(l.tags)+len(tags))
 	all = append(all, l.tags...)
 	all = append(all, tags...)
-	return &serverLogger{out: l.out, tags: all}
+	return &serverLogger{gate: l.gate, tags: all}
 }
 
 func (l *serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
-	ctx := context.Background()
-	if !l.out.Enabled(ctx, level) {
+	if !l.gate.out.Enabled(context.Background(), level) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, len(l.tags)+len(tags)+1)
@@ -81,7 +83,75 @@ func (l *serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
 	for _, t := range tags {
 		attrs = append(attrs, slog.Any(t.Key(), t.Value()))
 	}
-	l.out.LogAttrs(ctx, level, msg, attrs...)
+	l.gate.log(slog.NewRecord(time.Now(), level, msg, 0), attrs)
+}
+
+// logGate lets through only the warnings that say something about a running
+// server. While the services start they dial each other before all of them
+// listen, and while they stop every poller reports its cancelled request;
+// both are dozens of warnings and errors on every run of `sluice run`, and
+// none is a fault. Start-up logs are held back and shown only if Start fails,
+// where they explain the failure; shutdown logs are dropped.
+type logGate struct {
+	out *slog.Logger
+
+	mu      sync.Mutex
+	state   gateState
+	pending []slog.Record
+}
+
+type gateState int
+
+const (
+	gateStarting gateState = iota
+	gateRunning
+	gateStopping
+)
+
+// maxPending bounds what a start that goes wrong can hold in memory; the
+// last records are the ones kept, as they are closest to the failure.
+const maxPending = 200
+
+func (g *logGate) log(r slog.Record, attrs []slog.Attr) {
+	r.AddAttrs(attrs...)
+	g.mu.Lock()
+	state := g.state
+	if state == gateStarting {
+		if len(g.pending) == maxPending {
+			g.pending = slices.Delete(g.pending, 0, 1)
+		}
+		g.pending = append(g.pending, r)
+	}
+	g.mu.Unlock()
+	if state == gateRunning {
+		_ = g.out.Handler().Handle(context.Background(), r)
+	}
+}
+
+// started drops the start-up logs and lets later ones through.
+func (g *logGate) started() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.state, g.pending = gateRunning, nil
+}
+
+// failed writes out the start-up logs, which say why the start failed, and
+// drops everything after them.
+func (g *logGate) failed() {
+	g.mu.Lock()
+	pending := g.pending
+	g.state, g.pending = gateStopping, nil
+	g.mu.Unlock()
+	for _, r := range pending {
+		_ = g.out.Handler().Handle(context.Background(), r)
+	}
+}
+
+// stopping drops every log from now on.
+func (g *logGate) stopping() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.state, g.pending = gateStopping, nil
 }
 
 // fatalError is what the server's Fatal calls panic with.

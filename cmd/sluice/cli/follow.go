@@ -1,0 +1,257 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"golang.org/x/term"
+
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/engine/logstore"
+)
+
+// The progress modes of commands that follow a run.
+const (
+	progressAuto  = "auto"
+	progressTTY   = "tty"
+	progressPlain = "plain"
+	progressJSON  = "json"
+)
+
+func resolveProgress(mode string, w io.Writer) (string, error) {
+	switch mode {
+	case progressTTY, progressPlain, progressJSON:
+		return mode, nil
+	case progressAuto, "":
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
+			return progressTTY, nil
+		}
+		return progressPlain, nil
+	}
+	return "", usageError{fmt.Errorf("--progress %q is not a mode; use auto, tty, plain or json", mode)}
+}
+
+// follower prints a run as it happens: every step's log lines with a
+// stage/step prefix, and the changes of state.
+type follower struct {
+	out   io.Writer
+	mode  string
+	logs  logstore.Store
+	runID string
+
+	mu      sync.Mutex // serialises output
+	wg      sync.WaitGroup
+	seen    map[string]engine.State // "stage/step" and "stage" -> last state printed
+	tailing map[string]bool
+}
+
+func (f *follower) printf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fmt.Fprintf(f.out, format, args...)
+}
+
+func (f *follower) event(kind, stage, step string, fields map[string]any) {
+	ev := map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "run": f.runID, "event": kind, "stage": stage}
+	if step != "" {
+		ev["step"] = step
+	}
+	for k, v := range fields {
+		ev[k] = v
+	}
+	b, _ := json.Marshal(ev)
+	f.printf("%s\n", b)
+}
+
+func (f *follower) prefix(stage, step string) string {
+	p := stage + "/" + step
+	if f.mode == progressTTY {
+		return fmt.Sprintf("\x1b[%dm%s\x1b[0m", 31+int(hash(stage)%6), p)
+	}
+	return p
+}
+
+func hash(s string) uint32 {
+	var h uint32 = 2166136261
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// tail streams one step's log until the step's writer closes it.
+func (f *follower) tail(ctx context.Context, stage, step string) {
+	defer f.wg.Done()
+	r, err := f.logs.Follow(ctx, f.runID, stage, step)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if f.mode == progressJSON {
+			f.event("log", stage, step, map[string]any{"line": sc.Text()})
+			continue
+		}
+		f.printf("%s | %s\n", f.prefix(stage, step), sc.Text())
+	}
+}
+
+// update prints what changed since the last status and starts tailing the
+// logs of steps that started.
+func (f *follower) update(ctx context.Context, st engine.RunStatus) {
+	for _, s := range st.Stages {
+		if f.seen[s.ID] != s.State {
+			f.seen[s.ID] = s.State
+			f.stageChanged(s)
+		}
+		for _, step := range s.Steps {
+			key := s.ID + "/" + step.Name
+			if step.State != engine.StatePending && step.State != engine.StateSkipped && !f.tailing[key] && !step.Resumed {
+				f.tailing[key] = true
+				f.wg.Add(1)
+				go f.tail(ctx, s.ID, step.Name)
+			}
+			if f.seen[key] != step.State {
+				f.seen[key] = step.State
+				f.stepChanged(s.ID, step)
+			}
+		}
+	}
+}
+
+func (f *follower) stageChanged(s engine.StageStatus) {
+	if f.mode == progressJSON {
+		f.event("stage", s.ID, "", map[string]any{"state": s.State, "reason": s.Reason})
+		return
+	}
+	switch s.State {
+	case engine.StateWaitingApproval:
+		who := "anyone"
+		if s.Approval != nil && len(s.Approval.Approvers) > 0 {
+			who = strings.Join(s.Approval.Approvers, ", ")
+		}
+		f.printf("%s waits for approval by %s: sluice approve %s %s\n", s.ID, who, f.runID, s.ID)
+	case engine.StateSkipped:
+		f.printf("%s skipped: %s\n", s.ID, s.Reason)
+	}
+}
+
+func (f *follower) stepChanged(stage string, s engine.StepStatus) {
+	if f.mode == progressJSON {
+		fields := map[string]any{"state": s.State, "attempt": s.Attempt}
+		if s.Error != "" {
+			fields["error"] = s.Error
+		}
+		f.event("step", stage, s.Name, fields)
+		return
+	}
+	p := f.prefix(stage, s.Name)
+	switch s.State {
+	case engine.StateRunning:
+		if s.Attempt > 1 {
+			f.printf("%s retrying (attempt %d)\n", p, s.Attempt)
+		}
+	case engine.StateFailed:
+		f.printf("%s failed: %s\n", p, s.Error)
+	}
+}
+
+// followRun prints a run until it ends and returns its final status. When
+// ctx is cancelled (Ctrl-C), it cancels the run and waits for it to stop.
+func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID, mode string, out io.Writer) (engine.RunStatus, error) {
+	f := &follower{out: out, mode: mode, logs: logs, runID: runID, seen: map[string]engine.State{}, tailing: map[string]bool{}}
+	tailCtx, stopTails := context.WithCancel(context.Background())
+	defer stopTails()
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	cancelled := false
+	for {
+		st, err := engine.Status(context.Background(), c, runID)
+		if err == nil {
+			f.update(tailCtx, st)
+			if st.State.Done() {
+				done := make(chan struct{})
+				go func() { f.wg.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(3 * time.Second):
+				}
+				return st, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if !cancelled {
+				cancelled = true
+				if mode != progressJSON {
+					f.printf("Cancelling run %s (Ctrl-C again to stop waiting)...\n", runID)
+				}
+				if err := engine.Cancel(context.Background(), c, runID); err != nil {
+					return st, fmt.Errorf("cancelling run %s: %w", runID, err)
+				}
+				ctx = context.Background()
+				ctx, _ = signalContext(ctx) // a second Ctrl-C stops waiting
+			} else {
+				return st, errors.New("stopped waiting; the run goes on being cancelled")
+			}
+		case <-ticker.C:
+		}
+	}
+}
+
+// writeSummary prints a table of every stage and step with its state and
+// duration.
+func writeSummary(w io.Writer, st engine.RunStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tSTEP\tSTATUS\tDURATION")
+	for _, s := range st.Stages {
+		if len(s.Steps) == 0 || s.State == engine.StateSkipped {
+			fmt.Fprintf(tw, "%s\t\t%s\t%s\n", s.ID, s.State, duration(s.Start, s.End))
+			continue
+		}
+		for _, step := range s.Steps {
+			status := string(step.State)
+			if step.Attempt > 1 {
+				status += fmt.Sprintf(" (attempt %d)", step.Attempt)
+			}
+			if step.Resumed {
+				status += " (kept)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, step.Name, status, duration(step.Start, step.End))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nRun %s %s in %s.\n", st.RunID, st.State, duration(st.Start, st.End))
+	if st.Error != "" {
+		fmt.Fprintf(w, "%s\n", st.Error)
+	}
+}
+
+func duration(start, end time.Time) string {
+	if start.IsZero() {
+		return "-"
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	d := end.Sub(start)
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

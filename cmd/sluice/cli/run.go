@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/dsl"
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/runners/local"
+)
+
+// stackFlags say which Temporal the run commands talk to.
+type stackFlags struct {
+	temporalAddress, namespace string
+}
+
+func (f *stackFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.temporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, or the one `sluice dev` runs)")
+	cmd.Flags().StringVar(&f.namespace, "namespace", "", "Temporal namespace (default sluice)")
+}
+
+// start brings up the local stack; runner is nil for commands that only
+// look at runs.
+func (f *stackFlags) start(ctx context.Context, e *env, runner *local.RunnerOptions) (*local.Stack, error) {
+	home, err := local.Home()
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewTextHandler(logFile(home), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return local.Start(ctx, local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger})
+}
+
+// logFile is where the server's and SDK's own warnings go, so that the
+// terminal shows only the pipeline.
+func logFile(home string) io.Writer {
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return io.Discard
+	}
+	f, err := os.OpenFile(filepath.Join(home, "sluice.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return io.Discard
+	}
+	return f
+}
+
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+func newRun(e *env) *cobra.Command {
+	var flags compileFlags
+	var sf stackFlags
+	var progress string
+	var dirty bool
+	var labels []string
+	cmd := &cobra.Command{
+		Use:   "run [PATH]",
+		Short: "Run a pipeline on this machine, durably",
+		Long: `Run compiles the pipeline in PATH (default .sluice) for an event, exactly as
+CI would, and runs it here: on the embedded Temporal server (kept under
+$SLUICE_HOME, default ~/.sluice) with an in-process runner, or on an existing
+cluster with --temporal-address. It streams every step's log with a
+stage/step prefix, ends with a summary, and exits 1 if the run failed.
+
+Each stage works in a checkout of the repository at the commit being run;
+with --dirty it gets the working tree as it is instead. Ctrl-C cancels the
+run cleanly. A run survives a crash: run the same command's follow-up,
+sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
+		Example: `  sluice run
+  sluice run examples/hello/.sluice --dirty
+  sluice run --event tag --ref v1.2.0
+  sluice run --progress=plain --var registry=localhost:5000
+  sluice run --temporal-address temporal.internal:7233`,
+		Args: maxOneArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mode, err := resolveProgress(progress, e.stdout)
+			if err != nil {
+				return err
+			}
+			p, err := flags.compile(e, args)
+			if err != nil {
+				return err
+			}
+			if !p.Trigger.Matched {
+				fmt.Fprintf(e.stderr, "Nothing to run: pipeline %q is not started by this event: %s.\nTry another event, like --event manual, or --ref with a branch it runs on.\n", p.Pipeline, p.Trigger.Reason)
+				return nil
+			}
+			dir, err := filepath.Abs(pipelineDir(pipelinePath(args)))
+			if err != nil {
+				return err
+			}
+			repo, isRepo := dsl.RepoRoot(dir)
+			if !isRepo && !dirty {
+				fmt.Fprintf(e.stderr, "%s is not in a git repository; running its directory as it is (--dirty).\n", dir)
+				dirty = true
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			stack, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty})
+			if err != nil {
+				return err
+			}
+			defer stack.Close()
+			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{})
+			if err != nil {
+				return err
+			}
+			if mode != progressJSON {
+				fmt.Fprintf(e.stdout, "Run %s of pipeline %s (%s) started; Ctrl-C cancels it.\n", runID, p.Pipeline, eventName(p.Git))
+			}
+			st, err := followRun(ctx, stack.Client, stack.Logs, runID, mode, e.stdout)
+			if err != nil {
+				return err
+			}
+			if mode != progressJSON {
+				fmt.Fprintln(e.stdout)
+				writeSummary(e.stdout, st)
+			}
+			if st.State != engine.StateSucceeded {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	flags.register(cmd)
+	sf.register(cmd)
+	cmd.Flags().StringVar(&progress, "progress", progressAuto, "how to show progress: auto, tty, plain or json")
+	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is, uncommitted changes included, instead of the commit")
+	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
+	return cmd
+}

@@ -1,0 +1,341 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/engine/logstore"
+	"github.com/sluice-ci/sluice/steps"
+)
+
+// Workspaces prepares and releases the directory the steps of a stage share
+// on a runner. The real implementation checks the repository out at the
+// run's commit; TempWorkspaces gives an empty directory.
+type Workspaces interface {
+	Prepare(ctx context.Context, req WorkspaceRequest) (dir string, err error)
+	Release(ctx context.Context, req WorkspaceRequest, dir string) error
+}
+
+// WorkspaceRequest says which stage of which run a workspace is for.
+type WorkspaceRequest struct {
+	RunID    string
+	Pipeline string
+	StageID  string
+	Git      plan.Git
+}
+
+// SecretResolver finds the value of a secret on the runner. Values never
+// leave the runner except inside the step that uses them.
+type SecretResolver interface {
+	Resolve(ctx context.Context, s plan.Secret) (string, error)
+}
+
+// LogSink stores step logs outside workflow history. The file store in
+// package engine/logstore satisfies it.
+type LogSink interface {
+	Writer(run, stage, step string) (io.WriteCloser, error)
+}
+
+// Activities are what a runner hosts: preparing a workspace, running a step
+// in it and releasing it. The workflow calls them through a nil *Activities;
+// a runner registers a filled-in one (see RegisterActivities).
+type Activities struct {
+	// Runner is the runner's name and Queue its own task queue; PrepareWorkspace
+	// returns them so that the rest of the stage comes back here.
+	Runner string
+	Queue  string
+
+	Workspaces Workspaces
+	Executors  steps.Registry
+	// Secrets resolves secrets; nil means HostSecrets{}.
+	Secrets SecretResolver
+	// Logs receives step logs (a logstore.Store fits); nil discards them.
+	Logs LogSink
+	// HeartbeatInterval is how often a running activity heartbeats; zero
+	// means every second (the worker throttles what reaches the server).
+	HeartbeatInterval time.Duration
+}
+
+// PrepareWorkspace takes a stage on this runner: it prepares the stage's
+// workspace and returns the runner's own queue for the stage's steps.
+func (a *Activities) PrepareWorkspace(ctx context.Context, in PrepareInput) (PrepareResult, error) {
+	stop := a.heartbeat(ctx)
+	defer stop()
+	if a.Workspaces == nil {
+		return PrepareResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("runner %q has no workspace provider", a.Runner), "NoWorkspaces", nil)
+	}
+	dir, err := a.Workspaces.Prepare(ctx, WorkspaceRequest{RunID: in.RunID, Pipeline: in.Pipeline, StageID: in.StageID, Git: in.Git})
+	if err != nil {
+		return PrepareResult{}, fmt.Errorf("preparing workspace for stage %q on runner %q: %w", in.StageID, a.Runner, err)
+	}
+	return PrepareResult{Runner: a.Runner, Queue: a.Queue, Workspace: dir}, nil
+}
+
+// ReleaseWorkspace cleans up after a stage.
+func (a *Activities) ReleaseWorkspace(ctx context.Context, in ReleaseInput) error {
+	if a.Workspaces == nil {
+		return nil
+	}
+	if err := a.Workspaces.Release(ctx, WorkspaceRequest{RunID: in.RunID, StageID: in.StageID, Git: in.Git}, in.Workspace); err != nil {
+		return fmt.Errorf("releasing workspace of stage %q: %w", in.StageID, err)
+	}
+	return nil
+}
+
+// RunStep runs one step with the executor for its kind. It resolves the
+// step's secrets here on the runner, masks them in the log, in the error and
+// in the outputs, and heartbeats while the executor runs so that a lost
+// runner is noticed and a cancelled run reaches the executor's context.
+func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, error) {
+	stop := a.heartbeat(ctx)
+	defer stop()
+
+	exec, ok := a.Executors[in.Step.Kind]
+	if !ok {
+		return StepResult{}, stepFailure(fmt.Sprintf("runner %q cannot run %q steps", a.Runner, in.Step.Kind), "UnknownKind")
+	}
+
+	secrets, err := a.resolveSecrets(ctx, in)
+	if err != nil {
+		return StepResult{}, stepFailure(err.Error(), "Secret")
+	}
+	values := secretValues(secrets)
+	subst := func(t plan.Template) (plan.Template, error) {
+		if t.IsLiteral() {
+			return t, nil
+		}
+		s, err := t.Resolve(func(r plan.Ref) (string, error) {
+			if r.Secret == "" {
+				return "", fmt.Errorf("step output %s was not substituted", r)
+			}
+			return secrets[r.Secret], nil
+		})
+		return plan.Lit(s), err
+	}
+	step, err := MapTemplates(in.Step, subst)
+	if err != nil {
+		return StepResult{}, stepFailure(fmt.Sprintf("resolving step %q: %v", in.Step.Name, err), "Resolve")
+	}
+	env, err := MapTemplates(in.Env, subst)
+	if err != nil {
+		return StepResult{}, stepFailure(fmt.Sprintf("resolving env of step %q: %v", in.Step.Name, err), "Resolve")
+	}
+
+	req := steps.Request{
+		RunID:     in.RunID,
+		StageID:   in.StageID,
+		Step:      step,
+		Workspace: in.Workspace,
+		Env: map[string]string{
+			"CI":               "true",
+			"SLUICE":           "true",
+			"SLUICE_RUN_ID":    in.RunID,
+			"SLUICE_PIPELINE":  in.Pipeline,
+			"SLUICE_STAGE":     in.StageID,
+			"SLUICE_STEP":      in.Step.Name,
+			"SLUICE_WORKSPACE": in.Workspace,
+			"SLUICE_SHA":       in.Git.SHA,
+			"SLUICE_REF":       in.Git.Ref,
+		},
+		Git: in.Git,
+	}
+	for k, v := range env {
+		req.Env[k] = v.Literal()
+	}
+
+	logw := io.WriteCloser(nopCloser{io.Discard})
+	if a.Logs != nil {
+		if logw, err = a.Logs.Writer(in.RunID, in.StageID, in.Step.Name); err != nil {
+			return StepResult{}, fmt.Errorf("opening log of step %q: %w", in.Step.Name, err)
+		}
+	}
+	masked := logstore.NewMasker(logw, values)
+	req.Log = masked
+	if in.Attempt > 1 {
+		fmt.Fprintf(masked, "sluice: attempt %d of step %q on runner %q\n", in.Attempt, in.Step.Name, a.Runner)
+	}
+
+	res, err := exec.Execute(ctx, req)
+	if cerr := errors.Join(masked.Close(), logw.Close()); cerr != nil && err == nil {
+		err = fmt.Errorf("closing log of step %q: %w", in.Step.Name, cerr)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return StepResult{}, ctx.Err()
+		}
+		return StepResult{}, stepFailure(maskString(err.Error(), values), "StepFailed")
+	}
+	out := StepResult{}
+	for k, v := range res.Outputs {
+		if out.Outputs == nil {
+			out.Outputs = map[string]string{}
+		}
+		out.Outputs[k] = maskString(v, values)
+	}
+	return out, nil
+}
+
+// stepFailure is a failure of the step itself: the workflow decides about
+// retries, so Temporal does not retry it.
+func stepFailure(msg, typ string) error {
+	return temporal.NewApplicationErrorWithOptions(msg, typ, temporal.ApplicationErrorOptions{NonRetryable: true})
+}
+
+// resolveSecrets resolves every secret the step refers to, by name.
+func (a *Activities) resolveSecrets(ctx context.Context, in StepInput) (map[string]string, error) {
+	var names []string
+	collect := func(_ string, t plan.Template) {
+		for _, r := range t.Refs() {
+			if r.Secret != "" && !slices.Contains(names, r.Secret) {
+				names = append(names, r.Secret)
+			}
+		}
+	}
+	Templates(in.Step, collect)
+	Templates(in.Env, collect)
+	res := a.Secrets
+	if res == nil {
+		res = HostSecrets{}
+	}
+	values := map[string]string{}
+	for _, n := range names {
+		i := slices.IndexFunc(in.Secrets, func(s plan.Secret) bool { return s.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("secret %q is not declared in the pipeline", n)
+		}
+		v, err := res.Resolve(ctx, in.Secrets[i])
+		if err != nil {
+			return nil, fmt.Errorf("resolving secret %q on runner %q: %w", n, a.Runner, err)
+		}
+		values[n] = v
+	}
+	return values, nil
+}
+
+// secretValues lists the values to mask, as the log masker does: values
+// shorter than logstore.MinSecretLen protect nothing and are left alone.
+func secretValues(m map[string]string) []string {
+	var vs []string
+	for _, v := range m {
+		if len(v) >= logstore.MinSecretLen {
+			vs = append(vs, v)
+		}
+	}
+	// Longest first, so that a secret containing another is masked whole.
+	slices.SortFunc(vs, func(a, b string) int { return len(b) - len(a) })
+	return vs
+}
+
+// maskString replaces every secret value in s with logstore.Mask.
+func maskString(s string, secrets []string) string {
+	for _, v := range secrets {
+		s = strings.ReplaceAll(s, v, logstore.Mask)
+	}
+	return s
+}
+
+// heartbeat records a heartbeat now and then until the returned func is
+// called. Heartbeats carry no details: a retried step starts over.
+func (a *Activities) heartbeat(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	every := a.HeartbeatInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		activity.RecordHeartbeat(ctx)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// HostSecrets resolves secrets from the runner's environment (Secret.Env)
+// or from a file (Secret.File, trailing newline removed).
+type HostSecrets struct {
+	// LookupEnv defaults to os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// Resolve implements SecretResolver.
+func (h HostSecrets) Resolve(_ context.Context, s plan.Secret) (string, error) {
+	if s.Env != "" {
+		lookup := h.LookupEnv
+		if lookup == nil {
+			lookup = os.LookupEnv
+		}
+		if v, ok := lookup(s.Env); ok {
+			return v, nil
+		}
+		if s.File == "" {
+			return "", fmt.Errorf("environment variable %q is not set on this runner", s.Env)
+		}
+	}
+	if s.File != "" {
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("reading secret file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", errors.New("the secret names neither an environment variable nor a file")
+}
+
+// TempWorkspaces gives each stage an empty directory under Dir (or the
+// system's temporary directory) and removes it afterwards. It is the
+// workspace of runners that need no checkout, and of tests.
+type TempWorkspaces struct {
+	Dir string
+}
+
+var unsafePath = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// Prepare implements Workspaces.
+func (w TempWorkspaces) Prepare(_ context.Context, req WorkspaceRequest) (string, error) {
+	dir, err := os.MkdirTemp(w.Dir, "sluice-"+unsafePath.ReplaceAllString(req.RunID+"-"+req.StageID, "_")+"-")
+	if err != nil {
+		return "", fmt.Errorf("creating workspace: %w", err)
+	}
+	return dir, nil
+}
+
+// Release implements Workspaces.
+func (w TempWorkspaces) Release(_ context.Context, _ WorkspaceRequest, dir string) error {
+	if dir == "" || !strings.HasPrefix(filepath.Base(dir), "sluice-") {
+		return fmt.Errorf("refusing to remove %q: not a workspace", dir)
+	}
+	return os.RemoveAll(dir)
+}

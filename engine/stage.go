@@ -1,0 +1,300 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// acts is how workflow code names activities: methods on a nil pointer.
+var acts *Activities
+
+// Stage-to-runner pinning. A stage takes a runner with a PrepareWorkspace
+// activity on the shared queue of its labels (StageQueue); whichever runner
+// picks it up prepares the workspace and answers with its own queue
+// (RunnerQueue). Every step of the stage, and the final ReleaseWorkspace,
+// go to that queue, so the steps run in order on one runner and share one
+// workspace. A runner that stops heartbeating, or leaves a step unclaimed
+// on its queue for RunnerPickupTimeout, is taken for lost: the step fails
+// with a message that says so, and if the step has attempts left the stage
+// takes a new runner (a fresh workspace) for the next attempt.
+
+// runStage runs one stage: approval, a runner slot, a workspace, the steps
+// in order, and the cleanup, which runs in a disconnected context so that
+// it happens after a cancellation too.
+func (r *run) runStage(ctx workflow.Context, st *stageRun) {
+	s := st.plan
+	// Each coroutine blocks only on contexts of its own.
+	cleanupCtx, _ := workflow.NewDisconnectedContext(ctx)
+	if s.Approval != nil && !st.approvalKept {
+		why, err := r.waitApproval(ctx, st)
+		if err != nil {
+			r.cancelStage(st, r.cancelReason())
+			return
+		}
+		if why != "" {
+			r.endSteps(st, st.first, StateSkipped)
+			st.status.End = workflow.Now(ctx)
+			r.failStage(st, why)
+			return
+		}
+		st.status.State = StatePending
+	}
+	if err := r.acquireSlot(ctx, st.idx); err != nil {
+		r.cancelStage(st, r.cancelReason())
+		return
+	}
+	defer r.releaseSlot()
+	st.status.State = StateRunning
+	st.status.Start = workflow.Now(ctx)
+
+	stageCtx, cancelStage := workflow.WithCancel(ctx)
+	defer cancelStage()
+	timedOut := false
+	if d := s.Timeout.Std(); d > 0 {
+		workflow.Go(stageCtx, func(c workflow.Context) {
+			if workflow.Sleep(c, d) == nil {
+				timedOut = true
+				cancelStage()
+			}
+		})
+	}
+
+	var ws PrepareResult
+	defer func() { r.release(cleanupCtx, st, ws) }()
+
+	var stageErr string
+	if err := r.prepare(stageCtx, st, &ws); err != nil {
+		stageErr = err.Error()
+	}
+	for j := st.first; j < len(s.Steps) && stageErr == "" && stageCtx.Err() == nil; j++ {
+		r.runStep(stageCtx, st, j, &ws)
+		ss := &st.status.Steps[j]
+		if ss.State == StateFailed && !s.Steps[j].ContinueOnError {
+			stageErr = fmt.Sprintf("step %s failed: %s", ss.Name, ss.Error)
+		}
+	}
+	st.status.End = workflow.Now(ctx)
+	switch {
+	case timedOut:
+		msg := fmt.Sprintf("the stage timed out after %s", s.Timeout.Std())
+		for j := st.first; j < len(s.Steps); j++ {
+			if ss := &st.status.Steps[j]; ss.State == StateCancelled && ss.Error == "" {
+				ss.State, ss.Error = StateFailed, msg
+			}
+		}
+		r.endSteps(st, st.first, StateSkipped)
+		r.failStage(st, msg)
+	case stageErr != "":
+		r.endSteps(st, st.first, StateSkipped)
+		r.failStage(st, stageErr)
+	case ctx.Err() != nil:
+		r.cancelStage(st, r.cancelReason())
+	default:
+		st.status.State = StateSucceeded
+		st.status.Reason = ""
+	}
+}
+
+func (r *run) cancelReason() string {
+	if r.stopped != "" {
+		return r.stopped
+	}
+	return "the run was cancelled"
+}
+
+// endSteps gives every step from the first that has not finished the state s.
+func (r *run) endSteps(st *stageRun, first int, s State) {
+	for j := first; j < len(st.status.Steps); j++ {
+		if !st.status.Steps[j].State.Done() {
+			st.status.Steps[j].State = s
+		}
+	}
+}
+
+// prepare takes a runner for the stage and a workspace on it.
+func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) error {
+	queue := StageQueue(st.plan.RunsOn)
+	st.status.Runner = ""
+	st.status.Reason = fmt.Sprintf("waiting for a runner on queue %q", queue)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           queue,
+		StartToCloseTimeout: PrepareTimeout,
+		HeartbeatTimeout:    HeartbeatTimeout,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second,
+			MaximumAttempts: 3,
+		},
+		Summary: "prepare " + st.plan.ID,
+	})
+	var res PrepareResult
+	err := workflow.ExecuteActivity(actx, acts.PrepareWorkspace, PrepareInput{
+		RunID:    r.status.RunID,
+		Pipeline: r.plan.Pipeline,
+		StageID:  st.plan.ID,
+		Git:      r.plan.Git,
+	}).Get(ctx, &res)
+	st.status.Reason = ""
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		msg, _ := describeError(err, "", PrepareTimeout)
+		return fmt.Errorf("preparing the workspace: %s", msg)
+	}
+	*ws = res
+	st.status.Runner = res.Runner
+	return nil
+}
+
+// release cleans up the stage's workspace on its runner; a failure is
+// logged, not reported, since the stage's result stands.
+func (r *run) release(ctx workflow.Context, st *stageRun, ws PrepareResult) {
+	if ws.Queue == "" {
+		return
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              ws.Queue,
+		ScheduleToStartTimeout: RunnerPickupTimeout,
+		StartToCloseTimeout:    ReleaseTimeout,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+		Summary:                "release " + st.plan.ID,
+	})
+	err := workflow.ExecuteActivity(actx, acts.ReleaseWorkspace, ReleaseInput{
+		RunID:     r.status.RunID,
+		StageID:   st.plan.ID,
+		Workspace: ws.Workspace,
+		Git:       r.plan.Git,
+	}).Get(ctx, nil)
+	if err != nil {
+		r.logger.Warn("releasing workspace", "stage", st.plan.ID, "runner", ws.Runner, "error", err)
+	}
+}
+
+// runStep runs step j of a stage with its retries, and records the outcome
+// in the step's status.
+func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResult) {
+	step := st.plan.Steps[j]
+	ss := &st.status.Steps[j]
+	ss.State, ss.Start, ss.Error, ss.Attempt = StateRunning, workflow.Now(ctx), "", 0
+	end := func(s State, msg string) {
+		ss.State, ss.Error, ss.End = s, msg, workflow.Now(ctx)
+	}
+
+	resolved, env, err := r.resolve(st, step)
+	if err != nil {
+		end(StateFailed, err.Error())
+		return
+	}
+	policy := step.Retry
+	if policy == nil {
+		policy = st.plan.Retry
+	}
+	attempts := 1
+	if policy != nil && policy.Attempts > 1 {
+		attempts = policy.Attempts
+	}
+	timeout := step.Timeout.Std()
+	if timeout <= 0 {
+		timeout = DefaultStepTimeout
+	}
+
+	for attempt := 1; ; attempt++ {
+		ss.Attempt = attempt
+		if ws.Queue == "" {
+			if err := r.prepare(ctx, st, ws); err != nil {
+				end(StateFailed, err.Error())
+				return
+			}
+			if ctx.Err() != nil {
+				end(StateCancelled, "")
+				return
+			}
+		}
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:              ws.Queue,
+			ScheduleToStartTimeout: RunnerPickupTimeout,
+			StartToCloseTimeout:    timeout,
+			HeartbeatTimeout:       HeartbeatTimeout,
+			WaitForCancellation:    true,
+			// The workflow retries, so that the status shows each attempt
+			// and a lost runner can be replaced between attempts.
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+			Summary:     st.plan.ID + "/" + step.Name,
+		})
+		var res StepResult
+		err := workflow.ExecuteActivity(actx, acts.RunStep, StepInput{
+			RunID:     r.status.RunID,
+			Pipeline:  r.plan.Pipeline,
+			StageID:   st.plan.ID,
+			Workspace: ws.Workspace,
+			Step:      resolved,
+			Env:       env,
+			Git:       r.plan.Git,
+			Secrets:   r.plan.Secrets,
+			Attempt:   attempt,
+		}).Get(ctx, &res)
+		if err == nil {
+			st.outputs[step.Name] = res.Outputs
+			ss.Outputs = res.Outputs
+			end(StateSucceeded, "")
+			return
+		}
+		if ctx.Err() != nil {
+			end(StateCancelled, "")
+			return
+		}
+		msg, lost := describeError(err, ws.Runner, timeout)
+		if lost {
+			// The workspace went with the runner: nothing to release, and
+			// the next attempt takes another runner.
+			*ws = PrepareResult{}
+		}
+		if attempt >= attempts {
+			end(StateFailed, msg)
+			return
+		}
+		ss.Error = msg
+		if d := backoff(policy, attempt); d > 0 {
+			if workflow.Sleep(ctx, d) != nil {
+				end(StateCancelled, "")
+				return
+			}
+		}
+	}
+}
+
+// describeError turns an activity error into a message for the user, and
+// says whether it means the runner is gone.
+func describeError(err error, runner string, timeout time.Duration) (string, bool) {
+	if runner == "" {
+		runner = "the runner"
+	} else {
+		runner = fmt.Sprintf("runner %q", runner)
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		switch te.TimeoutType() {
+		case enumspb.TIMEOUT_TYPE_HEARTBEAT:
+			return fmt.Sprintf("%s stopped responding (no heartbeat for %s)", runner, HeartbeatTimeout), true
+		case enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
+			return fmt.Sprintf("%s did not pick up the step within %s; is it still running?", runner, RunnerPickupTimeout), true
+		default:
+			return fmt.Sprintf("timed out after %s", timeout), false
+		}
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Message(), false
+	}
+	var pe *temporal.PanicError
+	if errors.As(err, &pe) {
+		return "the runner panicked: " + pe.Error(), false
+	}
+	return err.Error(), false
+}

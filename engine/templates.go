@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"cmp"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+var templateType = reflect.TypeFor[plan.Template]()
+
+// MapTemplates returns a deep copy of v in which every plan.Template, at any
+// depth (fields, pointers, slices, maps), is replaced by what f returns for
+// it. v is typically a plan.Step, so the walk covers the kind-specific
+// configuration of every step kind, including kinds added later, without
+// listing their fields. Maps are walked in sorted key order, so the first
+// error is the same on every run; this keeps it usable inside workflows.
+// Unexported fields are copied as they are.
+func MapTemplates[T any](v T, f func(plan.Template) (plan.Template, error)) (T, error) {
+	out, err := mapValue(reflect.ValueOf(&v).Elem(), f, "")
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out.Interface().(T), nil
+}
+
+// Templates calls f on every plan.Template in v, in the deterministic order
+// MapTemplates uses, with a dotted path that says where it was found.
+func Templates(v any, f func(path string, t plan.Template)) {
+	walk(reflect.ValueOf(v), "", f)
+}
+
+func walk(v reflect.Value, path string, f func(string, plan.Template)) {
+	if !v.IsValid() {
+		return
+	}
+	if v.Type() == templateType {
+		f(path, v.Interface().(plan.Template))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			walk(v.Elem(), path, f)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			if t.Field(i).IsExported() {
+				walk(v.Field(i), join(path, t.Field(i).Name), f)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i), f)
+		}
+	case reflect.Map:
+		for _, k := range sortedKeys(v) {
+			walk(v.MapIndex(k), fmt.Sprintf("%s[%v]", path, k), f)
+		}
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func mapValue(v reflect.Value, f func(plan.Template) (plan.Template, error), path string) (reflect.Value, error) {
+	t := v.Type()
+	if t == templateType {
+		nt, err := f(v.Interface().(plan.Template))
+		if err != nil {
+			return v, fmt.Errorf("%s: %w", path, err)
+		}
+		return reflect.ValueOf(nt), nil
+	}
+	if !hasTemplates(t) {
+		return v, nil
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v, nil
+		}
+		e, err := mapValue(v.Elem(), f, path)
+		if err != nil {
+			return v, err
+		}
+		p := reflect.New(t.Elem())
+		p.Elem().Set(e)
+		return p, nil
+	case reflect.Interface:
+		if v.IsNil() {
+			return v, nil
+		}
+		e, err := mapValue(v.Elem(), f, path)
+		if err != nil {
+			return v, err
+		}
+		out := reflect.New(t).Elem()
+		out.Set(e)
+		return out, nil
+	case reflect.Struct:
+		out := reflect.New(t).Elem()
+		out.Set(v)
+		for i := range t.NumField() {
+			if !t.Field(i).IsExported() {
+				continue
+			}
+			fv, err := mapValue(v.Field(i), f, join(path, t.Field(i).Name))
+			if err != nil {
+				return v, err
+			}
+			out.Field(i).Set(fv)
+		}
+		return out, nil
+	case reflect.Slice:
+		if v.IsNil() {
+			return v, nil
+		}
+		out := reflect.MakeSlice(t, v.Len(), v.Len())
+		for i := range v.Len() {
+			e, err := mapValue(v.Index(i), f, fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return v, err
+			}
+			out.Index(i).Set(e)
+		}
+		return out, nil
+	case reflect.Array:
+		out := reflect.New(t).Elem()
+		for i := range v.Len() {
+			e, err := mapValue(v.Index(i), f, fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return v, err
+			}
+			out.Index(i).Set(e)
+		}
+		return out, nil
+	case reflect.Map:
+		if v.IsNil() {
+			return v, nil
+		}
+		out := reflect.MakeMapWithSize(t, v.Len())
+		for _, k := range sortedKeys(v) {
+			e, err := mapValue(v.MapIndex(k), f, fmt.Sprintf("%s[%v]", path, k))
+			if err != nil {
+				return v, err
+			}
+			out.SetMapIndex(k, e)
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// sortedKeys returns the keys of a map value in a stable order.
+func sortedKeys(m reflect.Value) []reflect.Value {
+	keys := m.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int {
+		if a.Kind() == reflect.String && b.Kind() == reflect.String {
+			return cmp.Compare(a.String(), b.String())
+		}
+		return cmp.Compare(fmt.Sprint(a.Interface()), fmt.Sprint(b.Interface()))
+	})
+	return keys
+}
+
+// hasTemplates reports whether values of type t can hold a plan.Template;
+// others are copied without being walked.
+func hasTemplates(t reflect.Type) bool {
+	return containsTemplate(t, map[reflect.Type]bool{})
+}
+
+func containsTemplate(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == templateType {
+		return true
+	}
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return containsTemplate(t.Elem(), seen)
+	case reflect.Map:
+		return containsTemplate(t.Key(), seen) || containsTemplate(t.Elem(), seen)
+	case reflect.Interface:
+		return true
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if t.Field(i).IsExported() && containsTemplate(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+// fillTemplates sets every Template in v (a pointer) to a template with one
+// reference, and makes every nil pointer, slice and map non-empty, so that
+// the walker's coverage of all kinds can be checked.
+func fillTemplates(v reflect.Value, n *int) {
+	switch {
+	case v.Type() == templateType:
+		*n++
+		v.Set(reflect.ValueOf(tmpl("<", out("s", "o"), ">")))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		fillTemplates(v.Elem(), n)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fillTemplates(v.Field(i), n)
+			}
+		}
+	case reflect.Slice:
+		if v.Len() == 0 {
+			v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+		}
+		for i := range v.Len() {
+			fillTemplates(v.Index(i), n)
+		}
+	case reflect.Map:
+		if v.Len() == 0 {
+			v.Set(reflect.MakeMap(v.Type()))
+			k := reflect.New(v.Type().Key()).Elem()
+			if k.Kind() == reflect.String {
+				k.SetString("k")
+			}
+			e := reflect.New(v.Type().Elem())
+			fillTemplates(e.Elem(), n)
+			v.SetMapIndex(k, e.Elem())
+		}
+	}
+}
+
+func TestMapTemplatesCoversEveryKind(t *testing.T) {
+	for _, kind := range plan.Kinds {
+		t.Run(kind, func(t *testing.T) {
+			s := plan.Step{Name: "x", Kind: kind}
+			s.SetConfig(plan.KindConfig(kind))
+			n := 0
+			fillTemplates(reflect.ValueOf(&s).Elem(), &n)
+			before := cloneJSON(t, s)
+
+			var seen int
+			got, err := MapTemplates(s, func(tp plan.Template) (plan.Template, error) {
+				seen++
+				v, err := tp.Resolve(func(r plan.Ref) (string, error) { return "V", nil })
+				return plan.Lit(v), err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen != n || n == 0 {
+				t.Errorf("walked %d templates, the step holds %d", seen, n)
+			}
+			Templates(got, func(path string, tp plan.Template) {
+				if !tp.IsLiteral() || tp.Literal() != "<V>" {
+					t.Errorf("%s = %s after substitution", path, tp)
+				}
+			})
+			if diff := cmp.Diff(before, cloneJSON(t, s)); diff != "" {
+				t.Errorf("MapTemplates changed its input (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestMapTemplatesErrorIsDeterministic(t *testing.T) {
+	s := step("s", "ok")
+	s.Env = map[string]plan.Template{}
+	for _, k := range []string{"Z", "A", "M", "B", "Q"} {
+		s.Env[k] = tmpl(out("s", k))
+	}
+	fail := func(tp plan.Template) (plan.Template, error) {
+		if tp.IsLiteral() {
+			return tp, nil
+		}
+		return tp, errors.New("unresolved " + tp.Refs()[0].Output)
+	}
+	for range 20 {
+		_, err := MapTemplates(s, fail)
+		if err == nil || err.Error() != "Env[A]: unresolved A" {
+			t.Fatalf("error %v, want the first key in order", err)
+		}
+	}
+}
+
+func TestStageQueue(t *testing.T) {
+	if q := StageQueue(nil); q != "sluice" {
+		t.Errorf("no labels: %q", q)
+	}
+	if a, b := StageQueue([]string{"linux", "gpu"}), StageQueue([]string{"gpu", "linux", "gpu"}); a != b || a != "sluice@gpu,linux" {
+		t.Errorf("queues %q and %q", a, b)
+	}
+	got := labelQueues([]string{"linux", "gpu"})
+	want := []string{"sluice", "sluice@gpu", "sluice@gpu,linux", "sluice@linux"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("label queues (-want +got):\n%s", diff)
+	}
+}

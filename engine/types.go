@@ -1,0 +1,191 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+// State is where a run, a stage or a step is in its life.
+type State string
+
+// The states. A run is queued while it waits for its concurrency group; a
+// stage waits for approval before it takes a runner.
+const (
+	StatePending         State = "pending"
+	StateQueued          State = "queued"
+	StateWaitingApproval State = "waiting_approval"
+	StateRunning         State = "running"
+	StateSucceeded       State = "succeeded"
+	StateFailed          State = "failed"
+	StateSkipped         State = "skipped"
+	StateCancelled       State = "cancelled"
+)
+
+// Done reports whether the state is final.
+func (s State) Done() bool {
+	switch s {
+	case StateSucceeded, StateFailed, StateSkipped, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// RunInput is the input of the Pipeline workflow.
+type RunInput struct {
+	Plan plan.Plan `json:"plan"`
+	// Resume carries what an earlier attempt of the same run finished, when
+	// the run is retried from a step (see Retry).
+	Resume *Resume `json:"resume,omitempty"`
+}
+
+// Resume is what a retried run keeps from the attempt before it.
+type Resume struct {
+	// From is the step the run is retried from, as the user named it.
+	From string `json:"from"`
+	// Previous is the Temporal run ID of the attempt resumed.
+	Previous string `json:"previous"`
+	// Stages lists, for each stage that keeps anything, the steps it keeps:
+	// a prefix of its steps, all of them for a stage that is not run again.
+	Stages []ResumedStage `json:"stages,omitempty"`
+}
+
+// ResumedStage is the part of a stage a retried run does not run again.
+type ResumedStage struct {
+	ID       string          `json:"id"`
+	Approval *ApprovalStatus `json:"approval,omitempty"`
+	Steps    []StepStatus    `json:"steps"`
+}
+
+// RunStatus is what the "status" query returns and what a finished run
+// leaves behind (as its result, or as the details of its failure or
+// cancellation).
+type RunStatus struct {
+	RunID    string `json:"run_id"`
+	Pipeline string `json:"pipeline"`
+	Repo     string `json:"repo,omitempty"`
+	Ref      string `json:"ref,omitempty"`
+	SHA      string `json:"sha,omitempty"`
+	// Group is the concurrency group the run belongs to, if any.
+	Group string    `json:"group,omitempty"`
+	State State     `json:"state"`
+	Error string    `json:"error,omitempty"`
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"`
+	// ResumedFrom is the step a retried run resumed from.
+	ResumedFrom string        `json:"resumed_from,omitempty"`
+	Stages      []StageStatus `json:"stages"`
+}
+
+// Stage returns the status of the stage with the given ID.
+func (s *RunStatus) Stage(id string) (*StageStatus, bool) {
+	for i := range s.Stages {
+		if s.Stages[i].ID == id {
+			return &s.Stages[i], true
+		}
+	}
+	return nil, false
+}
+
+// StageStatus is the state of one stage instance.
+type StageStatus struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State State  `json:"state"`
+	// Reason says why a stage was skipped or cancelled, or how it failed.
+	Reason   string          `json:"reason,omitempty"`
+	Runner   string          `json:"runner,omitempty"`
+	Start    time.Time       `json:"start,omitzero"`
+	End      time.Time       `json:"end,omitzero"`
+	Approval *ApprovalStatus `json:"approval,omitempty"`
+	Steps    []StepStatus    `json:"steps"`
+}
+
+// StepStatus is the state of one step.
+type StepStatus struct {
+	Name    string    `json:"name"`
+	Kind    string    `json:"kind"`
+	State   State     `json:"state"`
+	Attempt int       `json:"attempt,omitempty"`
+	Start   time.Time `json:"start,omitzero"`
+	End     time.Time `json:"end,omitzero"`
+	Error   string    `json:"error,omitempty"`
+	// Outputs are the step's outputs, with secret values masked.
+	Outputs map[string]string `json:"outputs,omitempty"`
+	// Resumed is set on a step a retried run kept from an earlier attempt.
+	Resumed bool `json:"resumed,omitempty"`
+}
+
+// ApprovalStatus is the state of a stage's approval gate.
+type ApprovalStatus struct {
+	Approvers   []string  `json:"approvers,omitempty"`
+	Description string    `json:"description,omitempty"`
+	Requested   time.Time `json:"requested,omitzero"`
+	// Deadline is when the approval times out; zero means never.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Decision is "" while waiting, then "approved", "rejected" or
+	// "timed_out".
+	Decision string    `json:"decision,omitempty"`
+	By       string    `json:"by,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Decided  time.Time `json:"decided,omitzero"`
+}
+
+// The decisions of an approval.
+const (
+	DecisionApproved = "approved"
+	DecisionRejected = "rejected"
+	DecisionTimedOut = "timed_out"
+)
+
+// Decision is the argument of the approve and reject updates and signals.
+type Decision struct {
+	Stage string `json:"stage"`
+	// By is who decided; the caller (server or CLI) has authenticated them.
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// PrepareInput asks a runner for a workspace for a stage.
+type PrepareInput struct {
+	RunID    string   `json:"run_id"`
+	Pipeline string   `json:"pipeline"`
+	StageID  string   `json:"stage_id"`
+	Git      plan.Git `json:"git"`
+}
+
+// PrepareResult says which runner took the stage and where its workspace is.
+type PrepareResult struct {
+	Runner string `json:"runner"`
+	// Queue is the runner's own task queue: the stage's steps go there.
+	Queue     string `json:"queue"`
+	Workspace string `json:"workspace"`
+}
+
+// StepInput is the input of the RunStep activity. Step-output references in
+// Step and Env are substituted by the workflow; secret references are left
+// for the runner to resolve.
+type StepInput struct {
+	RunID     string                   `json:"run_id"`
+	Pipeline  string                   `json:"pipeline"`
+	StageID   string                   `json:"stage_id"`
+	Workspace string                   `json:"workspace"`
+	Step      plan.Step                `json:"step"`
+	Env       map[string]plan.Template `json:"env,omitempty"`
+	Git       plan.Git                 `json:"git"`
+	Secrets   []plan.Secret            `json:"secrets,omitempty"`
+	Attempt   int                      `json:"attempt"`
+}
+
+// StepResult is what a step hands back to the workflow.
+type StepResult struct {
+	Outputs map[string]string `json:"outputs,omitempty"`
+}
+
+// ReleaseInput asks a runner to clean up a stage's workspace.
+type ReleaseInput struct {
+	RunID     string   `json:"run_id"`
+	StageID   string   `json:"stage_id"`
+	Workspace string   `json:"workspace"`
+	Git       plan.Git `json:"git"`
+}

@@ -1,0 +1,153 @@
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ServerBinary is the name of the embedded server's executable.
+const ServerBinary = "sluice-temporal"
+
+// ErrServerInUse says another process serves the same home's database.
+var ErrServerInUse = errors.New("the local Temporal database is in use by another process")
+
+// serverProcess is a sluice-temporal child process.
+type serverProcess struct {
+	cmd       *exec.Cmd
+	stdin     io.WriteCloser
+	address   string
+	namespace string
+	stderr    *tailBuffer
+	done      chan struct{}
+}
+
+// findServer locates sluice-temporal: $SLUICE_TEMPORAL_BIN, next to the
+// running executable, or on PATH.
+func findServer() (string, error) {
+	if p := os.Getenv("SLUICE_TEMPORAL_BIN"); p != "" {
+		return p, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), ServerBinary)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(ServerBinary); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s, the embedded Temporal server, is not next to sluice or on PATH; build it with `make build` (or go install github.com/sluice-ci/sluice/cmd/...), or use an existing cluster with --temporal-address", ServerBinary)
+}
+
+// startServer starts sluice-temporal on home's database and waits until it
+// accepts requests.
+func startServer(ctx context.Context, home, namespace string) (*serverProcess, error) {
+	bin, err := findServer()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin,
+		"--data-dir", filepath.Join(home, "temporal"),
+		"--namespace", namespace,
+		"--log", filepath.Join(home, "temporal.log"))
+	cmd.SysProcAttr = childAttrs()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &serverProcess{cmd: cmd, stdin: stdin, stderr: &tailBuffer{max: 4096}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadBytes('\n')
+		if err != nil {
+			ready <- fmt.Errorf("the server exited before it was ready")
+			return
+		}
+		var info struct{ Address, Namespace string }
+		if err := json.Unmarshal(line, &info); err != nil || info.Address == "" {
+			ready <- fmt.Errorf("the server said %q instead of its address", bytes.TrimSpace(line))
+			return
+		}
+		p.address, p.namespace = info.Address, info.Namespace
+		ready <- nil
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	timer := time.NewTimer(2 * time.Minute)
+	defer timer.Stop()
+	select {
+	case err = <-ready:
+	case <-timer.C:
+		err = errors.New("the server did not become ready within 2 minutes")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		p.stop()
+		<-p.done
+		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(p.stderr.String()), "sluice-temporal: "))
+		if strings.Contains(msg, "in use") {
+			return nil, fmt.Errorf("%w: %s", ErrServerInUse, msg)
+		}
+		if msg != "" {
+			return nil, fmt.Errorf("starting the embedded Temporal server: %s (log: %s)", msg, filepath.Join(home, "temporal.log"))
+		}
+		return nil, fmt.Errorf("starting the embedded Temporal server: %w (log: %s)", err, filepath.Join(home, "temporal.log"))
+	}
+	return p, nil
+}
+
+// stop asks the server to stop and waits for it, killing it if it hangs.
+func (p *serverProcess) stop() {
+	_ = p.stdin.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

@@ -1,0 +1,191 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/engine/logstore"
+	"github.com/sluice-ci/sluice/runners/workspace"
+	"github.com/sluice-ci/sluice/steps"
+	"github.com/sluice-ci/sluice/steps/run"
+)
+
+// Options configures a Stack.
+type Options struct {
+	// Home holds the database, logs and workspaces; see Home.
+	Home string
+	// TemporalAddress uses an existing Temporal cluster instead of the
+	// embedded server.
+	TemporalAddress string
+	// Namespace on that cluster; default "sluice".
+	Namespace string
+	// Runner starts an in-process runner with these settings; nil starts
+	// none (the commands that only look at runs).
+	Runner *RunnerOptions
+	// Logger receives the server's and the SDK's warnings; nil discards.
+	Logger *slog.Logger
+}
+
+// RunnerOptions configures the in-process runner.
+type RunnerOptions struct {
+	// Name is stable across restarts of this machine's runner, so that a
+	// run resumed after a crash finds its stage's queue again.
+	Name   string
+	Labels []string
+	// Repo is the repository workspaces are checked out from.
+	Repo string
+	// Dirty copies the working tree as it is instead of the commit.
+	Dirty bool
+}
+
+// Stack is a client connection to Temporal, maybe the embedded server
+// behind it, and maybe a runner.
+type Stack struct {
+	Client    client.Client
+	Namespace string
+	Logs      *logstore.FS
+	// Embedded says whether this process hosts the server.
+	Embedded bool
+	// Address is where the server listens.
+	Address string
+
+	home   string
+	server *serverProcess
+	runner *engine.Runner
+}
+
+// Start brings the stack up: it connects to opts.TemporalAddress, or to the
+// server another sluice process hosts for the same home, or starts the
+// embedded server (sluice-temporal) as its child; then it starts the
+// runner if asked.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Home == "" {
+		return nil, errors.New("starting the local stack: no home directory")
+	}
+	if err := os.MkdirAll(opts.Home, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", opts.Home, err)
+	}
+	s := &Stack{home: opts.Home, Namespace: opts.Namespace, Logs: Logs(opts.Home)}
+	if s.Namespace == "" {
+		s.Namespace = "sluice"
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	switch info, perr := Published(opts.Home); {
+	case opts.TemporalAddress != "":
+		s.Address = opts.TemporalAddress
+	case perr == nil:
+		s.Address, s.Namespace = info.Address, info.Namespace
+	default:
+		srv, err := startServer(ctx, opts.Home, s.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		s.server, s.Embedded, s.Address = srv, true, srv.address
+		if err := publish(opts.Home, ServerInfo{Address: s.Address, Namespace: s.Namespace, PID: os.Getpid()}); err != nil {
+			return nil, err
+		}
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Namespace: s.Namespace, Logger: sdkLogger(opts.Logger)})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Temporal at %s: %w", s.Address, err)
+	}
+	s.Client = c
+	if !s.Embedded {
+		// An existing cluster may not know Sluice's search attributes yet.
+		if err := engine.RegisterSearchAttributes(ctx, c, s.Namespace); err != nil {
+			return nil, fmt.Errorf("registering Sluice's search attributes in namespace %q: %w", s.Namespace, err)
+		}
+	}
+	if opts.Runner != nil {
+		if err := s.startRunner(*opts.Runner); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Stack) startRunner(o RunnerOptions) error {
+	acts := &engine.Activities{
+		Workspaces: workspaces{root: filepath.Join(s.home, "workspaces"), repo: o.Repo, dirty: o.Dirty},
+		Executors:  steps.Registry{plan.KindRun: &run.Executor{}},
+		Secrets:    engine.HostSecrets{},
+		Logs:       s.Logs,
+	}
+	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: o.Labels, Activities: acts, Workflows: true})
+	if err != nil {
+		return err
+	}
+	if err := r.Start(); err != nil {
+		return err
+	}
+	s.runner = r
+	return nil
+}
+
+// Close stops the runner, the client and the server, in that order.
+func (s *Stack) Close() {
+	if s.runner != nil {
+		s.runner.Stop()
+	}
+	if s.Client != nil {
+		s.Client.Close()
+	}
+	if s.server != nil {
+		unpublish(s.home)
+		s.server.stop()
+	}
+}
+
+// workspaces checks stages out of the local repository.
+type workspaces struct {
+	root, repo string
+	dirty      bool
+}
+
+func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
+	return workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: w.repo, SHA: req.Git.SHA, Dirty: w.dirty})
+}
+
+func (w workspaces) Release(_ context.Context, _ engine.WorkspaceRequest, dir string) error {
+	return workspace.Remove(dir)
+}
+
+// sdkLogger passes the SDK's warnings and errors to l; nil discards them.
+func sdkLogger(l *slog.Logger) sdklog.Logger {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return sdklog.NewStructuredLogger(slog.New(levelFilter{l.Handler(), slog.LevelWarn}))
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+// DefaultRunnerName names this machine's runner: stable across restarts.
+func DefaultRunnerName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "local"
+	}
+	return "local-" + h
+}
+
