@@ -188,4 +188,3 @@ func DefaultRunnerName() string {
 	}
 	return "local-" + h
 }
-
