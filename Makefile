@@ -11,7 +11,7 @@ PKGS     := ./...
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/sluice
+	$(GO) build -o bin/ ./cmd/sluice ./cmd/sluice-temporal
 
 deps:
 	@scripts/deps.sh git
@@ -36,11 +36,13 @@ bench: build
 	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
 	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
 
-# demo shows the main job on the embedded default.
+# demo shows the main job on the embedded default: the go-service example
+# checked and planned, and the hello example run on the embedded Temporal
+# server with an in-process runner.
 demo: deps build
 	$(BIN) validate examples/go-service/.sluice
-	$(BIN) plan examples/go-service/.sluice
 	$(BIN) plan examples/go-service/.sluice --event tag --ref v1.0.0
+	$(BIN) run examples/hello/.sluice --dirty
 
 clean:
 	rm -rf bin

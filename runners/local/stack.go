@@ -156,7 +156,10 @@ type workspaces struct {
 }
 
 func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
-	return workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: w.repo, SHA: req.Git.SHA, Dirty: w.dirty})
+	// A stage prepared again is one whose runner was lost: on this
+	// machine, that is this runner before a crash, and its workspace holds
+	// what the stage's completed steps did.
+	return workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: w.repo, SHA: req.Git.SHA, Dirty: w.dirty, Reuse: true})
 }
 
 func (w workspaces) Release(_ context.Context, _ engine.WorkspaceRequest, dir string) error {

@@ -32,6 +32,9 @@ type Options struct {
 	// .gitignore does not exclude. A directory that is not a repository
 	// is copied whole.
 	Dirty bool
+	// Reuse returns an existing workspace of the same run and stage as it
+	// is instead of recreating it.
+	Reuse bool
 }
 
 // Dir returns where the workspace of a run's stage lives, so that callers
@@ -55,12 +58,12 @@ func Dir(root, run, stage string) (string, error) {
 var hexSHA = regexp.MustCompile(`^[0-9a-fA-F]{4,64}$`)
 
 // Prepare creates the workspace for opts.Run and opts.Stage and returns its
-// absolute path. Preparing the same workspace again (an activity retried
-// after a runner crashed) recreates it from scratch rather than reusing
-// it, since the earlier attempt may have left it half-built or changed by
-// steps: the workspace is built beside its final place and renamed into it,
-// so it is either complete or absent. Concurrent calls for the same
-// workspace wait for each other.
+// absolute path. The workspace is built beside its final place and renamed
+// into it, so it is either complete or absent. Preparing the same
+// workspace again recreates it from scratch, unless opts.Reuse is set: a
+// runner that restarts after a crash then finds the workspace as the
+// stage's completed steps left it. Concurrent calls for the same workspace
+// wait for each other.
 func Prepare(ctx context.Context, opts Options) (string, error) {
 	dir, err := Dir(opts.Root, opts.Run, opts.Stage)
 	if err != nil {
@@ -91,6 +94,12 @@ func Prepare(ctx context.Context, opts Options) (string, error) {
 		return "", fmt.Errorf("locking workspace %s: %w", dir, err)
 	}
 	defer unlock()
+
+	if opts.Reuse {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return dir, nil
+		}
+	}
 
 	// Under the lock, a temporary directory of this workspace is left over
 	// from an attempt that crashed.

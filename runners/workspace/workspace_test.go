@@ -529,3 +529,30 @@ func TestDir(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareReuse checks that a workspace prepared again with Reuse keeps
+// what the steps before the crash left in it.
+func TestPrepareReuse(t *testing.T) {
+	r := newTestRepo(t)
+	opts := Options{Root: t.TempDir(), Run: "r1", Stage: "build", Repo: r.dir}
+	dir, err := Prepare(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "built.bin"), "x")
+	opts.Reuse = true
+	again, err := Prepare(context.Background(), opts)
+	if err != nil || again != dir {
+		t.Fatalf("Prepare again = %q, %v; want %q", again, err, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "built.bin")); err != nil {
+		t.Errorf("the reused workspace lost what a step built: %v", err)
+	}
+	opts.Reuse = false
+	if _, err := Prepare(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "built.bin")); err == nil {
+		t.Error("without Reuse the workspace was not recreated")
+	}
+}
