@@ -24,7 +24,10 @@
 // Scheduling follows GitHub Actions: a stage runs when all its needs
 // succeeded; a stage whose need failed, was skipped or was cancelled is
 // skipped ("needs X which failed"), except that a failed stage with
-// continue_on_error does not hold back its dependents. A failed step fails
+// continue_on_error does not hold back its dependents, and a stage the plan
+// skips (its when) does not either: the compiler already decided which
+// stages run, and one matrix instance that runs is enough for the stages
+// after it. A failed step fails
 // its stage and, unless step or stage may fail, the run: running stages
 // are cancelled (fail-fast) and stages not started are cancelled.
 //

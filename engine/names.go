@@ -128,3 +128,8 @@ func labelQueues(labels []string) []string {
 	slices.Sort(queues)
 	return queues
 }
+
+// MaxLostRunners bounds how often a step is started again because the
+// runner running it was lost (crashed, killed, cut off), on top of the
+// attempts its retry block allows.
+const MaxLostRunners = 5

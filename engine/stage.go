@@ -204,6 +204,7 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 		timeout = DefaultStepTimeout
 	}
 
+	lostRunners := 0
 	for attempt := 1; ; attempt++ {
 		ss.Attempt = attempt
 		if ws.Queue == "" {
@@ -252,8 +253,16 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 		msg, lost := describeError(err, ws.Runner, timeout)
 		if lost {
 			// The workspace went with the runner: nothing to release, and
-			// the next attempt takes another runner.
+			// the step goes again on whichever runner takes the stage now
+			// (the same one, once it is back). A lost runner is not the
+			// step's failure, so it does not use up the step's attempts.
 			*ws = PrepareResult{}
+			if lostRunners++; lostRunners <= MaxLostRunners {
+				ss.Error = msg
+				attempt--
+				continue
+			}
+			msg += fmt.Sprintf("; %d runners were lost running this step", lostRunners)
 		}
 		if attempt >= attempts {
 			end(StateFailed, msg)

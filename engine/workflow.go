@@ -417,6 +417,10 @@ func (r *run) needsDone(st *stageRun) (bool, string) {
 			// A failed stage that may fail does not hold back its dependents.
 		case s == StateFailed:
 			blocker = fmt.Sprintf("needs %s which failed", n)
+		case s == StateSkipped && ns.plan.Skip != "":
+			// Skipped by the plan (its when, or its own needs): the
+			// compiler already decided whether this stage runs, and one
+			// matrix instance that runs is enough for it.
 		case s == StateSkipped:
 			blocker = fmt.Sprintf("needs %s which was skipped", n)
 		default:

@@ -520,12 +520,12 @@ func TestInvalidPlan(t *testing.T) {
 func TestRunnerLost(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		attempts  int
+		losses    int // how many times the runner is lost before the step runs
 		wantState State
 		wantPrep  int
 	}{
-		{"another runner takes the retry", 2, StateSucceeded, 2},
-		{"no attempts left", 1, StateFailed, 1},
+		{"the step goes again without using an attempt", 1, StateSucceeded, 2},
+		{"a step whose runners keep getting lost fails", MaxLostRunners + 1, StateFailed, MaxLostRunners + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -533,13 +533,13 @@ func TestRunnerLost(t *testing.T) {
 			h.env.OnActivity(h.acts.RunStep, mock.Anything, mock.Anything).Return(
 				func(ctx context.Context, in StepInput) (StepResult, error) {
 					calls++
-					if calls == 1 {
+					if calls <= tc.losses {
 						return StepResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)
 					}
 					return StepResult{Outputs: map[string]string{"attempt": fmt.Sprint(in.Attempt)}}, nil
 				})
 			s := step("s", "ok")
-			s.Retry = &plan.Retry{Attempts: tc.attempts}
+			s.Retry = &plan.Retry{Attempts: 1}
 			st := h.run(t, RunInput{Plan: testPlan("lost", stage("a", nil, s))})
 			if st.State != tc.wantState {
 				t.Fatalf("run %s (%s)", st.State, st.Error)
@@ -548,10 +548,10 @@ func TestRunnerLost(t *testing.T) {
 				t.Errorf("prepared %d workspaces, want %d", p, tc.wantPrep)
 			}
 			ss := stageOf(t, st, "a").Steps[0]
-			if tc.wantState == StateFailed && !strings.Contains(ss.Error, `runner "r1" stopped responding`) {
+			if tc.wantState == StateFailed && (!strings.Contains(ss.Error, `runner "r1" stopped responding`) || !strings.Contains(ss.Error, "runners were lost")) {
 				t.Errorf("step error %q", ss.Error)
 			}
-			if tc.wantState == StateSucceeded && ss.Outputs["attempt"] != "2" {
+			if tc.wantState == StateSucceeded && ss.Outputs["attempt"] != "1" {
 				t.Errorf("step %+v", ss)
 			}
 		})
@@ -688,5 +688,30 @@ func TestResumeInWorkflow(t *testing.T) {
 	g := stageOf(t, st, "gate")
 	if !g.Steps[0].Resumed || g.Steps[1].Resumed || g.Approval.By != "ann" {
 		t.Errorf("gate %+v", g)
+	}
+}
+
+// TestPlanSkippedNeeds checks that a stage the plan skips (its when is
+// false) does not hold back the stages after it when one instance of the
+// matrix it belongs to runs, as the compiler decided, while a stage that
+// fails at run time still does.
+func TestPlanSkippedNeeds(t *testing.T) {
+	h := newHarness(t)
+	skipped := stage("test[svc=web]", nil, step("t2", "ok"))
+	skipped.Skip = "when is false: changed(\"web/**\")"
+	p := testPlan("mono",
+		stage("test[svc=api]", nil, step("t1", "ok")),
+		skipped,
+		stage("build", needs("test[svc=api]", "test[svc=web]"), step("b", "ok")),
+	)
+	st := h.run(t, RunInput{Plan: p})
+	if st.State != StateSucceeded {
+		t.Fatalf("run %s (%s)", st.State, st.Error)
+	}
+	if s := stageOf(t, st, "test[svc=web]"); s.State != StateSkipped {
+		t.Errorf("test[svc=web] is %s; want skipped", s.State)
+	}
+	if s := stageOf(t, st, "build"); s.State != StateSucceeded {
+		t.Errorf("build is %s (%s); want succeeded", s.State, s.Reason)
 	}
 }

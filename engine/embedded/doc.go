@@ -20,8 +20,9 @@
 // Choices that matter to callers:
 //
 //   - Membership is static (temporal.WithStaticHosts). With the default
-//     ringpop membership a restart on an existing database waits ~50 s for the
-//     hosts recorded by the previous process to time out.
+//     ringpop membership a restart on an existing database stalls for half a
+//     minute or more, and the stall comes after the frontend already answers,
+//     so no readiness check would catch it.
 //   - A lock file (DataDir/temporal.db.lock, flock) keeps two servers from
 //     serving the same database; the second Start fails with ErrDataDirInUse
 //     and names the process that holds it.

@@ -136,6 +136,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// clusterName names the one cluster; it is stored in the database, so it
+// never changes.
+const clusterName = "active"
+
 var validNamespace = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
 
 // prepareDatabase locks and, if new, creates the SQLite database and returns
@@ -249,7 +253,6 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 		hosts[name] = static.SingleLocalHost(net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 	}
 
-	const clusterName = "active"
 	serverConfig := &config.Config{
 		Global: config.Global{
 			Membership: config.Membership{BroadcastAddress: "127.0.0.1"},
@@ -379,7 +382,7 @@ func createNamespace(sqlConfig *config.SQL, name string) error {
 	for _, a := range searchAttrs {
 		attrs[a] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
-	ns, err := sqliteschema.NewNamespaceConfig("active", name, false, attrs)
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, name, false, attrs)
 	if err != nil {
 		return fmt.Errorf("registering namespace %q: %w", name, err)
 	}
@@ -408,6 +411,22 @@ func isDBLocked(err error) bool {
 
 var searchAttrs = []string{SearchAttrPipeline, SearchAttrRepo, SearchAttrRef, SearchAttrSHA, SearchAttrStatus}
 
+// probe succeeds when the frontend serves the namespace and reaches the
+// history service: the first workflow a caller starts then does not wait.
+func (s *Server) probe(ctx context.Context, c client.Client) error {
+	_, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: s.namespace})
+	if err != nil {
+		return err
+	}
+	// No workflow has this ID: history answering "not found" is the success.
+	_, err = c.DescribeWorkflowExecution(ctx, "sluice-readiness-probe", "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	return err
+}
+
 // waitReady dials the frontend until it serves the namespace, then adds any
 // Sluice search attribute the namespace lacks (a database made by an older
 // sluice). Adding is idempotent: attributes already there are left alone.
@@ -425,8 +444,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 			})
 		}
 		if c != nil {
-			_, lastErr = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: s.namespace})
-			if lastErr == nil {
+			if lastErr = s.probe(ctx, c); lastErr == nil {
 				break
 			}
 		}

@@ -309,14 +309,17 @@ func TestUnwritableDataDir(t *testing.T) {
 		if os.Geteuid() == 0 {
 			t.Skip("root writes anywhere")
 		}
-		parent := t.TempDir()
-		if err := os.Chmod(parent, 0o500); err != nil {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o500); err != nil {
 			t.Fatal(err)
 		}
-		defer os.Chmod(parent, 0o700)
-		_, err := embedded.Start(context.Background(), embedded.Config{DataDir: filepath.Join(parent, "data")})
+		defer os.Chmod(dir, 0o700)
+		_, err := embedded.Start(context.Background(), embedded.Config{DataDir: dir})
 		if err == nil {
 			t.Fatal("Start in an unwritable directory succeeded")
+		}
+		if !strings.Contains(err.Error(), "is not writable") {
+			t.Errorf("error %q does not say the directory is not writable", err)
 		}
 		t.Logf("Start in an unwritable directory: %v", err)
 	})
