@@ -3,6 +3,7 @@ package dsl
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -54,6 +55,10 @@ type compiler struct {
 	stageIdx  map[string]*stageBlock
 	steps     map[string]*stepBlock
 	ancestors [][]uint64 // by stage index; see computeAncestors
+
+	baseVars   map[string]cty.Value // see evalContext
+	baseCtx    *hcl.EvalContext
+	baseLocals int
 }
 
 // Compile turns loaded pipeline sources into a plan for one event. It
@@ -225,15 +230,22 @@ func nonNil(s []string) []string {
 // evalContext builds the variables for expressions; matrix is nil outside
 // a matrix stage.
 func (c *compiler) evalContext(matrix map[string]cty.Value) *hcl.EvalContext {
-	vars := map[string]cty.Value{
-		"git":      gitValue(c.opts.Git),
-		"var":      cty.ObjectVal(c.varVals),
-		"local":    cty.ObjectVal(c.localVal),
-		"pipeline": c.pipelineValue(),
+	if c.baseVars == nil || len(c.localVal) != c.baseLocals {
+		// Locals are evaluated one by one; after that, the base is fixed.
+		c.baseLocals = len(c.localVal)
+		c.baseVars = map[string]cty.Value{
+			"git":      gitValue(c.opts.Git),
+			"var":      cty.ObjectVal(c.varVals),
+			"local":    cty.ObjectVal(c.localVal),
+			"pipeline": c.pipelineValue(),
+		}
+		c.baseCtx = &hcl.EvalContext{Variables: c.baseVars, Functions: c.funcs}
 	}
-	if matrix != nil {
-		vars["matrix"] = cty.ObjectVal(matrix)
+	if matrix == nil {
+		return c.baseCtx
 	}
+	vars := maps.Clone(c.baseVars)
+	vars["matrix"] = cty.ObjectVal(matrix)
 	return &hcl.EvalContext{Variables: vars, Functions: c.funcs}
 }
 

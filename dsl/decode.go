@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,9 +63,17 @@ func specsOf(t reflect.Type) []fieldSpec {
 	return specs
 }
 
-// schemaOf merges the schemas of several tagged struct types.
+var schemaCache sync.Map // string of the types -> *hcl.BodySchema
+
+// schemaOf merges the schemas of several tagged struct types. The result
+// is shared: callers must not change it.
 func schemaOf(types ...reflect.Type) *hcl.BodySchema {
+	key := fmt.Sprint(types)
+	if v, ok := schemaCache.Load(key); ok {
+		return v.(*hcl.BodySchema)
+	}
 	schema := &hcl.BodySchema{}
+	defer func() { schemaCache.Store(key, schema) }()
 	for _, t := range types {
 		for _, s := range specsOf(t) {
 			if s.block {
@@ -98,8 +107,10 @@ func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, whe
 	}
 	schema := schemaOf(types...)
 	if extra != nil {
-		schema.Attributes = append(schema.Attributes, extra.Attributes...)
-		schema.Blocks = append(schema.Blocks, extra.Blocks...)
+		schema = &hcl.BodySchema{
+			Attributes: append(slices.Clip(schema.Attributes), extra.Attributes...),
+			Blocks:     append(slices.Clip(schema.Blocks), extra.Blocks...),
+		}
 	}
 	content, diags := body.Content(schema)
 	c.add(diags...)

@@ -45,9 +45,11 @@ var stageExtra = &hcl.BodySchema{
 }
 
 type stageBlock struct {
-	name      string
-	index     int
-	block     *hcl.Block
+	name  string
+	index int
+	block *hcl.Block
+	// content holds needs, when, matrix and the step blocks, read once.
+	content   *hcl.BodyContent
 	needs     []string
 	hasMatrix bool
 	steps     []*stepBlock
@@ -68,6 +70,7 @@ func (c *compiler) declareStage(b *hcl.Block) {
 	c.stages = append(c.stages, s)
 	c.stageIdx[s.name] = s
 	content, _, _ := b.Body.PartialContent(stageExtra)
+	s.content = content
 	s.hasMatrix = len(content.Blocks.OfType("matrix")) > 0
 	for _, sb := range content.Blocks.OfType("step") {
 		kind, name := sb.Labels[0], sb.Labels[1]
@@ -137,8 +140,7 @@ func (c *compiler) resolveNeeds() {
 	}
 	needsRange := map[string]hcl.Range{}
 	for i, s := range c.stages {
-		content, _, _ := s.block.Body.PartialContent(stageExtra)
-		attr, ok := content.Attributes["needs"]
+		attr, ok := s.content.Attributes["needs"]
 		if !ok {
 			if i > 0 {
 				s.needs = []string{c.stages[i-1].name}

@@ -26,8 +26,7 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 	instances := map[string][]string{} // stage name -> instance IDs
 	skipped := map[string]bool{}       // instance ID -> skipped
 	for _, s := range c.topoOrder() {
-		content, diags := s.block.Body.Content(schemaWith(stageExtra, StageSchema{}))
-		c.add(diags...)
+		content := s.content
 		var combos []matrixInstance
 		matrices := content.Blocks.OfType("matrix")
 		for _, extra := range matrices[min(1, len(matrices)):] {
@@ -71,15 +70,6 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 	return out
 }
 
-// schemaWith merges a hand-written schema with that of a tagged struct, for
-// the full check of a block's content.
-func schemaWith(extra *hcl.BodySchema, v any) *hcl.BodySchema {
-	s := schemaOf(typeOf(v))
-	s.Attributes = append(s.Attributes, extra.Attributes...)
-	s.Blocks = append(s.Blocks, extra.Blocks...)
-	return s
-}
-
 func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.BodyContent, needs []string) plan.Stage {
 	matrix := m.ctyValues()
 	ctx := c.evalContext(matrix)
@@ -90,8 +80,8 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 	}
 	where := fmt.Sprintf("stage %q", s.name)
 	sc := scope{matrix: matrix, stage: s, stepIndex: -1, runtime: true, what: where}
-	// decodeBody repeats the shape diagnostics of the Content call above,
-	// and every matrix instance repeats them again; Compile drops repeats.
+	// Every matrix instance repeats the diagnostics about the body's shape;
+	// Compile drops repeats.
 	var ss StageSchema
 	c.decodeBody(s.block.Body, ctx, sc, where, s.block.DefRange, stageExtra, &ss)
 	ps.RunsOn, ps.Timeout, ps.ContinueOnError, ps.Env, ps.Retry = ss.RunsOn, ss.Timeout, ss.ContinueOnError, ss.Env, ss.Retry

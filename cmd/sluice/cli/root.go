@@ -33,6 +33,12 @@ type env struct {
 // and returns the process exit code: 0 on success, 1 when the command
 // failed, 2 for a usage mistake.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if os.Getenv("GOGC") == "" {
+		// A short-lived command that builds one large value (a plan) and
+		// exits spends much of its time in the collector at the default
+		// setting; memory is not the constraint here.
+		debug.SetGCPercent(400)
+	}
 	e := &env{stdout: stdout, stderr: stderr, environ: os.Environ(), getwd: os.Getwd}
 	root := newRoot(e)
 	root.SetArgs(singleDashLong(root, args))
