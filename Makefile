@@ -26,15 +26,19 @@ test-unit:
 fuzz:
 	$(GO) test ./dsl -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
+WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run $(WORKFLOWCHECK) ./engine/...
 
 # bench measures the figures recorded in docs/benchmarks.md.
 bench: build
 	@scripts/deps.sh hyperfine
 	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
 	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
+	scripts/bench/run-bench.sh
 
 # demo shows the main job on the embedded default: the go-service example
 # checked and planned, and the hello example run on the embedded Temporal

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# run-bench.sh measures sluice run against its baselines, side by side in
+# one run (see docs/benchmarks.md):
+#   1. 100 sequential no-op host steps: sluice run, nektos/act on the host
+#      (-P ubuntu-latest=-self-hosted) with a workflow of the same 100
+#      steps, and a plain shell script running them;
+#   2. 50 independent one-step stages against the same 50 in a chain.
+# Each sluice run is against a warm `sluice dev` stack, as on a developer's
+# machine; server start-up is measured on its own.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$root/bin
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+export SLUICE_HOME=$work/home
+
+"$root/scripts/deps.sh" git hyperfine
+command -v act >/dev/null || PATH=$PATH:$(go env GOPATH)/bin
+if ! command -v act >/dev/null; then
+  echo "installing nektos/act" >&2
+  go install github.com/nektos/act@latest
+fi
+
+repo=$work/repo
+mkdir -p "$repo/.sluice" "$repo/.github/workflows" "$work/seq" "$work/par"
+{
+  echo 'pipeline "steps100" {}'
+  echo 'stage "s" {'
+  for i in $(seq 1 100); do echo "  step \"run\" \"s$i\" { command = [\"true\"] }"; done
+  echo '}'
+} > "$repo/.sluice/p.hcl"
+{
+  echo 'name: steps100'
+  echo 'on: push'
+  echo 'jobs:'
+  echo '  s:'
+  echo '    runs-on: ubuntu-latest'
+  echo '    steps:'
+  for i in $(seq 1 100); do echo "      - run: \"true\""; done
+} > "$repo/.github/workflows/w.yml"
+{
+  echo '#!/bin/sh -e'
+  for i in $(seq 1 100); do echo "sh -c true"; done
+} > "$work/steps100.sh"
+chmod +x "$work/steps100.sh"
+par=$work/par/.sluice; seq=$work/seq/.sluice
+mkdir -p "$par" "$seq"
+{
+  echo 'pipeline "par50" {}'
+  for i in $(seq 1 50); do echo "stage \"s$i\" {"; echo '  needs = []'; echo "  step \"run\" \"x$i\" { command = [\"sleep\", \"0.2\"] }"; echo '}'; done
+} > "$par/p.hcl"
+{
+  echo 'pipeline "seq50" {}'
+  for i in $(seq 1 50); do echo "stage \"s$i\" {"; echo "  step \"run\" \"x$i\" { command = [\"sleep\", \"0.2\"] }"; echo '}'; done
+} > "$seq/p.hcl"
+for d in "$repo" "$work/par" "$work/seq"; do
+  git -C "$d" init -q -b main && git -C "$d" add . && git -C "$d" -c user.name=b -c user.email=b@example.com commit -qm bench
+done
+
+echo "== embedded server start (sluice dev until ready)"
+start=$(date +%s.%N)
+"$bin/sluice" dev > "$work/dev.log" 2>&1 &
+until grep -q "Sluice dev:" "$work/dev.log"; do sleep 0.05; done
+echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
+
+echo "== 100 sequential no-op host steps"
+cd "$repo"
+hyperfine --warmup 2 --runs 10 -N \
+  -n "sluice run" "$bin/sluice run --progress plain" \
+  -n "act (host)" "act push -P ubuntu-latest=-self-hosted -W .github/workflows/w.yml" \
+  -n "shell script" "$work/steps100.sh" \
+  --export-markdown "$work/steps100.md"
+echo "== 50 independent stages against 50 in a chain (0.2 s each)"
+hyperfine --warmup 1 --runs 5 -N \
+  -n "50 parallel stages" "$bin/sluice run --progress plain $par" \
+  -n "50 chained stages" "$bin/sluice run --progress plain $seq" \
+  --export-markdown "$work/stages50.md"
+cat "$work/steps100.md" "$work/stages50.md"
