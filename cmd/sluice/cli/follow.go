@@ -174,7 +174,7 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 	f := &follower{out: out, mode: mode, logs: logs, runID: runID, seen: map[string]engine.State{}, tailing: map[string]bool{}}
 	tailCtx, stopTails := context.WithCancel(context.Background())
 	defer stopTails()
-	ticker := time.NewTicker(200 * time.Millisecond)
+	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
 	cancelled := false
 	for {
