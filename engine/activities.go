@@ -35,6 +35,8 @@ type WorkspaceRequest struct {
 	Pipeline string
 	StageID  string
 	Git      plan.Git
+	// Source is where the run's code is, when the run says so.
+	Source *Source
 }
 
 // SecretResolver finds the value of a secret on the runner. Values never
@@ -77,7 +79,7 @@ func (a *Activities) PrepareWorkspace(ctx context.Context, in PrepareInput) (Pre
 	if a.Workspaces == nil {
 		return PrepareResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("runner %q has no workspace provider", a.Runner), "NoWorkspaces", nil)
 	}
-	dir, err := a.Workspaces.Prepare(ctx, WorkspaceRequest{RunID: in.RunID, Pipeline: in.Pipeline, StageID: in.StageID, Git: in.Git})
+	dir, err := a.Workspaces.Prepare(ctx, WorkspaceRequest{RunID: in.RunID, Pipeline: in.Pipeline, StageID: in.StageID, Git: in.Git, Source: in.Source})
 	if err != nil {
 		return PrepareResult{}, fmt.Errorf("preparing workspace for stage %q on runner %q: %w", in.StageID, a.Runner, err)
 	}

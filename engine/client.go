@@ -29,6 +29,9 @@ type StartOptions struct {
 	RunID string
 	// TaskQueue is where the workflow runs; empty means WorkflowTaskQueue.
 	TaskQueue string
+	// Source is where runners find the code of a run started from a
+	// developer's machine.
+	Source *Source
 }
 
 // Start starts a run of a plan and returns its run ID.
@@ -44,7 +47,7 @@ func Start(ctx context.Context, c client.Client, p plan.Plan, o StartOptions) (s
 	if q == "" {
 		q = WorkflowTaskQueue
 	}
-	if err := start(ctx, c, id, q, RunInput{Plan: p}, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE); err != nil {
+	if err := start(ctx, c, id, q, RunInput{Plan: p, Source: o.Source}, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -138,6 +138,7 @@ func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) err
 		Pipeline: r.plan.Pipeline,
 		StageID:  st.plan.ID,
 		Git:      r.plan.Git,
+		Source:   r.source,
 	}).Get(ctx, &res)
 	st.status.Reason = ""
 	if err != nil {

@@ -34,6 +34,9 @@ func (s State) Done() bool {
 // RunInput is the input of the Pipeline workflow.
 type RunInput struct {
 	Plan plan.Plan `json:"plan"`
+	// Source says where runners find the code, for runs started from a
+	// developer's machine; empty means the runner's own default.
+	Source *Source `json:"source,omitempty"`
 	// Resume carries what an earlier attempt of the same run finished, when
 	// the run is retried from a step (see Retry).
 	Resume *Resume `json:"resume,omitempty"`
@@ -146,12 +149,22 @@ type Decision struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Source is a local repository a run's workspaces are made from.
+type Source struct {
+	// Path is the repository's directory on the machine that started the
+	// run.
+	Path string `json:"path"`
+	// Dirty takes the working tree as it is instead of the commit.
+	Dirty bool `json:"dirty,omitempty"`
+}
+
 // PrepareInput asks a runner for a workspace for a stage.
 type PrepareInput struct {
 	RunID    string   `json:"run_id"`
 	Pipeline string   `json:"pipeline"`
 	StageID  string   `json:"stage_id"`
 	Git      plan.Git `json:"git"`
+	Source   *Source  `json:"source,omitempty"`
 }
 
 // PrepareResult says which runner took the stage and where its workspace is.

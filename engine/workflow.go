@@ -39,6 +39,7 @@ func Pipeline(ctx workflow.Context, in RunInput) (RunStatus, error) {
 // it is rebuilt by replay and must only change in deterministic ways.
 type run struct {
 	plan   *plan.Plan
+	source *Source
 	status RunStatus
 	stages []*stageRun
 	byID   map[string]int
@@ -91,6 +92,7 @@ func newRun(ctx workflow.Context, in RunInput) (*run, error) {
 	info := workflow.GetInfo(ctx)
 	r := &run{
 		plan:   &p,
+		source: in.Source,
 		byID:   map[string]int{},
 		logger: workflow.GetLogger(ctx),
 		status: RunStatus{

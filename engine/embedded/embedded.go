@@ -183,8 +183,8 @@ func prepareDatabase(dataDir string) (_ *config.SQL, _ *lockFile, err error) {
 
 	dbPath := filepath.Join(dir, "temporal.db")
 	sqlConfig := &config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      dbPath,
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: dbPath,
 		// WAL with synchronous=NORMAL commits without an fsync per
 		// transaction; what was committed survives a crash of the process
 		// (kill -9), which is what a local run must survive. The default

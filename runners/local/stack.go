@@ -156,10 +156,16 @@ type workspaces struct {
 }
 
 func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
+	repo, dirty := w.repo, w.dirty
+	if req.Source != nil {
+		// The run says where its code is: sluice run from any directory
+		// works with the runner of a sluice dev started elsewhere.
+		repo, dirty = req.Source.Path, req.Source.Dirty
+	}
 	// A stage prepared again is one whose runner was lost: on this
 	// machine, that is this runner before a crash, and its workspace holds
 	// what the stage's completed steps did.
-	return workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: w.repo, SHA: req.Git.SHA, Dirty: w.dirty, Reuse: true})
+	return workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: repo, SHA: req.Git.SHA, Dirty: dirty, Reuse: true})
 }
 
 func (w workspaces) Release(_ context.Context, _ engine.WorkspaceRequest, dir string) error {

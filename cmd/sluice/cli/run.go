@@ -109,7 +109,7 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 				return err
 			}
 			defer stack.Close()
-			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{})
+			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{Source: &engine.Source{Path: repo, Dirty: dirty}})
 			if err != nil {
 				return err
 			}
