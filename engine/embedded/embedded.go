@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -376,6 +377,10 @@ func recoverFatal(f func() error) (err error) {
 func describeStartError(err error) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("a port the server needs was taken while it started; try again: %w", err)
+	}
+	// The server's own wiring reports a locked database only as text.
+	if msg := err.Error(); strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked") {
+		return fmt.Errorf("the database is locked by another program (a sqlite3 shell, a `temporal server start-dev --db-filename`?); close it and try again: %w", err)
 	}
 	return err
 }
