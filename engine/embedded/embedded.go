@@ -309,6 +309,16 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 			// `sluice runs` lists through visibility; the default of 10
 			// requests per second is easy to hit from a watch loop.
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+			// One machine needs no task queue partitions: with the default
+			// four, a task may wait to be forwarded to a poller.
+			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
+			// The history service hands tasks to matching from queues it
+			// polls at most 20 times a second; every step needs two such
+			// hand-offs, which held a pipeline of short steps to about ten
+			// steps a second. A single-shard server can poll far more.
+			dynamicconfig.TransferProcessorMaxPollRPS.Key(): 2000,
+			dynamicconfig.TimerProcessorMaxPollRPS.Key():    2000,
 		}),
 	)
 	if err != nil {
