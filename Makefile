@@ -39,6 +39,7 @@ bench: build
 	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
 	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
 	scripts/bench/run-bench.sh
+	scripts/bench/approvals.sh
 
 # demo shows the main job on the embedded default: the go-service example
 # checked and planned, and the hello example run on the embedded Temporal
@@ -46,7 +47,7 @@ bench: build
 demo: deps build
 	$(BIN) validate examples/go-service/.sluice
 	$(BIN) plan examples/go-service/.sluice --event tag --ref v1.0.0
-	$(BIN) run examples/hello/.sluice --dirty
+	$(BIN) run examples/hello/.sluice
 
 clean:
 	rm -rf bin
