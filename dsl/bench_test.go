@@ -124,3 +124,24 @@ func BenchmarkParse1000Stages(b *testing.B) {
 		}
 	}
 }
+
+// TestWriteGeneratedPipeline writes the benchmark's pipeline to the
+// directory in $SLUICE_WRITE_GENERATED, so that whole commands can be
+// measured on it (docs/benchmarks.md); without it, it does nothing.
+func TestWriteGeneratedPipeline(t *testing.T) {
+	dest := os.Getenv("SLUICE_WRITE_GENERATED")
+	if dest == "" {
+		return
+	}
+	dir := generatePipeline(t, 1000)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.hcl"))
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if err := os.WriteFile(filepath.Join(dest, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -3,7 +3,10 @@ package dsl
 import (
 	"fmt"
 	"path"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -22,50 +25,89 @@ type StepCommon struct {
 
 // compileStages decodes every stage instance in dependency order.
 func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
-	var out []plan.Stage
+	// First the instances, in dependency order: matrices are expanded and
+	// each instance learns the instances it needs.
+	type task struct {
+		stage *stageBlock
+		m     matrixInstance
+		needs []string
+	}
+	var tasks []task
 	instances := map[string][]string{} // stage name -> instance IDs
-	skipped := map[string]bool{}       // instance ID -> skipped
 	for _, s := range c.topoOrder() {
 		content := s.content
-		var combos []matrixInstance
+		combos := []matrixInstance{{}}
 		matrices := content.Blocks.OfType("matrix")
 		for _, extra := range matrices[min(1, len(matrices)):] {
 			c.add(errorDiag("Duplicate matrix block", "A stage has at most one matrix block; put all dimensions in it.", &extra.DefRange, &s.block.DefRange))
 		}
 		if len(matrices) > 0 {
-			combos = c.expandMatrix(s, matrices[0])
-			if len(combos) == 0 {
+			if combos = c.expandMatrix(s, matrices[0]); len(combos) == 0 {
 				continue
 			}
-		} else {
-			combos = []matrixInstance{{}}
 		}
 		var needIDs []string
-		skippedNeed := ""
 		for _, n := range s.needs {
 			needIDs = append(needIDs, instances[n]...)
-			// A needed stage counts as skipped when none of its matrix
-			// instances runs: one instance that runs is enough to go on.
-			all := len(instances[n]) > 0
-			for _, id := range instances[n] {
-				all = all && skipped[id]
-			}
-			if all && skippedNeed == "" {
-				skippedNeed = n
-			}
 		}
 		for _, m := range combos {
-			ps := c.compileStage(s, m, content, needIDs)
-			switch {
-			case !p.Trigger.Matched:
-				ps.Skip = "the pipeline is not started by this event: " + p.Trigger.Reason
-			case ps.Skip == "" && skippedNeed != "":
-				ps.Skip = fmt.Sprintf("it needs %s, which is skipped", skippedNeed)
-			}
-			skipped[ps.ID] = ps.Skip != ""
-			instances[s.name] = append(instances[s.name], ps.ID)
-			out = append(out, ps)
+			tasks = append(tasks, task{stage: s, m: m, needs: needIDs})
+			instances[s.name] = append(instances[s.name], m.id(s.name))
 		}
+	}
+
+	// Then every instance is compiled, in parallel: instances only read
+	// what the phases before produced, and each worker collects its own
+	// diagnostics.
+	out := make([]plan.Stage, len(tasks))
+	diags := make([]hcl.Diagnostics, len(tasks))
+	c.evalContext(nil) // fills the shared base before the workers read it
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(tasks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub := *c
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(tasks) {
+					return
+				}
+				sub.diags = nil
+				t := tasks[i]
+				out[i] = sub.compileStage(t.stage, t.m, t.stage.content, t.needs)
+				diags[i] = sub.diags
+			}
+		}()
+	}
+	wg.Wait()
+	for _, d := range diags {
+		c.add(d...)
+	}
+
+	// Last, skips flow along needs in dependency order. A needed stage
+	// counts as skipped when none of its matrix instances runs: one
+	// instance that runs is enough to go on.
+	skipped := map[string]bool{} // instance ID -> skipped
+	for i := range out {
+		ps := &out[i]
+		switch {
+		case !p.Trigger.Matched:
+			ps.Skip = "the pipeline is not started by this event: " + p.Trigger.Reason
+		case ps.Skip == "":
+			for _, n := range tasks[i].stage.needs {
+				all := len(instances[n]) > 0
+				for _, id := range instances[n] {
+					all = all && skipped[id]
+				}
+				if all {
+					ps.Skip = fmt.Sprintf("it needs %s, which is skipped", n)
+					break
+				}
+			}
+		}
+		skipped[ps.ID] = ps.Skip != ""
 	}
 	return out
 }
