@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -112,7 +113,7 @@ func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, whe
 			Blocks:     append(slices.Clip(schema.Blocks), extra.Blocks...),
 		}
 	}
-	content, diags := body.Content(schema)
+	content, diags := bodyContent(body, schema)
 	c.add(diags...)
 	for _, target := range targets {
 		rv := reflect.ValueOf(target).Elem()
@@ -360,4 +361,79 @@ func typeOf(v any) reflect.Type {
 		t = t.Elem()
 	}
 	return t
+}
+
+// bodyContent is body.Content(schema) for the native syntax, without the
+// copies of the body HCL makes to hide what it returned: decoding a large
+// pipeline calls it once per step and stage instance, and those copies were
+// a fifth of compilation's allocations. The diagnostics are HCL's own.
+func bodyContent(body hcl.Body, schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagnostics) {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return body.Content(schema)
+	}
+	content := &hcl.BodyContent{Attributes: make(hcl.Attributes, len(b.Attributes)), MissingItemRange: b.MissingItemRange()}
+	var diags hcl.Diagnostics
+	for name, attr := range b.Attributes {
+		if !slices.ContainsFunc(schema.Attributes, func(a hcl.AttributeSchema) bool { return a.Name == name }) {
+			suggestion := ""
+			if s := suggest(name, schema.Attributes, func(a hcl.AttributeSchema) string { return a.Name }); s != "" {
+				suggestion = fmt.Sprintf(" Did you mean %q?", s)
+			} else if s := suggest(name, schema.Blocks, func(b hcl.BlockHeaderSchema) string { return b.Type }); s == name {
+				suggestion = fmt.Sprintf(" Did you mean to define a block of type %q?", name)
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported argument",
+				Detail: fmt.Sprintf("An argument named %q is not expected here.%s", name, suggestion), Subject: &attr.NameRange})
+			continue
+		}
+		content.Attributes[name] = attr.AsHCLAttribute()
+	}
+	for _, a := range schema.Attributes {
+		if _, ok := content.Attributes[a.Name]; !ok && a.Required {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing required argument",
+				Detail: fmt.Sprintf("The argument %q is required, but no definition was found.", a.Name), Subject: b.MissingItemRange().Ptr()})
+		}
+	}
+	for _, block := range b.Blocks {
+		i := slices.IndexFunc(schema.Blocks, func(s hcl.BlockHeaderSchema) bool { return s.Type == block.Type })
+		if i < 0 {
+			suggestion := ""
+			if s := suggest(block.Type, schema.Blocks, func(b hcl.BlockHeaderSchema) string { return b.Type }); s != "" {
+				suggestion = fmt.Sprintf(" Did you mean %q?", s)
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported block type",
+				Detail: fmt.Sprintf("Blocks of type %q are not expected here.%s", block.Type, suggestion), Subject: &block.TypeRange})
+			continue
+		}
+		labels := schema.Blocks[i].LabelNames
+		ctx := hcl.RangeBetween(block.TypeRange, block.OpenBraceRange).Ptr()
+		switch {
+		case len(block.Labels) > len(labels) && len(labels) == 0:
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Extraneous label for %s", block.Type),
+				Detail: fmt.Sprintf("No labels are expected for %s blocks.", block.Type), Subject: block.LabelRanges[0].Ptr(), Context: ctx})
+		case len(block.Labels) > len(labels):
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Extraneous label for %s", block.Type),
+				Detail:  fmt.Sprintf("Only %d labels (%s) are expected for %s blocks.", len(labels), strings.Join(labels, ", "), block.Type),
+				Subject: block.LabelRanges[len(labels)].Ptr(), Context: ctx})
+		case len(block.Labels) < len(labels):
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Missing %s for %s", labels[len(block.Labels)], block.Type),
+				Detail:  fmt.Sprintf("All %s blocks must have %d labels (%s).", block.Type, len(labels), strings.Join(labels, ", ")),
+				Subject: &block.OpenBraceRange, Context: ctx})
+		default:
+			content.Blocks = append(content.Blocks, block.AsHCLBlock())
+		}
+	}
+	return content, diags
+}
+
+// suggest returns the name among items closest to name, if close enough.
+func suggest[T any](name string, items []T, nameOf func(T) string) string {
+	names := make([]string, len(items))
+	for i, it := range items {
+		names[i] = nameOf(it)
+	}
+	if s := didYouMean(name, names); s != "" {
+		return strings.TrimSuffix(strings.TrimPrefix(s, ` Did you mean "`), `"?`)
+	}
+	return ""
 }
