@@ -50,6 +50,7 @@ type follower struct {
 	runID string
 
 	mu      sync.Mutex // serialises output
+	status  string     // the tty mode's status line, redrawn under the output
 	wg      sync.WaitGroup
 	seen    map[string]engine.State // "stage/step" and "stage" -> last state printed
 	tailing map[string]bool
@@ -58,7 +59,45 @@ type follower struct {
 func (f *follower) printf(format string, args ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fmt.Fprintf(f.out, format, args...)
+	if f.mode != progressTTY {
+		fmt.Fprintf(f.out, format, args...)
+		return
+	}
+	// Output goes above the status line: clear it, write, draw it again.
+	fmt.Fprintf(f.out, "\r\x1b[K"+format, args...)
+	fmt.Fprint(f.out, f.status)
+}
+
+// setStatus redraws the tty mode's status line: what runs now and how far
+// the run is.
+func (f *follower) setStatus(st engine.RunStatus) {
+	if f.mode != progressTTY {
+		return
+	}
+	var running []string
+	done, total := 0, 0
+	for _, s := range st.Stages {
+		for _, step := range s.Steps {
+			total++
+			switch {
+			case step.State == engine.StateRunning:
+				running = append(running, fmt.Sprintf("%s/%s %s", s.ID, step.Name, duration(step.Start, time.Time{})))
+			case step.State.Done():
+				done++
+			}
+		}
+		if s.State == engine.StateWaitingApproval {
+			running = append(running, s.ID+" waits for approval")
+		}
+	}
+	line := fmt.Sprintf("\x1b[2m[%d/%d steps] %s\x1b[0m", done, total, strings.Join(running, ", "))
+	if st.State.Done() {
+		line = ""
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status = line
+	fmt.Fprint(f.out, "\r\x1b[K"+line)
 }
 
 func (f *follower) event(kind, stage, step string, fields map[string]any) {
@@ -181,6 +220,7 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 		st, err := engine.Status(context.Background(), c, runID)
 		if err == nil {
 			f.update(tailCtx, st)
+			f.setStatus(st)
 			if st.State.Done() {
 				done := make(chan struct{})
 				go func() { f.wg.Wait(); close(done) }()

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -17,9 +19,30 @@ func TestMain(m *testing.M) {
 // testdata/script is a sequence of sluice commands with the files they
 // work on and the output they must print.
 func TestScripts(t *testing.T) {
+	server := buildServer(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
+		Setup: func(env *testscript.Env) error {
+			// Runs use a fresh home and the embedded server built here.
+			env.Setenv("SLUICE_HOME", filepath.Join(env.WorkDir, ".sluice-home"))
+			env.Setenv("SLUICE_TEMPORAL_BIN", server)
+			env.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(env.WorkDir, ".gitconfig"))
+			return os.WriteFile(filepath.Join(env.WorkDir, ".gitconfig"), []byte("[user]\n\tname = t\n\temail = t@example.com\n[init]\n\tdefaultBranch = main\n"), 0o644)
+		},
 	})
+}
+
+// buildServer builds sluice-temporal, which sluice run starts, once.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		return "sluice-temporal-not-built-in-short-mode"
+	}
+	out := filepath.Join(t.TempDir(), "sluice-temporal")
+	if b, err := exec.Command("go", "build", "-o", out, "github.com/sluice-ci/sluice/cmd/sluice-temporal").CombinedOutput(); err != nil {
+		t.Fatalf("building sluice-temporal: %v\n%s", err, b)
+	}
+	return out
 }
