@@ -14,6 +14,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -59,6 +60,9 @@ func start(ctx context.Context, c client.Client, id, queue string, in RunInput, 
 		ID:                    id,
 		TaskQueue:             queue,
 		WorkflowIDReusePolicy: reuse,
+		// Without this the SDK answers a start with an ID already used by
+		// handing back the earlier run, as if it had started.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			AttrPipeline.ValueSet(p.Pipeline),
 			AttrRepo.ValueSet(p.Git.Repo),
@@ -68,6 +72,10 @@ func start(ctx context.Context, c client.Client, id, queue string, in RunInput, 
 		),
 		StaticSummary: fmt.Sprintf("%s %s@%s", p.Pipeline, p.Git.Repo, shortSHA(p.Git.SHA)),
 	}, WorkflowName, in)
+	var dup *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &dup) {
+		return fmt.Errorf("starting pipeline %q: the run ID %q is already used; give another one, or none to get a new one", p.Pipeline, id)
+	}
 	if err != nil {
 		return fmt.Errorf("starting run %q of pipeline %q: %w", id, p.Pipeline, err)
 	}

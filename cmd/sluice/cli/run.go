@@ -61,6 +61,7 @@ func newRun(e *env) *cobra.Command {
 	var progress string
 	var dirty bool
 	var labels []string
+	var runID string
 	cmd := &cobra.Command{
 		Use:   "run [PATH]",
 		Short: "Run a pipeline on this machine, durably",
@@ -109,7 +110,7 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 				return err
 			}
 			defer stack.Close()
-			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{Source: &engine.Source{Path: repo, Dirty: dirty}})
+			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: repo, Dirty: dirty}})
 			if err != nil {
 				return err
 			}
@@ -135,5 +136,6 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 	cmd.Flags().StringVar(&progress, "progress", progressAuto, "how to show progress: auto, tty, plain or json")
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is, uncommitted changes included, instead of the commit")
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
+	cmd.Flags().StringVar(&runID, "run-id", "", "ID of the run (default: the pipeline name and a random suffix); an ID already used is refused")
 	return cmd
 }
