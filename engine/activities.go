@@ -127,11 +127,11 @@ func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, err
 		})
 		return plan.Lit(s), err
 	}
-	step, err := MapTemplates(in.Step, subst)
+	step, err := plan.MapTemplates(in.Step, subst)
 	if err != nil {
 		return StepResult{}, stepFailure(fmt.Sprintf("resolving step %q: %v", in.Step.Name, err), "Resolve")
 	}
-	env, err := MapTemplates(in.Env, subst)
+	env, err := plan.MapTemplates(in.Env, subst)
 	if err != nil {
 		return StepResult{}, stepFailure(fmt.Sprintf("resolving env of step %q: %v", in.Step.Name, err), "Resolve")
 	}
@@ -206,8 +206,8 @@ func (a *Activities) resolveSecrets(ctx context.Context, in StepInput) (map[stri
 			}
 		}
 	}
-	Templates(in.Step, collect)
-	Templates(in.Env, collect)
+	plan.Templates(in.Step, collect)
+	plan.Templates(in.Env, collect)
 	res := a.Secrets
 	if res == nil {
 		res = HostSecrets{}

@@ -44,7 +44,7 @@
 // the steps kept from the attempt before; see Retry.
 //
 // Outputs and secrets: the workflow substitutes step outputs into a step's
-// templates (MapTemplates walks every plan.Template of a step) before it
+// templates (plan.MapTemplates walks every plan.Template of a step) before it
 // schedules the step; secret references travel as references and the
 // runner resolves them (SecretResolver), masks them in the log, in errors
 // and in outputs.

@@ -577,10 +577,10 @@ func (r *run) resolve(st *stageRun, step plan.Step) (plan.Step, map[string]plan.
 		}
 		return out, nil
 	}
-	// MapTemplates uses reflection, whose panic paths workflowcheck takes
+	// plan.MapTemplates uses reflection, whose panic paths workflowcheck takes
 	// for non-determinism; it walks maps in sorted key order.
 	//workflowcheck:ignore
-	resolved, err := MapTemplates(step, sub)
+	resolved, err := plan.MapTemplates(step, sub)
 	if err != nil {
 		return plan.Step{}, nil, err
 	}

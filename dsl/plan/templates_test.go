@@ -1,13 +1,13 @@
-package engine
+package plan
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/sluice-ci/sluice/dsl/plan"
 )
 
 // fillTemplates sets every Template in v (a pointer) to a template with one
@@ -54,19 +54,19 @@ func fillTemplates(v reflect.Value, n *int) {
 }
 
 func TestMapTemplatesCoversEveryKind(t *testing.T) {
-	for _, kind := range plan.Kinds {
+	for _, kind := range Kinds {
 		t.Run(kind, func(t *testing.T) {
-			s := plan.Step{Name: "x", Kind: kind}
-			s.SetConfig(plan.KindConfig(kind))
+			s := Step{Name: "x", Kind: kind}
+			s.SetConfig(KindConfig(kind))
 			n := 0
 			fillTemplates(reflect.ValueOf(&s).Elem(), &n)
 			before := cloneJSON(t, s)
 
 			var seen int
-			got, err := MapTemplates(s, func(tp plan.Template) (plan.Template, error) {
+			got, err := MapTemplates(s, func(tp Template) (Template, error) {
 				seen++
-				v, err := tp.Resolve(func(r plan.Ref) (string, error) { return "V", nil })
-				return plan.Lit(v), err
+				v, err := tp.Resolve(func(r Ref) (string, error) { return "V", nil })
+				return Lit(v), err
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +74,7 @@ func TestMapTemplatesCoversEveryKind(t *testing.T) {
 			if seen != n || n == 0 {
 				t.Errorf("walked %d templates, the step holds %d", seen, n)
 			}
-			Templates(got, func(path string, tp plan.Template) {
+			Templates(got, func(path string, tp Template) {
 				if !tp.IsLiteral() || tp.Literal() != "<V>" {
 					t.Errorf("%s = %s after substitution", path, tp)
 				}
@@ -87,12 +87,12 @@ func TestMapTemplatesCoversEveryKind(t *testing.T) {
 }
 
 func TestMapTemplatesErrorIsDeterministic(t *testing.T) {
-	s := step("s", "ok")
-	s.Env = map[string]plan.Template{}
+	s := Step{Name: "s", Kind: KindRun, Run: &RunStep{Command: []Template{Lit("ok")}}}
+	s.Env = map[string]Template{}
 	for _, k := range []string{"Z", "A", "M", "B", "Q"} {
 		s.Env[k] = tmpl(out("s", k))
 	}
-	fail := func(tp plan.Template) (plan.Template, error) {
+	fail := func(tp Template) (Template, error) {
 		if tp.IsLiteral() {
 			return tp, nil
 		}
@@ -106,16 +106,30 @@ func TestMapTemplatesErrorIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestStageQueue(t *testing.T) {
-	if q := StageQueue(nil); q != "sluice" {
-		t.Errorf("no labels: %q", q)
+// tmpl builds a template from strings (literal text) and Refs.
+func tmpl(parts ...any) Template {
+	var t Template
+	for _, p := range parts {
+		switch p := p.(type) {
+		case string:
+			t.Append(Part{Lit: p})
+		case Ref:
+			r := p
+			t.Append(Part{Ref: &r})
+		default:
+			panic(fmt.Sprintf("tmpl: %T", p))
+		}
 	}
-	if a, b := StageQueue([]string{"linux", "gpu"}), StageQueue([]string{"gpu", "linux", "gpu"}); a != b || a != "sluice@gpu,linux" {
-		t.Errorf("queues %q and %q", a, b)
+	return t
+}
+
+func out(step, output string) Ref { return Ref{Step: step, Output: output} }
+
+func cloneJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := labelQueues([]string{"linux", "gpu"})
-	want := []string{"sluice", "sluice@gpu", "sluice@gpu,linux", "sluice@linux"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("label queues (-want +got):\n%s", diff)
-	}
+	return string(b)
 }

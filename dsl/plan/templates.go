@@ -1,24 +1,22 @@
-package engine
+package plan
 
 import (
 	"cmp"
 	"fmt"
 	"reflect"
 	"slices"
-
-	"github.com/sluice-ci/sluice/dsl/plan"
 )
 
-var templateType = reflect.TypeFor[plan.Template]()
+var templateType = reflect.TypeFor[Template]()
 
-// MapTemplates returns a deep copy of v in which every plan.Template, at any
+// MapTemplates returns a deep copy of v in which every Template, at any
 // depth (fields, pointers, slices, maps), is replaced by what f returns for
-// it. v is typically a plan.Step, so the walk covers the kind-specific
+// it. v is typically a Step, so the walk covers the kind-specific
 // configuration of every step kind, including kinds added later, without
 // listing their fields. Maps are walked in sorted key order, so the first
 // error is the same on every run; this keeps it usable inside workflows.
 // Unexported fields are copied as they are.
-func MapTemplates[T any](v T, f func(plan.Template) (plan.Template, error)) (T, error) {
+func MapTemplates[T any](v T, f func(Template) (Template, error)) (T, error) {
 	out, err := mapValue(reflect.ValueOf(&v).Elem(), f, "")
 	if err != nil {
 		var zero T
@@ -27,18 +25,18 @@ func MapTemplates[T any](v T, f func(plan.Template) (plan.Template, error)) (T, 
 	return out.Interface().(T), nil
 }
 
-// Templates calls f on every plan.Template in v, in the deterministic order
+// Templates calls f on every Template in v, in the deterministic order
 // MapTemplates uses, with a dotted path that says where it was found.
-func Templates(v any, f func(path string, t plan.Template)) {
+func Templates(v any, f func(path string, t Template)) {
 	walk(reflect.ValueOf(v), "", f)
 }
 
-func walk(v reflect.Value, path string, f func(string, plan.Template)) {
+func walk(v reflect.Value, path string, f func(string, Template)) {
 	if !v.IsValid() {
 		return
 	}
 	if v.Type() == templateType {
-		f(path, v.Interface().(plan.Template))
+		f(path, v.Interface().(Template))
 		return
 	}
 	switch v.Kind() {
@@ -71,10 +69,10 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-func mapValue(v reflect.Value, f func(plan.Template) (plan.Template, error), path string) (reflect.Value, error) {
+func mapValue(v reflect.Value, f func(Template) (Template, error), path string) (reflect.Value, error) {
 	t := v.Type()
 	if t == templateType {
-		nt, err := f(v.Interface().(plan.Template))
+		nt, err := f(v.Interface().(Template))
 		if err != nil {
 			return v, fmt.Errorf("%s: %w", path, err)
 		}
@@ -172,7 +170,7 @@ func sortedKeys(m reflect.Value) []reflect.Value {
 	return keys
 }
 
-// hasTemplates reports whether values of type t can hold a plan.Template;
+// hasTemplates reports whether values of type t can hold a Template;
 // others are copied without being walked.
 func hasTemplates(t reflect.Type) bool {
 	return containsTemplate(t, map[reflect.Type]bool{})
