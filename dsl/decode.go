@@ -133,7 +133,7 @@ func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, whe
 				continue
 			}
 			asc := sc
-			asc.what = fmt.Sprintf("%q in %s", s.name, where)
+			asc.what = `"` + s.name + `" in ` + where // names are identifiers: no quoting needed
 			c.decodeAttr(attr, s, field, ctx, asc)
 		}
 	}
@@ -151,12 +151,12 @@ func (c *compiler) decodeBlocks(blocks hcl.Blocks, s fieldSpec, field reflect.Va
 			c.add(errorDiag("Duplicate "+s.name+" block", fmt.Sprintf("%s may have only one %s block; the first is at %s. Merge them into one.", where, s.name, c.relSource(blocks[0].DefRange)), &b.DefRange, nil))
 		}
 		v := reflect.New(field.Type().Elem())
-		c.decodeBody(blocks[0].Body, ctx, sc, fmt.Sprintf("the %s block", s.name), blocks[0].DefRange, nil, v.Interface())
+		c.decodeBody(blocks[0].Body, ctx, sc, "the "+s.name+" block", blocks[0].DefRange, nil, v.Interface())
 		field.Set(v)
 	case field.Kind() == reflect.Slice:
 		for _, b := range blocks {
 			v := reflect.New(field.Type().Elem())
-			c.decodeBody(b.Body, ctx, sc, fmt.Sprintf("the %s block", s.name), b.DefRange, nil, v.Interface())
+			c.decodeBody(b.Body, ctx, sc, "the "+s.name+" block", b.DefRange, nil, v.Interface())
 			field.Set(reflect.Append(field, v.Elem()))
 		}
 	default:

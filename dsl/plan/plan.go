@@ -1,10 +1,15 @@
 package plan
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // SchemaVersion is bumped whenever the JSON shape of a Plan changes in a way
@@ -148,13 +153,72 @@ type Step struct {
 func (p *Plan) Seal() error {
 	p.SchemaVersion = SchemaVersion
 	p.Digest = ""
-	b, err := json.Marshal(p)
+	b, err := p.compactJSON()
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
 	sum := sha256.Sum256(b)
 	p.Digest = "sha256:" + hex.EncodeToString(sum[:])
 	return nil
+}
+
+// compactJSON is json.Marshal(p), byte for byte, with the stages encoded
+// in parallel: they are most of a large plan.
+func (p *Plan) compactJSON() ([]byte, error) {
+	if len(p.Stages) < 64 {
+		return json.Marshal(p)
+	}
+	parts := make([][]byte, len(p.Stages))
+	errs := make([]error, len(p.Stages))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(p.Stages); i = int(next.Add(1) - 1) {
+				parts[i], errs[i] = json.Marshal(&p.Stages[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// The plan without stages encodes "stages":null exactly once, before
+	// the digest: string values cannot hold it unescaped.
+	shell := *p
+	shell.Stages = nil
+	head, err := json.Marshal(&shell)
+	if err != nil {
+		return nil, err
+	}
+	const hole = `"stages":null,`
+	i := bytes.Index(head, []byte(hole))
+	if i < 0 {
+		return nil, errors.New("plan encoding has no stages field")
+	}
+	var b bytes.Buffer
+	b.Grow(len(head) + len(p.Stages)*2 + sumLen(parts))
+	b.Write(head[:i])
+	b.WriteString(`"stages":[`)
+	for k, part := range parts {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(part)
+	}
+	b.WriteString(`],`)
+	b.Write(head[i+len(hole):])
+	return b.Bytes(), nil
+}
+
+func sumLen(parts [][]byte) int {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return n
 }
 
 // JSON renders the plan as indented JSON with a trailing newline. The same

@@ -133,3 +133,25 @@ func cloneJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestCompactJSONIsMarshal checks that the parallel encoding behind the
+// digest gives exactly json.Marshal's bytes, for a plan large enough to use
+// it, with text that JSON escapes.
+func TestCompactJSONIsMarshal(t *testing.T) {
+	p := &Plan{Pipeline: `p "stages":null, <&>`, Vars: map[string]json.RawMessage{"v": json.RawMessage(`"x"`)}}
+	for i := range 200 {
+		p.Stages = append(p.Stages, Stage{ID: fmt.Sprintf("s%d", i), Name: "s<>&\u2028", Needs: []string{"a"},
+			Steps: []Step{{Name: "x", Kind: KindRun, Run: &RunStep{Command: []Template{tmpl("a", out("b", "c"))}}}}})
+	}
+	want, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.compactJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("compactJSON differs from json.Marshal:\n%s\n%s", got, want)
+	}
+}
