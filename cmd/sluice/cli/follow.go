@@ -215,6 +215,20 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 	defer stopTails()
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
+	// The end of the run wakes the loop at once, not at the next tick.
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for tailCtx.Err() == nil {
+			// Get returns with the run's error when it fails; either way it
+			// has ended, unless the call itself failed (then wait again).
+			err := c.GetWorkflow(tailCtx, runID, "").Get(tailCtx, nil)
+			var notEnded interface{ Temporary() bool }
+			if err == nil || !errors.As(err, &notEnded) {
+				return
+			}
+		}
+	}()
 	cancelled := false
 	for {
 		st, err := engine.Status(context.Background(), c, runID)
@@ -247,6 +261,8 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 				return st, errors.New("stopped waiting; the run goes on being cancelled")
 			}
 		case <-ticker.C:
+		case <-ended:
+			ended = nil // from now on the loop reads the final status
 		}
 	}
 }
