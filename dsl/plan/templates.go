@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync"
 )
 
 var templateType = reflect.TypeFor[Template]()
@@ -32,12 +33,22 @@ func Templates(v any, f func(path string, t Template)) {
 }
 
 func walk(v reflect.Value, path string, f func(string, Template)) {
-	if !v.IsValid() {
+	if !v.IsValid() || !mayHoldTemplates(v.Type()) {
 		return
 	}
 	if v.Type() == templateType {
 		f(path, v.Interface().(Template))
 		return
+	}
+	// The path "-" means the caller wants no paths: CollectRefs walks
+	// every step of a large pipeline and building them was most of its
+	// cost.
+	noPath := path == "-"
+	sub := func(format string, args ...any) string {
+		if noPath {
+			return "-"
+		}
+		return fmt.Sprintf(format, args...)
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
@@ -48,18 +59,47 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 		t := v.Type()
 		for i := range t.NumField() {
 			if t.Field(i).IsExported() {
-				walk(v.Field(i), join(path, t.Field(i).Name), f)
+				p := "-"
+				if !noPath {
+					p = join(path, t.Field(i).Name)
+				}
+				walk(v.Field(i), p, f)
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
-			walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i), f)
+			walk(v.Index(i), sub("%s[%d]", path, i), f)
 		}
 	case reflect.Map:
 		for _, k := range sortedKeys(v) {
-			walk(v.MapIndex(k), fmt.Sprintf("%s[%v]", path, k), f)
+			walk(v.MapIndex(k), sub("%s[%v]", path, k), f)
 		}
 	}
+}
+
+var holdsTemplates sync.Map // reflect.Type -> bool
+
+// mayHoldTemplates reports whether a value of type t can contain a
+// Template, so that walks skip strings, numbers and lists of them.
+func mayHoldTemplates(t reflect.Type) bool {
+	if v, ok := holdsTemplates.Load(t); ok {
+		return v.(bool)
+	}
+	holdsTemplates.Store(t, true) // a recursive type is assumed to
+	ok := false
+	switch t.Kind() {
+	case reflect.Struct:
+		ok = t == templateType
+		for i := 0; !ok && i < t.NumField(); i++ {
+			ok = t.Field(i).IsExported() && mayHoldTemplates(t.Field(i).Type)
+		}
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		ok = mayHoldTemplates(t.Elem())
+	case reflect.Interface:
+		ok = true
+	}
+	holdsTemplates.Store(t, ok)
+	return ok
 }
 
 func join(path, name string) string {

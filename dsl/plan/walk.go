@@ -1,13 +1,16 @@
 package plan
 
-import "sort"
+import (
+	"reflect"
+	"sort"
+)
 
 // CollectRefs returns the distinct run-time references of the step in a
 // stable order: step outputs first, then secrets, each sorted.
 func (s *Step) CollectRefs() []Ref {
 	seen := map[Ref]bool{}
 	var refs []Ref
-	Templates(s, func(_ string, t Template) {
+	walk(reflect.ValueOf(s), "-", func(_ string, t Template) {
 		for _, r := range t.Refs() {
 			if !seen[r] {
 				seen[r] = true
