@@ -178,8 +178,16 @@ func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, err
 		if ctx.Err() != nil {
 			return StepResult{}, ctx.Err()
 		}
-		return StepResult{}, stepFailure(maskString(err.Error(), values), "StepFailed")
+		// The outputs of a failed step (its exit_code, at least) travel in
+		// the failure, for the steps after one that may fail.
+		return StepResult{}, temporal.NewApplicationErrorWithOptions(maskString(err.Error(), values), "StepFailed",
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{maskedResult(res, values)}})
 	}
+	return maskedResult(res, values), nil
+}
+
+// maskedResult is a step's result with secret values masked in its outputs.
+func maskedResult(res steps.Result, values []string) StepResult {
 	out := StepResult{}
 	for k, v := range res.Outputs {
 		if out.Outputs == nil {
@@ -187,7 +195,7 @@ func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, err
 		}
 		out.Outputs[k] = maskString(v, values)
 	}
-	return out, nil
+	return out
 }
 
 // stepFailure is a failure of the step itself: the workflow decides about

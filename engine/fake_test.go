@@ -117,6 +117,15 @@ func (f *fakeExec) Execute(ctx context.Context, req steps.Request) (steps.Result
 		return outputs(args[1:]), nil
 	case "fail":
 		return steps.Result{}, fmt.Errorf("%s failed: %s", key, strings.Join(args[1:], " "))
+	case "exit":
+		// exit N k=v...: fails with exit code N, keeping its outputs, as
+		// the host run executor does.
+		res := outputs(args[2:])
+		if res.Outputs == nil {
+			res.Outputs = map[string]string{}
+		}
+		res.Outputs["exit_code"] = args[1]
+		return res, fmt.Errorf("command exited with code %s", args[1])
 	case "sleep":
 		d, _ := time.ParseDuration(args[1])
 		done := make(chan struct{})

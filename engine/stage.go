@@ -266,6 +266,19 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 			msg += fmt.Sprintf("; %d runners were lost running this step", lostRunners)
 		}
 		if attempt >= attempts {
+			// A failed step's outputs (exit_code, what it wrote before it
+			// failed) reach the steps after it when it may fail. Histories
+			// recorded before this change replay without it.
+			if workflow.GetVersion(ctx, "failed-step-outputs", workflow.DefaultVersion, 1) == 1 {
+				var failed StepResult
+				var ae *temporal.ApplicationError
+				if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&failed) == nil && failed.Outputs != nil {
+					ss.Outputs = failed.Outputs
+					if step.ContinueOnError {
+						st.outputs[step.Name] = failed.Outputs
+					}
+				}
+			}
 			end(StateFailed, msg)
 			return
 		}

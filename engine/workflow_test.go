@@ -715,3 +715,23 @@ func TestPlanSkippedNeeds(t *testing.T) {
 		t.Errorf("build is %s (%s); want succeeded", s.State, s.Reason)
 	}
 }
+
+// TestFailedStepOutputs checks that a step that may fail hands its outputs,
+// exit_code included, to the steps after it.
+func TestFailedStepOutputs(t *testing.T) {
+	h := newHarness(t)
+	check := step("check", "exit", "3", "report=partial")
+	check.ContinueOnError = true
+	use := step("use", "ok", tmpl("code=", out("check", "exit_code")), tmpl("report=", out("check", "report")))
+	st := h.run(t, RunInput{Plan: testPlan("outs", stage("a", nil, check, use))})
+	if st.State != StateSucceeded {
+		t.Fatalf("run %s (%s)", st.State, st.Error)
+	}
+	a := stageOf(t, st, "a")
+	if a.Steps[0].State != StateFailed || a.Steps[0].Outputs["exit_code"] != "3" {
+		t.Errorf("check: %+v", a.Steps[0])
+	}
+	if got := a.Steps[1].Outputs; got["code"] != "3" || got["report"] != "partial" {
+		t.Errorf("use saw %v; want code=3 and report=partial", got)
+	}
+}
