@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,7 +108,8 @@ func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, err
 
 	exec, ok := a.Executors[in.Step.Kind]
 	if !ok {
-		return StepResult{}, stepFailure(fmt.Sprintf("runner %q cannot run %q steps", a.Runner, in.Step.Kind), "UnknownKind")
+		kinds := slices.Sorted(maps.Keys(a.Executors))
+		return StepResult{}, stepFailure(fmt.Sprintf("runner %q cannot run %q steps: it runs %s steps. Route the stage to a runner that can with runs_on, or run this step kind on a runner that has its executor", a.Runner, in.Step.Kind, strings.Join(kinds, ", ")), "UnknownKind")
 	}
 
 	secrets, err := a.resolveSecrets(ctx, in)
