@@ -108,7 +108,7 @@ func NewRunID(pipeline string) string {
 func Status(ctx context.Context, c client.Client, runID string) (RunStatus, error) {
 	desc, err := c.DescribeWorkflowExecution(ctx, runID, "")
 	if err != nil {
-		return RunStatus{}, fmt.Errorf("looking up run %q: %w", runID, err)
+		return RunStatus{}, runError("looking up", runID, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
@@ -185,7 +185,7 @@ func decide(ctx context.Context, c client.Client, runID, update string, d Decisi
 		err = h.Get(ctx, nil)
 	}
 	if err != nil {
-		return fmt.Errorf("%s stage %q of run %q: %w", update, d.Stage, runID, err)
+		return runError(fmt.Sprintf("%s stage %q of", update, d.Stage), runID, err)
 	}
 	return nil
 }
@@ -193,8 +193,15 @@ func decide(ctx context.Context, c client.Client, runID, update string, d Decisi
 // Cancel cancels a run: running steps are cancelled, workspaces cleaned up
 // and the run ends "cancelled".
 func Cancel(ctx context.Context, c client.Client, runID string) error {
+	desc, err := c.DescribeWorkflowExecution(ctx, runID, "")
+	if err != nil {
+		return runError("cancelling", runID, err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return runError("cancelling", runID, errors.New("workflow execution already completed"))
+	}
 	if err := c.CancelWorkflow(ctx, runID, ""); err != nil {
-		return fmt.Errorf("cancelling run %q: %w", runID, err)
+		return runError("cancelling", runID, err)
 	}
 	return nil
 }
@@ -225,7 +232,7 @@ func Cancel(ctx context.Context, c client.Client, runID string) error {
 func Retry(ctx context.Context, c client.Client, runID, from string) error {
 	desc, err := c.DescribeWorkflowExecution(ctx, runID, "")
 	if err != nil {
-		return fmt.Errorf("looking up run %q: %w", runID, err)
+		return runError("looking up", runID, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
@@ -457,4 +464,18 @@ func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace st
 		return fmt.Errorf("adding search attributes to namespace %q: %w", namespace, err)
 	}
 	return nil
+}
+
+// runError says what went wrong with a run in the user's terms: a run that
+// does not exist, or has already finished, is not a server error.
+func runError(doing, runID string, err error) error {
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound) && strings.Contains(err.Error(), "already completed"),
+		strings.Contains(err.Error(), "already completed"):
+		return fmt.Errorf("%s run %q: the run has already finished; `sluice status %s` shows how it ended", doing, runID, runID)
+	case errors.As(err, &notFound):
+		return fmt.Errorf("%s run %q: there is no such run here; `sluice runs` lists the runs", doing, runID)
+	}
+	return fmt.Errorf("%s run %q: %w", doing, runID, err)
 }
