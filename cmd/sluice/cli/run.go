@@ -117,18 +117,7 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 			if mode != progressJSON {
 				fmt.Fprintf(e.stdout, "Run %s of pipeline %s (%s) started; Ctrl-C cancels it.\n", runID, p.Pipeline, eventName(p.Git))
 			}
-			st, err := followRun(ctx, stack.Client, stack.Logs, runID, mode, e.stdout)
-			if err != nil {
-				return err
-			}
-			if mode != progressJSON {
-				fmt.Fprintln(e.stdout)
-				writeSummary(e.stdout, st)
-			}
-			if st.State != engine.StateSucceeded {
-				return exitError{1}
-			}
-			return nil
+			return followToEnd(ctx, e, stack, runID, mode)
 		},
 	}
 	flags.register(cmd)
@@ -138,4 +127,21 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
 	cmd.Flags().StringVar(&runID, "run-id", "", "ID of the run (default: the pipeline name and a random suffix); an ID already used is refused")
 	return cmd
+}
+
+// followToEnd follows a run until it ends, prints the summary and turns a
+// run that did not succeed into exit status 1.
+func followToEnd(ctx context.Context, e *env, s *local.Stack, runID, mode string) error {
+	st, err := followRun(ctx, s.Client, s.Logs, runID, mode, e.stdout)
+	if err != nil {
+		return err
+	}
+	if mode != progressJSON {
+		fmt.Fprintln(e.stdout)
+		writeSummary(e.stdout, st)
+	}
+	if st.State != engine.StateSucceeded {
+		return exitError{1}
+	}
+	return nil
 }

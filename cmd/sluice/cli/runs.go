@@ -325,16 +325,7 @@ sluice run.`,
 			if err := engine.Retry(context.Background(), s.Client, args[0], from); err != nil {
 				return err
 			}
-			st, err := followRun(ctx, s.Client, s.Logs, args[0], mode, e.stdout)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(e.stdout)
-			writeSummary(e.stdout, st)
-			if st.State != engine.StateSucceeded {
-				return exitError{1}
-			}
-			return nil
+			return followToEnd(ctx, e, s, args[0], mode)
 		},
 	}
 	sf.register(cmd)
