@@ -158,21 +158,14 @@ func mapValue(v reflect.Value, f func(Template) (Template, error), path string) 
 			out.Field(i).Set(fv)
 		}
 		return out, nil
-	case reflect.Slice:
-		if v.IsNil() {
+	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && v.IsNil() {
 			return v, nil
 		}
-		out := reflect.MakeSlice(t, v.Len(), v.Len())
-		for i := range v.Len() {
-			e, err := mapValue(v.Index(i), f, fmt.Sprintf("%s[%d]", path, i))
-			if err != nil {
-				return v, err
-			}
-			out.Index(i).Set(e)
-		}
-		return out, nil
-	case reflect.Array:
 		out := reflect.New(t).Elem()
+		if t.Kind() == reflect.Slice {
+			out = reflect.MakeSlice(t, v.Len(), v.Len())
+		}
 		for i := range v.Len() {
 			e, err := mapValue(v.Index(i), f, fmt.Sprintf("%s[%d]", path, i))
 			if err != nil {
