@@ -2,12 +2,10 @@ package local
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/sluice-ci/sluice/engine/logstore"
 )
@@ -70,11 +68,6 @@ func Published(home string) (ServerInfo, error) {
 		return info, fmt.Errorf("the process that hosted the server (pid %d) has exited: %w", info.PID, fs.ErrNotExist)
 	}
 	return info, nil
-}
-
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Logs returns the log store of home: where this machine's runner writes.
