@@ -54,7 +54,8 @@ type compiler struct {
 	stages    []*stageBlock
 	stageIdx  map[string]*stageBlock
 	steps     map[string]*stepBlock
-	ancestors [][]uint64 // by stage index; see computeAncestors
+	ancestors [][]uint64    // by stage index; see computeAncestors
+	order     []*stageBlock // see topoOrder
 
 	baseVars   map[string]cty.Value // see evalContext
 	baseCtx    *hcl.EvalContext

@@ -437,3 +437,28 @@ func suggest[T any](name string, items []T, nameOf func(T) string) string {
 	}
 	return ""
 }
+
+// partialContent is body.PartialContent(schema) for a first look at a
+// block: what the schema names, nothing reported (the full decode reports
+// the rest), and none of the copies HCL makes of the body.
+func partialContent(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyContent {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok {
+		content, _, _ := body.PartialContent(schema)
+		return content
+	}
+	content := &hcl.BodyContent{Attributes: hcl.Attributes{}, MissingItemRange: b.MissingItemRange()}
+	for _, a := range schema.Attributes {
+		if attr, ok := b.Attributes[a.Name]; ok {
+			content.Attributes[a.Name] = attr.AsHCLAttribute()
+		}
+	}
+	for _, block := range b.Blocks {
+		for _, bs := range schema.Blocks {
+			if bs.Type == block.Type && len(block.Labels) == len(bs.LabelNames) {
+				content.Blocks = append(content.Blocks, block.AsHCLBlock())
+			}
+		}
+	}
+	return content
+}

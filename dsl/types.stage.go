@@ -69,7 +69,7 @@ func (c *compiler) declareStage(b *hcl.Block) {
 	s := &stageBlock{name: b.Labels[0], index: len(c.stages), block: b}
 	c.stages = append(c.stages, s)
 	c.stageIdx[s.name] = s
-	content, _, _ := b.Body.PartialContent(stageExtra)
+	content := partialContent(b.Body, stageExtra)
 	s.content = content
 	s.hasMatrix = len(content.Blocks.OfType("matrix")) > 0
 	for _, sb := range content.Blocks.OfType("step") {
@@ -96,9 +96,11 @@ func (c *compiler) declareStage(b *hcl.Block) {
 	}
 }
 
+var outputsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "outputs"}}}
+
 // declaredOutputs reads a run step's outputs list, which must be literal.
 func (c *compiler) declaredOutputs(sb *hcl.Block) []string {
-	content, _, _ := sb.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "outputs"}}})
+	content := partialContent(sb.Body, outputsSchema)
 	attr, ok := content.Attributes["outputs"]
 	if !ok {
 		return nil
@@ -254,6 +256,9 @@ func (c *compiler) needsTransitively(s, dep *stageBlock) bool {
 // among stages that are ready together, the one written first comes first.
 // Stages on a cycle (already reported) come last in written order.
 func (c *compiler) topoOrder() []*stageBlock {
+	if c.order != nil {
+		return c.order
+	}
 	indeg := map[string]int{}
 	dependents := map[string][]*stageBlock{}
 	for _, s := range c.stages {
@@ -286,6 +291,7 @@ func (c *compiler) topoOrder() []*stageBlock {
 			order = append(order, s)
 		}
 	}
+	c.order = order
 	return order
 }
 
