@@ -323,7 +323,7 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
-	strs, diags := c.stringList(expr, ctx, sc)
+	strs, diags := c.stringList(expr, trs, ctx, sc)
 	out := make([]plan.Template, len(strs))
 	for i, s := range strs {
 		out[i] = plan.Lit(s)
@@ -359,7 +359,7 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
-	v, diags := c.value(expr, ctx, sc)
+	v, diags := c.valueOf(expr, trs, ctx, sc)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -376,8 +376,8 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 }
 
 // stringList evaluates a list of strings known at compile time.
-func (c *compiler) stringList(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) ([]string, hcl.Diagnostics) {
-	v, diags := c.value(expr, ctx, sc)
+func (c *compiler) stringList(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.EvalContext, sc scope) ([]string, hcl.Diagnostics) {
+	v, diags := c.valueOf(expr, trs, ctx, sc)
 	if diags.HasErrors() {
 		return nil, diags
 	}
