@@ -360,14 +360,10 @@ func resumeFrom(p *plan.Plan, prev RunStatus, from string) (*Resume, error) {
 
 // RunInfo is a run as List finds it.
 type RunInfo struct {
-	RunID    string    `json:"run_id"`
-	Pipeline string    `json:"pipeline"`
-	Repo     string    `json:"repo,omitempty"`
-	Ref      string    `json:"ref,omitempty"`
-	SHA      string    `json:"sha,omitempty"`
-	Status   State     `json:"status"`
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end,omitzero"`
+	RunRef
+	Status State     `json:"status"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end,omitzero"`
 }
 
 // List finds runs through Temporal's visibility. query is a visibility
@@ -389,13 +385,15 @@ func List(ctx context.Context, c client.Client, query string) ([]RunInfo, error)
 		for _, e := range resp.GetExecutions() {
 			fields := e.GetSearchAttributes().GetIndexedFields()
 			ri := RunInfo{
-				RunID:    e.GetExecution().GetWorkflowId(),
-				Pipeline: keyword(fields, AttrPipeline.GetName()),
-				Repo:     keyword(fields, AttrRepo.GetName()),
-				Ref:      keyword(fields, AttrRef.GetName()),
-				SHA:      keyword(fields, AttrSHA.GetName()),
-				Status:   State(keyword(fields, AttrStatus.GetName())),
-				Start:    e.GetStartTime().AsTime(),
+				RunRef: RunRef{
+					RunID:    e.GetExecution().GetWorkflowId(),
+					Pipeline: keyword(fields, AttrPipeline.GetName()),
+					Repo:     keyword(fields, AttrRepo.GetName()),
+					Ref:      keyword(fields, AttrRef.GetName()),
+					SHA:      keyword(fields, AttrSHA.GetName()),
+				},
+				Status: State(keyword(fields, AttrStatus.GetName())),
+				Start:  e.GetStartTime().AsTime(),
 			}
 			if e.GetCloseTime() != nil {
 				ri.End = e.GetCloseTime().AsTime()

@@ -60,15 +60,21 @@ type ResumedStage struct {
 	Steps    []StepStatus    `json:"steps"`
 }
 
-// RunStatus is what the "status" query returns and what a finished run
-// leaves behind (as its result, or as the details of its failure or
-// cancellation).
-type RunStatus struct {
+// RunRef says which run of which commit a status or a listing is about.
+// It is embedded, so its fields stay at the top level of the JSON.
+type RunRef struct {
 	RunID    string `json:"run_id"`
 	Pipeline string `json:"pipeline"`
 	Repo     string `json:"repo,omitempty"`
 	Ref      string `json:"ref,omitempty"`
 	SHA      string `json:"sha,omitempty"`
+}
+
+// RunStatus is what the "status" query returns and what a finished run
+// leaves behind (as its result, or as the details of its failure or
+// cancellation).
+type RunStatus struct {
+	RunRef
 	// Group is the concurrency group the run belongs to, if any.
 	Group string    `json:"group,omitempty"`
 	State State     `json:"state"`

@@ -96,14 +96,16 @@ func newRun(ctx workflow.Context, in RunInput) (*run, error) {
 		byID:   map[string]int{},
 		logger: workflow.GetLogger(ctx),
 		status: RunStatus{
-			RunID:    info.WorkflowExecution.ID,
-			Pipeline: p.Pipeline,
-			Repo:     p.Git.Repo,
-			Ref:      p.Git.Ref,
-			SHA:      p.Git.SHA,
-			State:    StatePending,
-			Start:    workflow.Now(ctx),
-			Stages:   make([]StageStatus, len(p.Stages)),
+			RunRef: RunRef{
+				RunID:    info.WorkflowExecution.ID,
+				Pipeline: p.Pipeline,
+				Repo:     p.Git.Repo,
+				Ref:      p.Git.Ref,
+				SHA:      p.Git.SHA,
+			},
+			State:  StatePending,
+			Start:  workflow.Now(ctx),
+			Stages: make([]StageStatus, len(p.Stages)),
 		},
 	}
 	if p.Concurrency != nil {
