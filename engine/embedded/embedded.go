@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,15 +127,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("starting Temporal: invalid IP address %q", cfg.IP)
 	}
 
-	sqlConfig, lock, err := prepareDatabase(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("starting Temporal: %w", err)
+	// The internal ports are chosen before the server binds them, so another
+	// process can take one in between; the server then fails with "address
+	// in use" and nothing of it is left running, so try again on new ports.
+	const attempts = 4
+	for attempt := 1; ; attempt++ {
+		sqlConfig, lock, err := prepareDatabase(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("starting Temporal: %w", err)
+		}
+		s, err := start(ctx, cfg, ip, sqlConfig, lock)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == attempts || ctx.Err() != nil {
+			return nil, fmt.Errorf("starting Temporal: %w", err)
+		}
 	}
-	s, err := start(ctx, cfg, ip, sqlConfig, lock)
-	if err != nil {
-		return nil, fmt.Errorf("starting Temporal: %w", err)
-	}
-	return s, nil
 }
 
 // clusterName names the one cluster; it is stored in the database, so it
@@ -533,10 +542,28 @@ func (s *Server) Stop() error {
 	return s.stopErr
 }
 
-// freePort asks the kernel for a port nobody listens on. Another process
-// could take it before the server binds it; the server then fails to start
-// with a "port in use" error rather than misbehaving.
+// Ports are picked below the kernels' ephemeral ranges (32768 and up on
+// Linux, 49152 and up on macOS and Windows): a port from the ephemeral range
+// is free only until some process's outgoing connection is given it, which
+// on a busy machine (or in the server's own start, dialling its services)
+// happens between picking the port and binding it.
+const (
+	portRangeLow  = 20000
+	portRangeHigh = 32768
+)
+
+// freePort finds a port nobody listens on. Another process could still take
+// it before the server binds it; Start then tries again with new ports.
 func freePort(ip string) (int, error) {
+	for range 64 {
+		port := portRangeLow + mathrand.IntN(portRangeHigh-portRangeLow)
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err == nil {
+			_ = l.Close()
+			return port, nil
+		}
+	}
+	// A crowded range: let the kernel choose.
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port on %s: %w", ip, err)
