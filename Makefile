@@ -6,12 +6,21 @@ BIN      := bin/sluice
 FUZZTIME ?= 20s
 PKGS     := ./...
 
-.PHONY: all build test test-unit fuzz lint bench demo deps clean
+.PHONY: all build tools test test-unit fuzz lint bench demo deps clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/sluice ./cmd/sluice-temporal
+
+# tools builds the BuildKit daemon and CLI that Sluice starts when no
+# BUILDKIT_HOST is given, pinned by tools/buildkit/go.mod; buildkitd runs
+# containers with Debian's runc.
+tools: bin/buildkitd bin/buildctl
+	@scripts/deps.sh runc busybox
+
+bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
+	cd tools/buildkit && $(GO) build -o ../../bin/ github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl
 
 deps:
 	@scripts/deps.sh git
