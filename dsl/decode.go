@@ -179,13 +179,12 @@ var (
 type globs []string
 
 func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Value, ctx *hcl.EvalContext, sc scope) {
-	rng := attr.Expr.Range()
 	switch s.typ {
 	case typTemplate:
 		t, diags := c.template(attr.Expr, ctx, sc)
 		c.add(diags...)
 		if !diags.HasErrors() && s.enum != nil && t.IsLiteral() {
-			c.checkEnum(t.Literal(), s, rng, sc)
+			c.checkEnum(t.Literal(), s, attr.Expr, sc)
 		}
 		field.Set(reflect.ValueOf(t))
 		return
@@ -199,6 +198,18 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 		c.add(diags...)
 		field.Set(reflect.ValueOf(m))
 		return
+	case typStrings, typGlobs:
+		strs, ok := literalStrings(attr.Expr)
+		if str, lit := literalString(attr.Expr); lit && s.typ == typGlobs {
+			strs, ok = []string{str}, true
+		}
+		if ok {
+			for _, str := range strs {
+				c.checkEnum(str, s, attr.Expr, sc)
+			}
+			field.Set(reflect.ValueOf(strs).Convert(s.typ))
+			return
+		}
 	}
 	v, diags := c.value(attr.Expr, ctx, sc)
 	c.add(diags...)
@@ -206,7 +217,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 		return
 	}
 	typeErr := func(want, example string) {
-		c.add(errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be %s, like %s; got %s.", capitalise(sc.what), want, example, friendlyType(v)), &rng, nil))
+		c.add(errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be %s, like %s; got %s.", capitalise(sc.what), want, example, friendlyType(v)), attr.Expr.Range().Ptr(), nil))
 	}
 	switch s.typ {
 	case typDuration:
@@ -217,7 +228,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 		}
 		d, err := parseDuration(str)
 		if err != nil {
-			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.what), err), &rng, nil))
+			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.what), err), attr.Expr.Range().Ptr(), nil))
 			return
 		}
 		field.Set(reflect.ValueOf(plan.Duration(d)))
@@ -231,7 +242,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 			return
 		}
 		for _, str := range strs {
-			c.checkEnum(str, s, rng, sc)
+			c.checkEnum(str, s, attr.Expr, sc)
 		}
 		field.Set(reflect.ValueOf(strs).Convert(s.typ))
 	case typFloatPtr:
@@ -250,7 +261,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 				typeErr("a string", `"text"`)
 				return
 			}
-			c.checkEnum(str, s, rng, sc)
+			c.checkEnum(str, s, attr.Expr, sc)
 			field.SetString(str)
 		case reflect.Bool:
 			b, err := convert.Convert(v, cty.Bool)
@@ -267,7 +278,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 			}
 			i, acc := n.AsBigFloat().Int64()
 			if acc != big.Exact || i < 0 || i > math.MaxInt32 {
-				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.what), math.MaxInt32, n.AsBigFloat().Text('g', -1)), &rng, nil))
+				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.what), math.MaxInt32, n.AsBigFloat().Text('g', -1)), attr.Expr.Range().Ptr(), nil))
 				return
 			}
 			field.SetInt(i)
@@ -284,11 +295,11 @@ func friendlyType(v cty.Value) string {
 	return v.Type().FriendlyName()
 }
 
-func (c *compiler) checkEnum(v string, s fieldSpec, rng hcl.Range, sc scope) {
+func (c *compiler) checkEnum(v string, s fieldSpec, expr hcl.Expression, sc scope) {
 	if s.enum == nil || contains(s.enum, v) {
 		return
 	}
-	c.add(errorDiag("Invalid value", fmt.Sprintf("%s must be one of %s; got %q.%s", capitalise(sc.what), quoteList(s.enum), v, didYouMean(v, s.enum)), &rng, nil))
+	c.add(errorDiag("Invalid value", fmt.Sprintf("%s must be one of %s; got %q.%s", capitalise(sc.what), quoteList(s.enum), v, didYouMean(v, s.enum)), expr.Range().Ptr(), nil))
 }
 
 func (c *compiler) setDefault(field reflect.Value, s fieldSpec) {

@@ -213,6 +213,9 @@ func runtimeRefs(trs []hcl.Traversal) bool {
 // references. A diagnostic-free result is known and not null unless the
 // expression is literally null.
 func (c *compiler) value(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (cty.Value, hcl.Diagnostics) {
+	if lit, ok := expr.(*hclsyntax.LiteralValueExpr); ok && valueSize(lit.Val, maxValueSize) <= maxValueSize {
+		return lit.Val, nil // no references to check, nothing to evaluate
+	}
 	return c.valueOf(expr, expr.Variables(), ctx, sc)
 }
 
@@ -246,7 +249,15 @@ func (c *compiler) valueOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.Ev
 // inside a string template, where literal parts around them are evaluated
 // now.
 func (c *compiler) template(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (plan.Template, hcl.Diagnostics) {
-	trs := expr.Variables()
+	if s, ok := literalString(expr); ok {
+		return plan.Lit(s), nil
+	}
+	return c.templateOf(expr, expr.Variables(), ctx, sc)
+}
+
+// templateOf is template for a caller that has the expression's
+// traversals.
+func (c *compiler) templateOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.EvalContext, sc scope) (plan.Template, hcl.Diagnostics) {
 	if !runtimeRefs(trs) {
 		v, diags := c.valueOf(expr, trs, ctx, sc)
 		if diags.HasErrors() {
@@ -289,12 +300,18 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 			diags = append(diags, c.templateParts(p, ctx, sc, t)...)
 		}
 		return diags
+	case *hclsyntax.LiteralValueExpr:
+		if e.Val.Type() == cty.String && !e.Val.IsNull() && len(e.Val.AsString()) <= maxValueSize {
+			t.Append(plan.Part{Lit: e.Val.AsString()})
+			return nil
+		}
 	}
-	if runtimeRefs(expr.Variables()) {
+	trs := expr.Variables()
+	if runtimeRefs(trs) {
 		r := expr.Range()
 		return hcl.Diagnostics{errorDiag("Run-time value used in an expression", "Step outputs and secrets are known only while the pipeline runs. Use them as a whole value (image = step.api.digest_ref) or inside a string (\"${step.api.ref}-debug\"), not in function calls, conditionals or arithmetic.", &r, nil)}
 	}
-	v, diags := c.value(expr, ctx, sc)
+	v, diags := c.valueOf(expr, trs, ctx, sc)
 	if diags.HasErrors() {
 		return diags
 	}
@@ -309,21 +326,49 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 
 // templateList evaluates a list of strings that may hold run-time values.
 func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) ([]plan.Template, hcl.Diagnostics) {
-	trs := expr.Variables()
-	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok && runtimeRefs(trs) {
-		var out []plan.Template
+	if strs, ok := literalStrings(expr); ok {
+		out := make([]plan.Template, len(strs))
+		for i, s := range strs {
+			out[i] = plan.Lit(s)
+		}
+		return out, nil
+	}
+	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok {
+		// The traversals of a list are its elements' in order: one walk
+		// each serves both the whole list and its elements.
+		elemTrs := make([][]hcl.Traversal, len(tup.Exprs))
+		var trs []hcl.Traversal
+		for i, e := range tup.Exprs {
+			if _, ok := literalString(e); !ok {
+				elemTrs[i] = e.Variables()
+				trs = append(trs, elemTrs[i]...)
+			}
+		}
+		if !runtimeRefs(trs) {
+			return c.literalList(c.stringList(expr, trs, ctx, sc))
+		}
+		out := make([]plan.Template, 0, len(tup.Exprs))
 		var diags hcl.Diagnostics
-		for _, e := range tup.Exprs {
-			t, d := c.template(e, ctx, sc)
+		for i, e := range tup.Exprs {
+			if s, ok := literalString(e); ok {
+				out = append(out, plan.Lit(s))
+				continue
+			}
+			t, d := c.templateOf(e, elemTrs[i], ctx, sc)
 			diags = append(diags, d...)
 			out = append(out, t)
 		}
 		return out, diags
 	}
+	trs := expr.Variables()
 	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
-	strs, diags := c.stringList(expr, trs, ctx, sc)
+	return c.literalList(c.stringList(expr, trs, ctx, sc))
+}
+
+// literalList turns the result of stringList into templates.
+func (c *compiler) literalList(strs []string, diags hcl.Diagnostics) ([]plan.Template, hcl.Diagnostics) {
 	out := make([]plan.Template, len(strs))
 	for i, s := range strs {
 		out[i] = plan.Lit(s)
@@ -334,31 +379,65 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 // templateMap evaluates a map of strings whose values may hold run-time
 // values. Keys are always known at compile time.
 func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (map[string]plan.Template, hcl.Diagnostics) {
-	trs := expr.Variables()
-	if obj, ok := expr.(*hclsyntax.ObjectConsExpr); ok && runtimeRefs(trs) {
+	if obj, ok := expr.(*hclsyntax.ObjectConsExpr); ok {
+		if m, ok := literalMap(obj); ok {
+			return m, nil
+		}
+		// The traversals of an object are its keys' and values' in order:
+		// one walk each serves both the whole object and its items.
+		type itemTrs struct{ key, val []hcl.Traversal }
+		items := make([]itemTrs, len(obj.Items))
+		var trs []hcl.Traversal
+		for i, item := range obj.Items {
+			if _, ok := literalKey(item.KeyExpr); !ok {
+				items[i].key = item.KeyExpr.Variables()
+				trs = append(trs, items[i].key...)
+			}
+			if _, ok := literalString(item.ValueExpr); !ok {
+				items[i].val = item.ValueExpr.Variables()
+				trs = append(trs, items[i].val...)
+			}
+		}
+		if !runtimeRefs(trs) {
+			return c.stringMap(expr, trs, ctx, sc)
+		}
 		out := map[string]plan.Template{}
 		var diags hcl.Diagnostics
-		for _, item := range obj.Items {
-			kv, d := c.value(item.KeyExpr, ctx, scope{what: "a map key", matrix: sc.matrix, stage: sc.stage})
-			diags = append(diags, d...)
-			if d.HasErrors() {
+		for i, item := range obj.Items {
+			k, ok := literalKey(item.KeyExpr)
+			if !ok {
+				kv, d := c.valueOf(item.KeyExpr, items[i].key, ctx, scope{what: "a map key", matrix: sc.matrix, stage: sc.stage})
+				diags = append(diags, d...)
+				if d.HasErrors() {
+					continue
+				}
+				var err error
+				if k, err = toString(kv); err != nil {
+					r := item.KeyExpr.Range()
+					diags = append(diags, errorDiag("Invalid map key", "Map keys must be strings.", &r, nil))
+					continue
+				}
+			}
+			if s, ok := literalString(item.ValueExpr); ok {
+				out[k] = plan.Lit(s)
 				continue
 			}
-			k, err := toString(kv)
-			if err != nil {
-				r := item.KeyExpr.Range()
-				diags = append(diags, errorDiag("Invalid map key", "Map keys must be strings.", &r, nil))
-				continue
-			}
-			t, d := c.template(item.ValueExpr, ctx, sc)
+			t, d := c.templateOf(item.ValueExpr, items[i].val, ctx, sc)
 			diags = append(diags, d...)
 			out[k] = t
 		}
 		return out, diags
 	}
+	trs := expr.Variables()
 	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
+	return c.stringMap(expr, trs, ctx, sc)
+}
+
+// stringMap evaluates a map of strings known at compile time into
+// templates.
+func (c *compiler) stringMap(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.EvalContext, sc scope) (map[string]plan.Template, hcl.Diagnostics) {
 	v, diags := c.valueOf(expr, trs, ctx, sc)
 	if diags.HasErrors() {
 		return nil, diags
@@ -387,6 +466,79 @@ func (c *compiler) stringList(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl
 		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a list of strings, like [\"a\", \"b\"]: %s.", capitalise(sc.what), err), &r, nil)}
 	}
 	return strs, nil
+}
+
+// literalString returns the text of a string written without
+// interpolations ("text", or a heredoc without ${...}): such an expression
+// has no references to check and needs no evaluation. Large values are
+// left to the evaluating path, which reports them.
+func literalString(expr hcl.Expression) (string, bool) {
+	t, ok := expr.(*hclsyntax.TemplateExpr)
+	if !ok || !t.IsStringLiteral() {
+		return "", false
+	}
+	v := t.Parts[0].(*hclsyntax.LiteralValueExpr).Val
+	if v.Type() != cty.String || v.IsNull() || v.IsMarked() || len(v.AsString()) > maxValueSize {
+		return "", false
+	}
+	return cty.NormalizeString(v.AsString()), true // as evaluating the template would
+}
+
+// literalStrings returns the elements of a list of literal strings, as
+// toStrings would (nil for an empty list), when expr is one.
+func literalStrings(expr hcl.Expression) ([]string, bool) {
+	tup, ok := expr.(*hclsyntax.TupleConsExpr)
+	if !ok {
+		return nil, false
+	}
+	var out []string
+	size := 0
+	for _, e := range tup.Exprs {
+		s, ok := literalString(e)
+		if !ok {
+			return nil, false
+		}
+		size += 8 + len(s) // as valueSize counts a tuple: index and element
+		out = append(out, s)
+	}
+	return out, size <= maxValueSize
+}
+
+// literalKey returns the key of an object item written as a name or as a
+// literal string.
+func literalKey(expr hcl.Expression) (string, bool) {
+	k, ok := expr.(*hclsyntax.ObjectConsKeyExpr)
+	if !ok {
+		return "", false
+	}
+	if tr, ok := k.Wrapped.(*hclsyntax.ScopeTraversalExpr); ok && !k.ForceNonLiteral {
+		if len(tr.Traversal) != 1 {
+			return "", false // an error the evaluating path reports
+		}
+		return cty.NormalizeString(tr.Traversal.RootName()), true // as cty.StringVal would
+	}
+	return literalString(k.Wrapped)
+}
+
+// literalMap returns an object of literal keys and strings as templates,
+// when obj is one.
+func literalMap(obj *hclsyntax.ObjectConsExpr) (map[string]plan.Template, bool) {
+	out := make(map[string]plan.Template, len(obj.Items))
+	size := 0
+	for _, item := range obj.Items {
+		k, ok := literalKey(item.KeyExpr)
+		if !ok {
+			return nil, false
+		}
+		v, ok := literalString(item.ValueExpr)
+		if !ok {
+			return nil, false
+		}
+		size += len(k) + len(v)
+		out[k] = plan.Lit(v)
+	}
+	// A key written twice is left to the evaluating path.
+	return out, len(out) == len(obj.Items) && size <= maxValueSize
 }
 
 func toString(v cty.Value) (string, error) {

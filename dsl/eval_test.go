@@ -1,0 +1,93 @@
+package dsl
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+// TestLiteralFastPaths checks that reading literal expressions without
+// evaluating them (literalString, literalStrings, literalMap) gives what
+// evaluation gives, and that they decline what they cannot read, so that
+// the evaluating path reports it.
+func TestLiteralFastPaths(t *testing.T) {
+	tests := []struct {
+		name string
+		expr string
+		// fast says whether the fast path applies.
+		fast bool
+	}{
+		{name: "string", expr: `"30m"`, fast: true},
+		{name: "empty string", expr: `""`, fast: true},
+		{name: "escapes", expr: `"a\"b\\c\n$${x} %%{y}"`, fast: true},
+		{name: "not normalised", expr: "\"e\u0301\"", fast: true},
+		{name: "heredoc", expr: "<<EOT\nline $${x}\n  two\nEOT\n", fast: true},
+		{name: "indented heredoc", expr: "<<-EOT\n    a\n      b\n    EOT\n", fast: true},
+		{name: "interpolation", expr: `"a${upper("b")}"`},
+		{name: "number", expr: `3`},
+		{name: "list", expr: `["a", "b", ""]`, fast: true},
+		{name: "empty list", expr: `[]`, fast: true},
+		{name: "list with interpolation", expr: `["a", "${upper("b")}"]`},
+		{name: "list with number", expr: `["a", 1]`},
+		{name: "map", expr: `{ A = "x", "B" = "y", "e\u0301" = "z" }`, fast: true},
+		{name: "map with a key not normalised", expr: "{ e\u0301 = \"z\" }", fast: true},
+		{name: "empty map", expr: `{}`, fast: true},
+		{name: "map with a key written twice", expr: `{ A = "x", A = "y" }`},
+		{name: "map with a computed key", expr: `{ (upper("a")) = "x" }`},
+		{name: "map with a dotted key", expr: `{ a.b = "x" }`},
+		{name: "map with a keyword key", expr: `{ null = "x" }`},
+		{name: "map with a number value", expr: `{ A = 1 }`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			expr, diags := hclsyntax.ParseExpression([]byte(tt.expr), "test.hcl", hcl.InitialPos)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			v, diags := expr.Value(&hcl.EvalContext{Functions: functions(".", nil, false)})
+			fast := false
+			if s, ok := literalString(expr); ok {
+				fast = true
+				want, err := toString(v)
+				if err != nil || diags.HasErrors() {
+					t.Fatalf("literalString read %q; evaluation fails: %v %v", s, err, diags)
+				}
+				if s != want {
+					t.Errorf("literalString = %q, evaluation gives %q", s, want)
+				}
+			}
+			if strs, ok := literalStrings(expr); ok {
+				fast = true
+				want, err := toStrings(v)
+				if err != nil || diags.HasErrors() {
+					t.Fatalf("literalStrings read %q; evaluation fails: %v %v", strs, err, diags)
+				}
+				if diff := cmp.Diff(want, strs); diff != "" || (want == nil) != (strs == nil) {
+					t.Errorf("literalStrings differs from evaluation (-want +got):\n%s", diff)
+				}
+			}
+			if obj, ok := expr.(*hclsyntax.ObjectConsExpr); ok {
+				if m, ok := literalMap(obj); ok {
+					fast = true
+					strs, err := toStringMap(v)
+					if err != nil || diags.HasErrors() {
+						t.Fatalf("literalMap read %v; evaluation fails: %v %v", m, err, diags)
+					}
+					want := map[string]plan.Template{}
+					for k, s := range strs {
+						want[k] = plan.Lit(s)
+					}
+					if diff := cmp.Diff(want, m); diff != "" {
+						t.Errorf("literalMap differs from evaluation (-want +got):\n%s", diff)
+					}
+				}
+			}
+			if fast != tt.fast {
+				t.Errorf("fast path taken: %v, want %v", fast, tt.fast)
+			}
+		})
+	}
+}
