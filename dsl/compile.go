@@ -178,6 +178,9 @@ func (c *compiler) run() *plan.Plan {
 	}
 	c.resolveNeeds()
 	p.Stages = c.compileStages(p)
+	for i := range p.Stages {
+		addKindLabels(&p.Stages[i])
+	}
 	return p
 }
 

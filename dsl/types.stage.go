@@ -2,6 +2,7 @@ package dsl
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -165,11 +166,11 @@ func (c *compiler) resolveNeeds() {
 			}
 			switch {
 			case c.stageIdx[name] == nil:
-				c.add(errorDiag("Reference to undeclared stage", fmt.Sprintf("There is no stage named %q.%s", name, didYouMean(name, names)), r, &s.block.DefRange))
+				c.add(errorDiag("Reference to undeclared stage", fmt.Sprintf("There is no stage named %q.%s", name, didYouMean(name, names)), r.Ptr(), &s.block.DefRange))
 			case name == s.name:
-				c.add(errorDiag("Stage needs itself", fmt.Sprintf("Stage %q lists itself in needs; remove stage.%s.", name, name), r, &s.block.DefRange))
+				c.add(errorDiag("Stage needs itself", fmt.Sprintf("Stage %q lists itself in needs; remove stage.%s.", name, name), r.Ptr(), &s.block.DefRange))
 			case seen[name]:
-				c.add(errorDiag("Duplicate need", fmt.Sprintf("stage.%s is listed twice.", name), r, &s.block.DefRange))
+				c.add(errorDiag("Duplicate need", fmt.Sprintf("stage.%s is listed twice.", name), r.Ptr(), &s.block.DefRange))
 			default:
 				seen[name] = true
 				s.needs = append(s.needs, name)
@@ -449,4 +450,15 @@ func matrixValues(v cty.Value) ([]string, error) {
 		return nil, fmt.Errorf("the list is empty")
 	}
 	return out, nil
+}
+
+// addKindLabels routes a stage holding steps of a kind that needs a
+// runner label (plan.KindLabels) to runners with that label, by adding it
+// to the stage's runs_on.
+func addKindLabels(s *plan.Stage) {
+	for _, st := range s.Steps {
+		if l, ok := plan.KindLabels[st.Kind]; ok && !slices.Contains(s.RunsOn, l) {
+			s.RunsOn = append(s.RunsOn, l)
+		}
+	}
 }

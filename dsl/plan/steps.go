@@ -151,6 +151,15 @@ var KindOutputs = map[string][]string{
 	KindDagger:  {"output"},
 }
 
+// KindLabels names, for each step kind that needs what not every runner
+// has, the runner label of the runners that have it. The compiler adds the
+// label to the runs_on of every stage holding such a step, so that only
+// runners that declare it take the stage: a dagger step needs a runner that
+// reaches a Dagger engine.
+var KindLabels = map[string]string{
+	KindDagger: "dagger",
+}
+
 // KindConfig returns a pointer to a new, empty configuration struct for a
 // kind, or nil for an unknown kind.
 func KindConfig(kind string) any {
