@@ -6,6 +6,7 @@ import (
 	"maps"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -60,6 +61,8 @@ type compiler struct {
 	baseVars   map[string]cty.Value // see evalContext
 	baseCtx    *hcl.EvalContext
 	baseLocals int
+
+	relNames map[string]string // file name -> relSource's name for it
 }
 
 // Compile turns loaded pipeline sources into a plan for one event. It
@@ -90,6 +93,10 @@ func Compile(src *Sources, opts Options) (*plan.Plan, hcl.Diagnostics) {
 		inputs:   map[string]*inputBlock{},
 		stageIdx: map[string]*stageBlock{},
 		steps:    map[string]*stepBlock{},
+		relNames: make(map[string]string, len(src.Order)),
+	}
+	for _, name := range src.Order {
+		c.relNames[name] = relName(src.Dir, name)
 	}
 	p := c.run()
 	diags := dedupe(c.diags)
@@ -302,11 +309,18 @@ func (c *compiler) exprText(r hcl.Range) string {
 
 // relSource renders a range's start relative to the pipeline directory.
 func (c *compiler) relSource(r hcl.Range) string {
-	name := r.Filename
-	if rel, err := filepath.Rel(c.src.Dir, name); err == nil {
+	name, ok := c.relNames[r.Filename]
+	if !ok {
+		name = relName(c.src.Dir, r.Filename)
+	}
+	return name + ":" + strconv.Itoa(r.Start.Line)
+}
+
+func relName(dir, name string) string {
+	if rel, err := filepath.Rel(dir, name); err == nil {
 		name = rel
 	}
-	return fmt.Sprintf("%s:%d", filepath.ToSlash(name), r.Start.Line)
+	return filepath.ToSlash(name)
 }
 
 // sortByPos orders attributes the way they were written.

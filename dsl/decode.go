@@ -64,18 +64,31 @@ func specsOf(t reflect.Type) []fieldSpec {
 	return specs
 }
 
-var schemaCache sync.Map // string of the types -> *hcl.BodySchema
+// schemaKey names a merged schema: the tagged struct types decoded from a
+// body (at most two: a step's common attributes and its kind's) and the
+// names the caller handles itself.
+type schemaKey struct {
+	types [2]reflect.Type
+	extra *hcl.BodySchema
+}
 
-// schemaOf merges the schemas of several tagged struct types. The result
-// is shared: callers must not change it.
-func schemaOf(types ...reflect.Type) *hcl.BodySchema {
-	key := fmt.Sprint(types)
+var schemaCache sync.Map // schemaKey -> *hcl.BodySchema
+
+// schemaOf merges the schemas of the tagged structs targets point to with
+// extra. The result is shared: callers must not change it.
+func schemaOf(extra *hcl.BodySchema, targets []any) *hcl.BodySchema {
+	if len(targets) > 2 {
+		panic("dsl: decoding into more than two structs")
+	}
+	key := schemaKey{extra: extra}
+	for i, t := range targets {
+		key.types[i] = reflect.TypeOf(t).Elem()
+	}
 	if v, ok := schemaCache.Load(key); ok {
 		return v.(*hcl.BodySchema)
 	}
 	schema := &hcl.BodySchema{}
-	defer func() { schemaCache.Store(key, schema) }()
-	for _, t := range types {
+	for _, t := range key.types[:len(targets)] {
 		for _, s := range specsOf(t) {
 			if s.block {
 				schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: s.name})
@@ -84,6 +97,11 @@ func schemaOf(types ...reflect.Type) *hcl.BodySchema {
 			}
 		}
 	}
+	if extra != nil {
+		schema.Attributes = append(schema.Attributes, extra.Attributes...)
+		schema.Blocks = append(schema.Blocks, extra.Blocks...)
+	}
+	schemaCache.Store(key, schema)
 	return schema
 }
 
@@ -99,31 +117,76 @@ func SchemaNames(v any) []string {
 
 // decodeBody decodes body into the structs targets point to, which share
 // the body: a step's common attributes and its kind's. extra names further
-// blocks and attributes the caller handles itself; their content is
+// blocks and attributes the caller handles itself; the body's content is
 // returned. where names the block for messages, like `step "image" "api"`.
 func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, extra *hcl.BodySchema, targets ...any) *hcl.BodyContent {
-	types := make([]reflect.Type, len(targets))
-	for i, t := range targets {
-		types[i] = reflect.TypeOf(t).Elem()
+	content, diags := bodyContent(body, schemaOf(extra, targets))
+	c.add(diags...)
+	c.decodeTargets(bodyItems{content: content}, ctx, sc, where, defRange, targets)
+	return content
+}
+
+// decode is decodeBody for callers that need nothing back: a native body
+// is read in place, without building its content, which is most of what
+// decoding a step would otherwise allocate.
+func (c *compiler) decode(body hcl.Body, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, extra *hcl.BodySchema, targets ...any) {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok {
+		c.decodeBody(body, ctx, sc, where, defRange, extra, targets...)
+		return
 	}
-	schema := schemaOf(types...)
-	if extra != nil {
-		schema = &hcl.BodySchema{
-			Attributes: append(slices.Clip(schema.Attributes), extra.Attributes...),
-			Blocks:     append(slices.Clip(schema.Blocks), extra.Blocks...),
+	c.add(checkBody(b, schemaOf(extra, targets))...)
+	c.decodeTargets(bodyItems{native: b}, ctx, sc, where, defRange, targets)
+}
+
+// bodyItems is what decoding reads of a body: the native syntax tree, or
+// else the content HCL extracted for the schema.
+type bodyItems struct {
+	native  *hclsyntax.Body
+	content *hcl.BodyContent
+}
+
+func (b bodyItems) attr(name string) (hcl.Expression, bool) {
+	if b.native != nil {
+		a, ok := b.native.Attributes[name]
+		if !ok {
+			return nil, false
+		}
+		return a.Expr, true
+	}
+	a, ok := b.content.Attributes[name]
+	if !ok {
+		return nil, false
+	}
+	return a.Expr, true
+}
+
+// blocks returns the blocks of a type that decoding reads: the schema of a
+// tagged struct gives its blocks no labels, and checkBody reports blocks
+// that have some.
+func (b bodyItems) blocks(typ string) hcl.Blocks {
+	if b.native == nil {
+		return b.content.Blocks.OfType(typ)
+	}
+	var out hcl.Blocks
+	for _, block := range b.native.Blocks {
+		if block.Type == typ && len(block.Labels) == 0 {
+			out = append(out, block.AsHCLBlock())
 		}
 	}
-	content, diags := bodyContent(body, schema)
-	c.add(diags...)
+	return out
+}
+
+func (c *compiler) decodeTargets(body bodyItems, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, targets []any) {
 	for _, target := range targets {
 		rv := reflect.ValueOf(target).Elem()
 		for _, s := range specsOf(rv.Type()) {
 			field := rv.Field(s.index)
 			if s.block {
-				c.decodeBlocks(content.Blocks.OfType(s.name), s, field, ctx, sc, where, defRange)
+				c.decodeBlocks(body.blocks(s.name), s, field, ctx, sc, where, defRange)
 				continue
 			}
-			attr, ok := content.Attributes[s.name]
+			expr, ok := body.attr(s.name)
 			if !ok {
 				if s.required {
 					c.add(errorDiag("Missing required argument", fmt.Sprintf("%s needs the argument %q. Add it to the block: %s = ...", capitalise(where), s.name, s.name), &defRange, nil))
@@ -133,11 +196,10 @@ func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, whe
 				continue
 			}
 			asc := sc
-			asc.what = `"` + s.name + `" in ` + where // names are identifiers: no quoting needed
-			c.decodeAttr(attr, s, field, ctx, asc)
+			asc.attr, asc.what = s.name, where
+			c.decodeAttr(expr, s, field, ctx, asc)
 		}
 	}
-	return content
 }
 
 func (c *compiler) decodeBlocks(blocks hcl.Blocks, s fieldSpec, field reflect.Value, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range) {
@@ -151,12 +213,12 @@ func (c *compiler) decodeBlocks(blocks hcl.Blocks, s fieldSpec, field reflect.Va
 			c.add(errorDiag("Duplicate "+s.name+" block", fmt.Sprintf("%s may have only one %s block; the first is at %s. Merge them into one.", where, s.name, c.relSource(blocks[0].DefRange)), &b.DefRange, nil))
 		}
 		v := reflect.New(field.Type().Elem())
-		c.decodeBody(blocks[0].Body, ctx, sc, "the "+s.name+" block", blocks[0].DefRange, nil, v.Interface())
+		c.decode(blocks[0].Body, ctx, sc, "the "+s.name+" block", blocks[0].DefRange, nil, v.Interface())
 		field.Set(v)
 	case field.Kind() == reflect.Slice:
 		for _, b := range blocks {
 			v := reflect.New(field.Type().Elem())
-			c.decodeBody(b.Body, ctx, sc, "the "+s.name+" block", b.DefRange, nil, v.Interface())
+			c.decode(b.Body, ctx, sc, "the "+s.name+" block", b.DefRange, nil, v.Interface())
 			field.Set(reflect.Append(field, v.Elem()))
 		}
 	default:
@@ -178,46 +240,46 @@ var (
 // of one.
 type globs []string
 
-func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Value, ctx *hcl.EvalContext, sc scope) {
+func (c *compiler) decodeAttr(expr hcl.Expression, s fieldSpec, field reflect.Value, ctx *hcl.EvalContext, sc scope) {
 	switch s.typ {
 	case typTemplate:
-		t, diags := c.template(attr.Expr, ctx, sc)
+		t, diags := c.template(expr, ctx, sc)
 		c.add(diags...)
 		if !diags.HasErrors() && s.enum != nil && t.IsLiteral() {
-			c.checkEnum(t.Literal(), s, attr.Expr, sc)
+			c.checkEnum(t.Literal(), s, expr, sc)
 		}
-		field.Set(reflect.ValueOf(t))
+		*field.Addr().Interface().(*plan.Template) = t
 		return
 	case typTemplateList:
-		l, diags := c.templateList(attr.Expr, ctx, sc)
+		l, diags := c.templateList(expr, ctx, sc)
 		c.add(diags...)
-		field.Set(reflect.ValueOf(l))
+		*field.Addr().Interface().(*[]plan.Template) = l
 		return
 	case typTemplateMap:
-		m, diags := c.templateMap(attr.Expr, ctx, sc)
+		m, diags := c.templateMap(expr, ctx, sc)
 		c.add(diags...)
-		field.Set(reflect.ValueOf(m))
+		*field.Addr().Interface().(*map[string]plan.Template) = m
 		return
 	case typStrings, typGlobs:
-		strs, ok := literalStrings(attr.Expr)
-		if str, lit := literalString(attr.Expr); lit && s.typ == typGlobs {
+		strs, ok := literalStrings(expr)
+		if str, lit := literalString(expr); lit && s.typ == typGlobs {
 			strs, ok = []string{str}, true
 		}
 		if ok {
 			for _, str := range strs {
-				c.checkEnum(str, s, attr.Expr, sc)
+				c.checkEnum(str, s, expr, sc)
 			}
 			field.Set(reflect.ValueOf(strs).Convert(s.typ))
 			return
 		}
 	}
-	v, diags := c.value(attr.Expr, ctx, sc)
+	v, diags := c.value(expr, ctx, sc)
 	c.add(diags...)
 	if diags.HasErrors() {
 		return
 	}
 	typeErr := func(want, example string) {
-		c.add(errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be %s, like %s; got %s.", capitalise(sc.what), want, example, friendlyType(v)), attr.Expr.Range().Ptr(), nil))
+		c.add(errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be %s, like %s; got %s.", capitalise(sc.desc()), want, example, friendlyType(v)), expr.Range().Ptr(), nil))
 	}
 	switch s.typ {
 	case typDuration:
@@ -228,7 +290,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 		}
 		d, err := parseDuration(str)
 		if err != nil {
-			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.what), err), attr.Expr.Range().Ptr(), nil))
+			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.desc()), err), expr.Range().Ptr(), nil))
 			return
 		}
 		field.Set(reflect.ValueOf(plan.Duration(d)))
@@ -242,7 +304,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 			return
 		}
 		for _, str := range strs {
-			c.checkEnum(str, s, attr.Expr, sc)
+			c.checkEnum(str, s, expr, sc)
 		}
 		field.Set(reflect.ValueOf(strs).Convert(s.typ))
 	case typFloatPtr:
@@ -261,7 +323,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 				typeErr("a string", `"text"`)
 				return
 			}
-			c.checkEnum(str, s, attr.Expr, sc)
+			c.checkEnum(str, s, expr, sc)
 			field.SetString(str)
 		case reflect.Bool:
 			b, err := convert.Convert(v, cty.Bool)
@@ -278,7 +340,7 @@ func (c *compiler) decodeAttr(attr *hcl.Attribute, s fieldSpec, field reflect.Va
 			}
 			i, acc := n.AsBigFloat().Int64()
 			if acc != big.Exact || i < 0 || i > math.MaxInt32 {
-				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.what), math.MaxInt32, n.AsBigFloat().Text('g', -1)), attr.Expr.Range().Ptr(), nil))
+				c.add(errorDiag("Invalid number", fmt.Sprintf("%s must be a whole number from 0 to %d; got %s.", capitalise(sc.desc()), math.MaxInt32, n.AsBigFloat().Text('g', -1)), expr.Range().Ptr(), nil))
 				return
 			}
 			field.SetInt(i)
@@ -299,7 +361,7 @@ func (c *compiler) checkEnum(v string, s fieldSpec, expr hcl.Expression, sc scop
 	if s.enum == nil || contains(s.enum, v) {
 		return
 	}
-	c.add(errorDiag("Invalid value", fmt.Sprintf("%s must be one of %s; got %q.%s", capitalise(sc.what), quoteList(s.enum), v, didYouMean(v, s.enum)), expr.Range().Ptr(), nil))
+	c.add(errorDiag("Invalid value", fmt.Sprintf("%s must be one of %s; got %q.%s", capitalise(sc.desc()), quoteList(s.enum), v, didYouMean(v, s.enum)), expr.Range().Ptr(), nil))
 }
 
 func (c *compiler) setDefault(field reflect.Value, s fieldSpec) {
@@ -375,32 +437,48 @@ func typeOf(v any) reflect.Type {
 }
 
 // bodyContent is body.Content(schema) for the native syntax, without the
-// copies of the body HCL makes to hide what it returned: decoding a large
-// pipeline calls it once per step and stage instance, and those copies were
-// a fifth of compilation's allocations. The diagnostics are HCL's own.
+// copies of the body HCL makes to hide what it returned. The diagnostics
+// are HCL's own.
 func bodyContent(body hcl.Body, schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagnostics) {
 	b, ok := body.(*hclsyntax.Body)
 	if !ok {
 		return body.Content(schema)
 	}
 	content := &hcl.BodyContent{Attributes: make(hcl.Attributes, len(b.Attributes)), MissingItemRange: b.MissingItemRange()}
+	for name, attr := range b.Attributes {
+		if slices.ContainsFunc(schema.Attributes, func(a hcl.AttributeSchema) bool { return a.Name == name }) {
+			content.Attributes[name] = attr.AsHCLAttribute()
+		}
+	}
+	for _, block := range b.Blocks {
+		i := slices.IndexFunc(schema.Blocks, func(s hcl.BlockHeaderSchema) bool { return s.Type == block.Type })
+		if i >= 0 && len(block.Labels) == len(schema.Blocks[i].LabelNames) {
+			content.Blocks = append(content.Blocks, block.AsHCLBlock())
+		}
+	}
+	return content, checkBody(b, schema)
+}
+
+// checkBody reports what body.Content(schema) would about a native body:
+// arguments and blocks the schema does not name, missing arguments, and
+// blocks with the wrong number of labels, which bodyContent leaves out.
+func checkBody(b *hclsyntax.Body, schema *hcl.BodySchema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for name, attr := range b.Attributes {
-		if !slices.ContainsFunc(schema.Attributes, func(a hcl.AttributeSchema) bool { return a.Name == name }) {
-			suggestion := ""
-			if s := suggest(name, schema.Attributes, func(a hcl.AttributeSchema) string { return a.Name }); s != "" {
-				suggestion = fmt.Sprintf(" Did you mean %q?", s)
-			} else if s := suggest(name, schema.Blocks, func(b hcl.BlockHeaderSchema) string { return b.Type }); s == name {
-				suggestion = fmt.Sprintf(" Did you mean to define a block of type %q?", name)
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported argument",
-				Detail: fmt.Sprintf("An argument named %q is not expected here.%s", name, suggestion), Subject: &attr.NameRange})
+		if slices.ContainsFunc(schema.Attributes, func(a hcl.AttributeSchema) bool { return a.Name == name }) {
 			continue
 		}
-		content.Attributes[name] = attr.AsHCLAttribute()
+		suggestion := ""
+		if s := suggest(name, schema.Attributes, func(a hcl.AttributeSchema) string { return a.Name }); s != "" {
+			suggestion = fmt.Sprintf(" Did you mean %q?", s)
+		} else if s := suggest(name, schema.Blocks, func(b hcl.BlockHeaderSchema) string { return b.Type }); s == name {
+			suggestion = fmt.Sprintf(" Did you mean to define a block of type %q?", name)
+		}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported argument",
+			Detail: fmt.Sprintf("An argument named %q is not expected here.%s", name, suggestion), Subject: &attr.NameRange})
 	}
 	for _, a := range schema.Attributes {
-		if _, ok := content.Attributes[a.Name]; !ok && a.Required {
+		if _, ok := b.Attributes[a.Name]; !ok && a.Required {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing required argument",
 				Detail: fmt.Sprintf("The argument %q is required, but no definition was found.", a.Name), Subject: b.MissingItemRange().Ptr()})
 		}
@@ -430,11 +508,9 @@ func bodyContent(body hcl.Body, schema *hcl.BodySchema) (*hcl.BodyContent, hcl.D
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Missing %s for %s", labels[len(block.Labels)], block.Type),
 				Detail:  fmt.Sprintf("All %s blocks must have %d labels (%s).", block.Type, len(labels), strings.Join(labels, ", ")),
 				Subject: &block.OpenBraceRange, Context: ctx})
-		default:
-			content.Blocks = append(content.Blocks, block.AsHCLBlock())
 		}
 	}
-	return content, diags
+	return diags
 }
 
 // suggest returns the name among items closest to name, if close enough.

@@ -24,8 +24,20 @@ type scope struct {
 	// runtime allows step outputs and secrets, which only step and stage
 	// attributes that end up in the plan as templates can hold.
 	runtime bool
-	// what names the attribute for messages, like `when` or `locals`.
+	// what names the attribute for messages, like `when` or `locals`, or
+	// with attr, the block it is in, like `step "run" "test"`.
 	what string
+	// attr is the name of the attribute being decoded in the block what
+	// names, if any: the message text is built only when needed.
+	attr string
+}
+
+// desc names what is being decoded for messages.
+func (sc scope) desc() string {
+	if sc.attr == "" {
+		return sc.what
+	}
+	return `"` + sc.attr + `" in ` + sc.what // names are identifiers: no quoting needed
 }
 
 // contextRoots are the root names of the expression language.
@@ -42,33 +54,31 @@ func (c *compiler) checkRefs(trs []hcl.Traversal, sc scope) hcl.Diagnostics {
 	return diags
 }
 
-func attrName(tr hcl.Traversal, i int) (string, *hcl.Range, bool) {
+func attrName(tr hcl.Traversal, i int) (string, hcl.Range, bool) {
 	if len(tr) <= i {
-		return "", nil, false
+		return "", hcl.Range{}, false
 	}
 	switch s := tr[i].(type) {
 	case hcl.TraverseAttr:
-		r := s.SrcRange
-		return s.Name, &r, true
+		return s.Name, s.SrcRange, true
 	case hcl.TraverseIndex:
-		r := s.SrcRange
 		if s.Key.Type() == cty.String && s.Key.IsKnown() && !s.Key.IsNull() {
-			return s.Key.AsString(), &r, true
+			return s.Key.AsString(), s.SrcRange, true
 		}
-		return "", &r, false
+		return "", s.SrcRange, false
 	}
-	return "", nil, false
+	return "", hcl.Range{}, false
 }
 
 func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	root := tr.RootName()
 	rng := tr.SourceRange()
-	unknownAttr := func(kind, name string, r *hcl.Range, known []string, fix string) hcl.Diagnostics {
+	unknownAttr := func(kind, name string, r hcl.Range, known []string, fix string) hcl.Diagnostics {
 		detail := fmt.Sprintf("There is no %s named %q.%s", kind, name, didYouMean(name, known))
 		if fix != "" {
 			detail += " " + fix
 		}
-		return hcl.Diagnostics{errorDiag("Reference to undeclared "+kind, detail, r, nil)}
+		return hcl.Diagnostics{errorDiag("Reference to undeclared "+kind, detail, r.Ptr(), nil)}
 	}
 	needAttr := func(what string) hcl.Diagnostics {
 		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("%q on its own is not a value; name one of its attributes, like %s.", root, what), &rng, nil)}
@@ -100,7 +110,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		}
 	case "matrix":
 		if sc.matrix == nil {
-			return hcl.Diagnostics{errorDiag("Matrix value outside a matrix stage", fmt.Sprintf("%s is only available inside a stage that has a matrix block; %s is not in one.", tr.RootName(), sc.what), &rng, nil)}
+			return hcl.Diagnostics{errorDiag("Matrix value outside a matrix stage", fmt.Sprintf("%s is only available inside a stage that has a matrix block; %s is not in one.", tr.RootName(), sc.desc()), &rng, nil)}
 		}
 		name, r, ok := attrName(tr, 1)
 		if !ok {
@@ -130,7 +140,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		return c.checkStepRef(tr, sc)
 	case "secret":
 		if !sc.runtime {
-			return hcl.Diagnostics{errorDiag("Secret not allowed here", fmt.Sprintf("Secrets are resolved on the runner while a step runs, so %s cannot use them. Use secrets in step attributes and env.", sc.what), &rng, nil)}
+			return hcl.Diagnostics{errorDiag("Secret not allowed here", fmt.Sprintf("Secrets are resolved on the runner while a step runs, so %s cannot use them. Use secrets in step attributes and env.", sc.desc()), &rng, nil)}
 		}
 		name, r, ok := attrName(tr, 1)
 		if !ok {
@@ -144,7 +154,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 			return hcl.Diagnostics{errorDiag("Invalid secret reference", "A secret is a single string; write secret.<name> with nothing after it.", &r, nil)}
 		}
 	case "stage":
-		return hcl.Diagnostics{errorDiag("Stage reference not allowed here", fmt.Sprintf("stage.<name> is only used in needs; %s cannot refer to a stage. To use a value a stage produces, refer to one of its steps' outputs: step.<name>.<output>.", sc.what), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Stage reference not allowed here", fmt.Sprintf("stage.<name> is only used in needs; %s cannot refer to a stage. To use a value a stage produces, refer to one of its steps' outputs: step.<name>.<output>.", sc.desc()), &rng, nil)}
 	default:
 		return hcl.Diagnostics{errorDiag("Unknown variable", fmt.Sprintf("There is no variable named %q.%s The expression language has %s.", root, didYouMean(root, contextRoots), strings.Join(contextRoots, ".*, ")+".*"), &rng, nil)}
 	}
@@ -154,7 +164,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	rng := tr.SourceRange()
 	if !sc.runtime {
-		return hcl.Diagnostics{errorDiag("Step output not allowed here", fmt.Sprintf("Step outputs are known only while the pipeline runs, so %s cannot use them: it is decided when the pipeline is compiled. Use step outputs in step attributes and env.", sc.what), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Step output not allowed here", fmt.Sprintf("Step outputs are known only while the pipeline runs, so %s cannot use them: it is decided when the pipeline is compiled. Use step outputs in step attributes and env.", sc.desc()), &rng, nil)}
 	}
 	name, r, ok := attrName(tr, 1)
 	if !ok {
@@ -162,7 +172,7 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	}
 	st, found := c.steps[name]
 	if !found {
-		return hcl.Diagnostics{errorDiag("Reference to undeclared step", fmt.Sprintf("There is no step named %q.%s", name, didYouMean(name, sortedKeys(c.steps))), r, nil)}
+		return hcl.Diagnostics{errorDiag("Reference to undeclared step", fmt.Sprintf("There is no step named %q.%s", name, didYouMean(name, sortedKeys(c.steps))), r.Ptr(), nil)}
 	}
 	out, r2, ok := attrName(tr, 2)
 	if !ok {
@@ -173,7 +183,7 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		if st.kind == plan.KindRun {
 			fix = fmt.Sprintf(" A run step declares the outputs it writes to $SLUICE_OUTPUT: outputs = [%q].", out)
 		}
-		return hcl.Diagnostics{errorDiag("Reference to unknown step output", fmt.Sprintf("Step %q (%s) has no output named %q; it has %s.%s%s", name, st.kind, out, quoteList(st.outputs), didYouMean(out, st.outputs), fix), r2, nil)}
+		return hcl.Diagnostics{errorDiag("Reference to unknown step output", fmt.Sprintf("Step %q (%s) has no output named %q; it has %s.%s%s", name, st.kind, out, quoteList(st.outputs), didYouMean(out, st.outputs), fix), r2.Ptr(), nil)}
 	}
 	if len(tr) > 3 {
 		r := tr[3].SourceRange()
@@ -199,6 +209,38 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	return nil
 }
 
+// variables is expr.Variables() without the walker HCL allocates per node
+// for the expressions pipelines are made of; others, and those that scope
+// names of their own (for expressions, splats), are left to HCL. Only
+// expressions outside such scopes may be passed, as every caller does.
+func variables(expr hcl.Expression) []hcl.Traversal {
+	return appendVariables(nil, expr)
+}
+
+func appendVariables(trs []hcl.Traversal, expr hcl.Expression) []hcl.Traversal {
+	var children []hclsyntax.Expression
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr:
+		return trs
+	case *hclsyntax.ScopeTraversalExpr:
+		return append(trs, e.Traversal)
+	case *hclsyntax.TemplateWrapExpr:
+		return appendVariables(trs, e.Wrapped)
+	case *hclsyntax.TemplateExpr:
+		children = e.Parts
+	case *hclsyntax.TupleConsExpr:
+		children = e.Exprs
+	case *hclsyntax.FunctionCallExpr:
+		children = e.Args
+	default:
+		return append(trs, expr.Variables()...)
+	}
+	for _, x := range children {
+		trs = appendVariables(trs, x)
+	}
+	return trs
+}
+
 // runtimeRefs reports whether traversals use step outputs or secrets.
 func runtimeRefs(trs []hcl.Traversal) bool {
 	for _, tr := range trs {
@@ -216,7 +258,7 @@ func (c *compiler) value(expr hcl.Expression, ctx *hcl.EvalContext, sc scope) (c
 	if lit, ok := expr.(*hclsyntax.LiteralValueExpr); ok && valueSize(lit.Val, maxValueSize) <= maxValueSize {
 		return lit.Val, nil // no references to check, nothing to evaluate
 	}
-	return c.valueOf(expr, expr.Variables(), ctx, sc)
+	return c.valueOf(expr, variables(expr), ctx, sc)
 }
 
 // valueOf is value for a caller that has the expression's traversals.
@@ -226,7 +268,7 @@ func (c *compiler) valueOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.Ev
 	}
 	if runtimeRefs(trs) {
 		r := expr.Range()
-		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Run-time value not allowed here", fmt.Sprintf("%s must be known when the pipeline is compiled, so it cannot use step outputs or secrets, which are known only while it runs.", capitalise(sc.what)), &r, nil)}
+		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Run-time value not allowed here", fmt.Sprintf("%s must be known when the pipeline is compiled, so it cannot use step outputs or secrets, which are known only while it runs.", capitalise(sc.desc())), &r, nil)}
 	}
 	v, diags := expr.Value(ctx)
 	if diags.HasErrors() {
@@ -234,7 +276,7 @@ func (c *compiler) valueOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.Ev
 	}
 	if n := valueSize(v, maxValueSize); n > maxValueSize {
 		r := expr.Range()
-		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Value too large", fmt.Sprintf("The value of %s is more than %d bytes. Pipeline values are names, commands and settings; build large data in a step instead.", sc.what, maxValueSize), &r, nil)}
+		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Value too large", fmt.Sprintf("The value of %s is more than %d bytes. Pipeline values are names, commands and settings; build large data in a step instead.", sc.desc(), maxValueSize), &r, nil)}
 	}
 	if !v.IsWhollyKnown() {
 		// Only values that failed earlier are unknown; that failure was
@@ -252,7 +294,7 @@ func (c *compiler) template(expr hcl.Expression, ctx *hcl.EvalContext, sc scope)
 	if s, ok := literalString(expr); ok {
 		return plan.Lit(s), nil
 	}
-	return c.templateOf(expr, expr.Variables(), ctx, sc)
+	return c.templateOf(expr, variables(expr), ctx, sc)
 }
 
 // templateOf is template for a caller that has the expression's
@@ -266,7 +308,7 @@ func (c *compiler) templateOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl
 		s, err := toString(v)
 		if err != nil {
 			r := expr.Range()
-			return plan.Template{}, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a string: %s.", capitalise(sc.what), err), &r, nil)}
+			return plan.Template{}, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a string: %s.", capitalise(sc.desc()), err), &r, nil)}
 		}
 		return plan.Lit(s), nil
 	}
@@ -306,7 +348,7 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 			return nil
 		}
 	}
-	trs := expr.Variables()
+	trs := variables(expr)
 	if runtimeRefs(trs) {
 		r := expr.Range()
 		return hcl.Diagnostics{errorDiag("Run-time value used in an expression", "Step outputs and secrets are known only while the pipeline runs. Use them as a whole value (image = step.api.digest_ref) or inside a string (\"${step.api.ref}-debug\"), not in function calls, conditionals or arithmetic.", &r, nil)}
@@ -340,7 +382,7 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 		var trs []hcl.Traversal
 		for i, e := range tup.Exprs {
 			if _, ok := literalString(e); !ok {
-				elemTrs[i] = e.Variables()
+				elemTrs[i] = variables(e)
 				trs = append(trs, elemTrs[i]...)
 			}
 		}
@@ -360,7 +402,7 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 		}
 		return out, diags
 	}
-	trs := expr.Variables()
+	trs := variables(expr)
 	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
@@ -390,11 +432,11 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 		var trs []hcl.Traversal
 		for i, item := range obj.Items {
 			if _, ok := literalKey(item.KeyExpr); !ok {
-				items[i].key = item.KeyExpr.Variables()
+				items[i].key = variables(item.KeyExpr)
 				trs = append(trs, items[i].key...)
 			}
 			if _, ok := literalString(item.ValueExpr); !ok {
-				items[i].val = item.ValueExpr.Variables()
+				items[i].val = variables(item.ValueExpr)
 				trs = append(trs, items[i].val...)
 			}
 		}
@@ -428,7 +470,7 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 		}
 		return out, diags
 	}
-	trs := expr.Variables()
+	trs := variables(expr)
 	if runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
@@ -445,7 +487,7 @@ func (c *compiler) stringMap(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.
 	m, err := toStringMap(v)
 	if err != nil {
 		r := expr.Range()
-		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a map of strings, like { KEY = \"value\" }: %s.", capitalise(sc.what), err), &r, nil)}
+		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a map of strings, like { KEY = \"value\" }: %s.", capitalise(sc.desc()), err), &r, nil)}
 	}
 	out := make(map[string]plan.Template, len(m))
 	for k, s := range m {
@@ -463,7 +505,7 @@ func (c *compiler) stringList(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl
 	strs, err := toStrings(v)
 	if err != nil {
 		r := expr.Range()
-		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a list of strings, like [\"a\", \"b\"]: %s.", capitalise(sc.what), err), &r, nil)}
+		return nil, hcl.Diagnostics{errorDiag("Incorrect attribute value type", fmt.Sprintf("%s must be a list of strings, like [\"a\", \"b\"]: %s.", capitalise(sc.desc()), err), &r, nil)}
 	}
 	return strs, nil
 }

@@ -91,3 +91,38 @@ func TestLiteralFastPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestVariables checks that variables finds the traversals HCL's own walk
+// finds, in the same order, including inside expressions it leaves to HCL.
+func TestVariables(t *testing.T) {
+	for _, src := range []string{
+		`"plain"`,
+		`var.a`,
+		`"${var.registry}/x:${local.tag}"`,
+		`["make", step.img.digest, "${secret.token}"]`,
+		`upper(substr(git.sha, 0, local.n))`,
+		`{ A = var.a, (local.k) = "x", B = [step.s.out] }`,
+		`[for x in var.list : "${x}-${local.suffix}" if x != matrix.skip]`,
+		`upper([for k, v in var.m : v][0])`,
+		`var.list[*].name`,
+		`"a%{ for x in var.l }${x}${local.sep}%{ endfor }b"`,
+		`var.a ? local.b : "${step.s.out}"`,
+		`-var.n + 2 * local.m`,
+		`var.m["key"].x`,
+	} {
+		expr, diags := hclsyntax.ParseExpression([]byte(src), "test.hcl", hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", src, diags)
+		}
+		got, want := variables(expr), expr.Variables()
+		if len(got) != len(want) {
+			t.Errorf("%s: variables found %d traversals, HCL %d", src, len(got), len(want))
+			continue
+		}
+		for i := range want {
+			if got[i].SourceRange() != want[i].SourceRange() {
+				t.Errorf("%s: traversal %d is at %v, HCL's at %v", src, i, got[i].SourceRange(), want[i].SourceRange())
+			}
+		}
+	}
+}

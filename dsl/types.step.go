@@ -125,7 +125,7 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 	// Every matrix instance repeats the diagnostics about the body's shape;
 	// Compile drops repeats.
 	var ss StageSchema
-	c.decodeBody(s.block.Body, ctx, sc, where, s.block.DefRange, stageExtra, &ss)
+	c.decode(s.block.Body, ctx, sc, where, s.block.DefRange, stageExtra, &ss)
 	ps.RunsOn, ps.Timeout, ps.ContinueOnError, ps.Env, ps.Retry = ss.RunsOn, ss.Timeout, ss.ContinueOnError, ss.Env, ss.Retry
 	if ss.Approval != nil {
 		ps.Approval = &plan.Approval{Approvers: ss.Approval.Approvers, Timeout: ss.Approval.Timeout, Description: ss.Approval.Description}
@@ -144,6 +144,7 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 			}
 		}
 	}
+	ps.Steps = make([]plan.Step, 0, len(s.steps))
 	for i, sb := range content.Blocks.OfType("step") {
 		st, ok := c.steps[sb.Labels[1]]
 		if !ok || st.block.DefRange != sb.DefRange {
@@ -181,7 +182,7 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 	var common StepCommon
 	cfg := plan.KindConfig(st.kind)
 	before := len(c.diags)
-	c.decodeBody(b.Body, ctx, sc, where, b.DefRange, nil, &common, cfg)
+	c.decode(b.Body, ctx, sc, where, b.DefRange, nil, &common, cfg)
 	// A misspelt or mistyped attribute would also be reported by the kind's
 	// rules (as a missing command, say): they are checked once the
 	// attributes decode, apart from missing ones.
