@@ -81,13 +81,15 @@ func Describe(ctx context.Context, err error, addr, what string) error {
 	switch {
 	case Lost(err):
 		return &LostError{Addr: addr, Err: errors.New(firstLine(msg))}
-	case strings.Contains(msg, "failed to resolve source metadata") || strings.Contains(msg, "failed to do request") && strings.Contains(msg, "resolve"):
+	case strings.Contains(msg, "failed to resolve source metadata") || strings.HasSuffix(firstLine(msg), ": not found"):
 		img := "?"
 		if i := strings.Index(msg, "failed to resolve source metadata for "); i >= 0 {
 			rest := msg[i+len("failed to resolve source metadata for "):]
 			if j := strings.Index(rest, ": "); j >= 0 {
 				img = rest[:j]
 			}
+		} else if parts := strings.Split(firstLine(msg), ": "); len(parts) >= 2 {
+			img = parts[len(parts)-2]
 		}
 		hint := "check the image name and tag, that it was pushed, and that the runner may pull it (docker login on the runner, or the step's username and password)"
 		if strings.Contains(msg, "not found") {

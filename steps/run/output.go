@@ -54,6 +54,21 @@ func (e *Executor) readOutputs(path string, names []string, log io.Writer) (map[
 	if err != nil {
 		return nil, fmt.Errorf("reading $SLUICE_OUTPUT: %w", err)
 	}
+	return e.outputs(data, names, log)
+}
+
+// ParseOutputs reads the content of a $SLUICE_OUTPUT file written by the
+// step, as the host executor does: executors that run steps elsewhere (in
+// a container) read the file their own way and share the rules here.
+func (e *Executor) ParseOutputs(data []byte, step plan.Step, log io.Writer) (map[string]string, error) {
+	return e.outputs(data, declared(step), log)
+}
+
+func (e *Executor) outputs(data []byte, names []string, log io.Writer) (map[string]string, error) {
+	limit := e.MaxOutputSize
+	if limit <= 0 {
+		limit = DefaultMaxOutputSize
+	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("$SLUICE_OUTPUT holds more than %d bytes; outputs are meant for short values, so write large data to a file in the workspace and output its path", limit)
 	}

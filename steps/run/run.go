@@ -81,6 +81,9 @@ type Executor struct {
 	PassEnv []string
 	// TempDir holds the $SLUICE_OUTPUT files; empty means os.TempDir().
 	TempDir string
+	// Container runs the steps that set an image; nil refuses them with
+	// ErrNeedsContainer.
+	Container steps.Executor
 }
 
 var _ steps.Executor = (*Executor)(nil)
@@ -94,12 +97,15 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		return steps.Result{}, fmt.Errorf("run executor given step %q of kind %q", req.Step.Name, req.Step.Kind)
 	}
 	if !rs.Image.IsZero() {
+		if e.Container != nil {
+			return e.Container.Execute(ctx, req)
+		}
 		return steps.Result{}, fmt.Errorf("step %q sets image %q: %w", req.Step.Name, rs.Image.String(), ErrNeedsContainer)
 	}
 	if err := ctx.Err(); err != nil {
 		return steps.Result{}, fmt.Errorf("step %q cancelled before it started: %w", req.Step.Name, err)
 	}
-	argv, err := commandLine(rs)
+	argv, err := CommandLine(rs)
 	if err != nil {
 		return steps.Result{}, fmt.Errorf("step %q: %w", req.Step.Name, err)
 	}
@@ -181,9 +187,9 @@ func (e *Executor) grace() time.Duration {
 	return DefaultGracePeriod
 }
 
-// commandLine gives the argv a step runs: its command, or its shell with the
-// script as the last argument.
-func commandLine(rs *plan.RunStep) ([]string, error) {
+// CommandLine gives the argv a step runs: its command, or its shell with
+// the script as the last argument. Container steps run the same argv.
+func CommandLine(rs *plan.RunStep) ([]string, error) {
 	hasCommand, hasScript := len(rs.Command) > 0, !rs.Script.IsZero()
 	switch {
 	case hasCommand && hasScript:

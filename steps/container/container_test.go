@@ -1,0 +1,151 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/internal/bktemp"
+	"github.com/sluice-ci/sluice/steps"
+	"github.com/sluice-ci/sluice/steps/buildkit"
+	"github.com/sluice-ci/sluice/steps/run"
+)
+
+var env *bktemp.Env
+
+func TestMain(m *testing.M) { os.Exit(bktemp.Main(m, &env)) }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// executor is what a runner with BuildKit registers for run steps: the
+// host executor, handing steps with an image to the container executor.
+var conn = &buildkit.Conn{}
+
+func executor() *run.Executor {
+	conn.Addr = env.Addr
+	return &run.Executor{Container: &Executor{BuildKit: conn, DockerConfig: os.TempDir() + "/no-docker-config"}}
+}
+
+func step(name string, rs plan.RunStep) plan.Step {
+	if rs.Image.IsZero() {
+		rs.Image = plan.Lit(env.Busybox)
+	}
+	return plan.Step{Name: name, Kind: plan.KindRun, Run: &rs}
+}
+
+func execute(t *testing.T, ws string, s plan.Step, envv map[string]string) (steps.Result, string, error) {
+	t.Helper()
+	log := &syncBuffer{}
+	if envv == nil {
+		envv = map[string]string{}
+	}
+	envv["SLUICE_PIPELINE"] = "web"
+	start := time.Now()
+	res, err := executor().Execute(context.Background(), steps.Request{RunID: "run-1", StageID: "test", Step: s, Workspace: ws, Env: envv, Log: log})
+	t.Logf("step %s took %v", s.Name, time.Since(start))
+	return res, log.String(), err
+}
+
+func TestWorkspaceOutputsAndEnv(t *testing.T) {
+	ws := t.TempDir()
+	os.MkdirAll(filepath.Join(ws, "sub"), 0o755)
+	os.WriteFile(filepath.Join(ws, "sub", "input.txt"), []byte("from the repository\n"), 0o644)
+	os.WriteFile(filepath.Join(ws, "untouched.txt"), []byte("keep me\n"), 0o644)
+
+	res, log, err := execute(t, ws, step("write", plan.RunStep{
+		Script: plan.Lit(`echo "step one saw: $(cat input.txt) in $(pwd), GREETING=$GREETING, CI=$CI"
+echo generated > generated.txt
+echo run >> ../runs.txt
+echo "version=1.4.2" >> "$SLUICE_OUTPUT"
+printf 'notes<<EOF\nline one\nline two\nEOF\n' >> "$SLUICE_OUTPUT"`),
+		WorkingDir: "sub",
+		Outputs:    []string{"version", "notes"},
+	}), map[string]string{"GREETING": "hello there"})
+	if err != nil {
+		t.Fatalf("Execute: %v\nlog:\n%s", err, log)
+	}
+	if !strings.Contains(log, "step one saw: from the repository in /workspace/sub, GREETING=hello there, CI=true") {
+		t.Errorf("log does not show the command's output with its env and working dir:\n%s", log)
+	}
+	want := map[string]string{"version": "1.4.2", "notes": "line one\nline two", "exit_code": "0"}
+	for k, v := range want {
+		if res.Outputs[k] != v {
+			t.Errorf("output %s = %q, want %q (all: %v)", k, res.Outputs[k], v, res.Outputs)
+		}
+	}
+	for p, c := range map[string]string{"sub/generated.txt": "generated\n", "runs.txt": "run\n", "untouched.txt": "keep me\n", "sub/input.txt": "from the repository\n"} {
+		b, err := os.ReadFile(filepath.Join(ws, p))
+		if err != nil || string(b) != c {
+			t.Errorf("workspace file %s = %q, %v; want %q", p, b, err, c)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(ws, "output")); err == nil {
+		t.Errorf("$SLUICE_OUTPUT was left in the workspace")
+	}
+
+	// The next step of the stage sees the first one's files.
+	res, log, err = execute(t, ws, step("read", plan.RunStep{Command: []plan.Template{plan.Lit("cat"), plan.Lit("sub/generated.txt")}}), nil)
+	if err != nil || !strings.Contains(log, "generated") {
+		t.Fatalf("second step: %v, log:\n%s", err, log)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	ws := t.TempDir()
+	res, log, err := execute(t, ws, step("fails", plan.RunStep{Script: plan.Lit("echo something went wrong >&2\nexit 7")}), nil)
+	var exit *buildkit.ExitError
+	if !errors.As(err, &exit) || exit.Code != 7 {
+		t.Fatalf("error = %v, want exit code 7; log:\n%s", err, log)
+	}
+	if res.Outputs["exit_code"] != "7" {
+		t.Errorf("exit_code = %q", res.Outputs["exit_code"])
+	}
+	if !strings.Contains(log, "something went wrong") {
+		t.Errorf("the command's output is not in the log:\n%s", log)
+	}
+	if strings.Contains(err.Error(), ".go:") || strings.Contains(err.Error(), "goroutine") {
+		t.Errorf("error carries a stack trace: %v", err)
+	}
+}
+
+func TestCacheMountPersists(t *testing.T) {
+	script := `if [ -f /cache/seen ]; then echo "cache hit: $(cat /cache/seen)"; else echo "cache miss"; fi
+echo "$SLUICE_STEP" > /cache/seen`
+	_, log, err := execute(t, t.TempDir(), step("first", plan.RunStep{Script: plan.Lit(script), Cache: []string{"/cache"}}), nil)
+	if err != nil || !strings.Contains(log, "cache miss") {
+		t.Fatalf("first run: %v\n%s", err, log)
+	}
+	_, log, err = execute(t, t.TempDir(), step("second", plan.RunStep{Script: plan.Lit(script), Cache: []string{"/cache"}}), nil)
+	if err != nil || !strings.Contains(log, "cache hit: first") {
+		t.Fatalf("second run did not see the first one's cache: %v\n%s", err, log)
+	}
+}
+
+func TestUnknownImage(t *testing.T) {
+	_, log, err := execute(t, t.TempDir(), step("pull", plan.RunStep{Image: plan.Lit(env.Registry + "/library/golang:nope"), Command: []plan.Template{plan.Lit("true")}}), nil)
+	if err == nil || !strings.Contains(err.Error(), "golang:nope was not found") || !strings.Contains(err.Error(), "check the image name") {
+		t.Fatalf("error = %v\nlog:\n%s", err, log)
+	}
+}
