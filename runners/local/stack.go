@@ -61,6 +61,10 @@ type Stack struct {
 	home   string
 	server *serverProcess
 	runner *engine.Runner
+	// labels are the runner's, and daggerErr why it reaches no Dagger
+	// engine (see withDagger).
+	labels    []string
+	daggerErr error
 }
 
 // Start brings the stack up: it connects to opts.TemporalAddress, or to the
@@ -118,13 +122,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 }
 
 func (s *Stack) startRunner(o RunnerOptions) error {
+	execs := steps.Registry{plan.KindRun: &run.Executor{}}
+	s.labels, s.daggerErr = withDagger(execs, o.Labels)
 	acts := &engine.Activities{
 		Workspaces: workspaces{root: filepath.Join(s.home, "workspaces"), repo: o.Repo, dirty: o.Dirty},
-		Executors:  steps.Registry{plan.KindRun: &run.Executor{}},
+		Executors:  execs,
 		Secrets:    engine.HostSecrets{},
 		Logs:       s.Logs,
 	}
-	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: o.Labels, Activities: acts, Workflows: true})
+	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Workflows: true})
 	if err != nil {
 		return err
 	}

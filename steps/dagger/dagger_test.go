@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/steps"
+	"github.com/sluice-ci/sluice/steps/dagger/daggertest"
 )
 
 // workspace is a stage's workspace holding the greeter module in ci/ and
@@ -68,7 +69,7 @@ func TestCall(t *testing.T) {
 			log:    []string{"dagger: connecting to the Dagger engine session at 127.0.0.1:", "dagger: loading module ./ci", `dagger: calling greeter.hello(name: "world")`, `dagger: hello returned "Hello, world!"`},
 		},
 		{
-			name: "git module, typed arguments", module: greeterAddress, function: "hello",
+			name: "git module, typed arguments", module: daggertest.GreeterAddress, function: "hello",
 			args:   map[string]string{"name": "sluice", "times": "2", "shout": "true", "greeting": "hi"},
 			output: "HI, SLUICE!HI, SLUICE!",
 		},
@@ -95,7 +96,7 @@ func TestCall(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSession(t)
+			f := daggertest.New(t)
 			req, log := daggerRequest(workspace(t), tt.module, tt.function, tt.args)
 			res, err := Executor{}.Execute(context.Background(), req)
 			if err != nil {
@@ -109,7 +110,7 @@ func TestCall(t *testing.T) {
 					t.Errorf("log lacks %q:\n%s", want, log)
 				}
 			}
-			q := f.sent()
+			q := f.Queries()
 			if i := slices.IndexFunc(q, func(s string) bool { return strings.Contains(s, "serve") }); i < 0 || i == len(q)-1 {
 				t.Errorf("the module was not served before the call; queries:\n%s", strings.Join(q, "\n"))
 			}
@@ -162,7 +163,7 @@ func TestCallFails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSession(t)
+			f := daggertest.New(t)
 			req, log := daggerRequest(workspace(t), tt.module, tt.function, tt.args)
 			_, err := Executor{}.Execute(context.Background(), req)
 			if err == nil {
@@ -174,7 +175,7 @@ func TestCallFails(t *testing.T) {
 				}
 			}
 			if tt.function != "fail" {
-				for _, q := range f.sent() {
+				for _, q := range f.Queries() {
 					if strings.Contains(q, "query Call") {
 						t.Errorf("the function was called although the step is wrong: %s", q)
 					}
@@ -254,10 +255,10 @@ func TestDetect(t *testing.T) {
 // a query outside Dagger's schema, a call to a module not served yet, and
 // a request without the session token.
 func TestFakeIsStrict(t *testing.T) {
-	f := newFakeSession(t)
+	f := daggertest.New(t)
 	var reports []string
-	f.report = func(format string, args ...any) { reports = append(reports, fmt.Sprintf(format, args...)) }
-	port := os.Getenv(EnvSessionPort)
+	f.Report = func(format string, args ...any) { reports = append(reports, fmt.Sprintf(format, args...)) }
+	port := f.Port
 	post := func(token, query string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+port+"/query", strings.NewReader(fmt.Sprintf(`{"query": %q}`, query)))
 		if token != "" {
@@ -271,9 +272,9 @@ func TestFakeIsStrict(t *testing.T) {
 		return resp.StatusCode
 	}
 	for _, c := range []struct{ token, query, want string }{
-		{f.token, `{ moduleSource(ref: "x") { asModule { name } } }`, `Unknown argument "ref"`},
-		{f.token, `{ greeter { hello(name: "x") } }`, `Cannot query field "greeter" on type "Query"`},
-		{f.token, `{ host { directory(path: 3) { id } } }`, "String cannot represent a non string value"},
+		{f.Token, `{ moduleSource(ref: "x") { asModule { name } } }`, `Unknown argument "ref"`},
+		{f.Token, `{ greeter { hello(name: "x") } }`, `Cannot query field "greeter" on type "Query"`},
+		{f.Token, `{ host { directory(path: 3) { id } } }`, "String cannot represent a non string value"},
 		{"wrong", `{ version }`, "without the session token"},
 	} {
 		reports = nil
@@ -284,7 +285,7 @@ func TestFakeIsStrict(t *testing.T) {
 	}
 }
 
-// TestSchemaIsPublished checks that testdata holds Dagger's published
+// TestSchemaIsPublished checks that the fake holds Dagger's published
 // schema unchanged.
 func TestSchemaIsPublished(t *testing.T) {
 	out, err := exec.Command("go", "mod", "download", "-json", "github.com/dagger/dagger@v0.21.8").Output()
@@ -299,11 +300,11 @@ func TestSchemaIsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours, err := os.ReadFile("testdata/dagger-v0.21.8.graphqls")
+	ours, err := os.ReadFile(filepath.Join("daggertest", daggertest.CoreSchemaFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(published, ours) {
-		t.Errorf("testdata/dagger-v0.21.8.graphqls differs from the schema published in github.com/dagger/dagger@v0.21.8")
+		t.Errorf("daggertest/dagger-v0.21.8.graphqls differs from the schema published in github.com/dagger/dagger@v0.21.8")
 	}
 }

@@ -110,6 +110,9 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 				return err
 			}
 			defer stack.Close()
+			for _, msg := range stack.Unplaced(p) {
+				fmt.Fprintln(e.stderr, msg)
+			}
 			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: repo, Dirty: dirty}})
 			if err != nil {
 				return err

@@ -1,6 +1,11 @@
-package dagger
+// Package daggertest is a fake Dagger engine session for tests of code
+// that calls Dagger through its Go SDK. No engine can run where Sluice is
+// developed, so the fake checks every query against Dagger's published
+// GraphQL schema instead (see README.md in this directory).
+package daggertest
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -18,26 +23,53 @@ import (
 	"github.com/vektah/gqlparser/v2/validator"
 )
 
-// fakeSession is a Dagger engine session over HTTP, as the SDK reaches one
+//go:embed dagger-v0.21.8.graphqls
+var coreSchema string
+
+//go:embed greeter.graphqls
+var greeterSchema string
+
+// CoreSchemaFile is the name of the copy of Dagger's published schema.
+const CoreSchemaFile = "dagger-v0.21.8.graphqls"
+
+// The kinds of Dagger's TypeDefKind the fake module uses.
+const (
+	kindString = "STRING_KIND"
+	kindInt    = "INTEGER_KIND"
+	kindFloat  = "FLOAT_KIND"
+	kindBool   = "BOOLEAN_KIND"
+	kindList   = "LIST_KIND"
+	kindObject = "OBJECT_KIND"
+	kindVoid   = "VOID_KIND"
+)
+
+// Session is a Dagger engine session over HTTP, as the SDK reaches one
 // through DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN. Every request must
 // carry the token, and every query must be valid against Dagger's
-// published schema (testdata/dagger-v0.21.8.graphqls), extended with the
+// published schema (dagger-v0.21.8.graphqls), extended with the
 // test module's types once the module is served, as the engine does. A
 // query that is not valid fails the test.
 //
-// It serves one module, greeter (testdata/greeter.graphqls), found at the
-// git address github.com/acme/greeter@v1 or in a workspace directory that
-// holds a dagger.json.
-type fakeSession struct {
-	t *testing.T
-	// report receives what the fake finds wrong with a request; t.Errorf
+// It serves one module, greeter (greeter.graphqls): hello(name, greeting,
+// times, shout) greets, fail(message) fails as a function whose process
+// exits 2 with the message on stderr, countFiles(dir) counts the entries of
+// a host directory, ratio(of) divides by 4 and build returns a Container.
+// The module is found at the git address GreeterAddress or in any
+// directory that holds a dagger.json.
+type Session struct {
+	t testing.TB
+	// Report receives what the fake finds wrong with a request; t.Errorf
 	// unless a test of the fake itself catches it.
-	report func(format string, args ...any)
-	token  string
+	Report func(format string, args ...any)
+	// Token is the session token every request must carry.
+	Token  string
 	core   *ast.Schema
 	served *ast.Schema
 	// greeter is the module's main object in the served schema.
 	greeter *ast.Definition
+
+	// Port is the port the session listens on, on 127.0.0.1.
+	Port string
 
 	mu       sync.Mutex
 	isServed bool
@@ -45,13 +77,16 @@ type fakeSession struct {
 	loaded   map[string]string // ID of a host directory -> its path
 }
 
-const greeterAddress = "github.com/acme/greeter@v1"
+// GreeterAddress is the git address of the greeter module.
+const GreeterAddress = "github.com/acme/greeter@v1"
 
-func newFakeSession(t *testing.T) *fakeSession {
+// New starts a session and points this process at it through
+// DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN, for the rest of the test.
+func New(t testing.TB) *Session {
 	t.Helper()
-	core := readSource(t, "testdata/dagger-v0.21.8.graphqls")
-	mod := readSource(t, "testdata/greeter.graphqls")
-	f := &fakeSession{t: t, report: t.Errorf, token: "s3ss10n-t0ken", loaded: map[string]string{}}
+	core := &ast.Source{Name: CoreSchemaFile, Input: coreSchema}
+	mod := &ast.Source{Name: "greeter.graphqls", Input: greeterSchema}
+	f := &Session{t: t, Report: t.Errorf, Token: "s3ss10n-t0ken", loaded: map[string]string{}}
 	var err error
 	if f.core, err = gqlparser.LoadSchema(core); err != nil {
 		t.Fatalf("loading Dagger's schema: %v", err)
@@ -64,28 +99,21 @@ func newFakeSession(t *testing.T) *fakeSession {
 	srv := httptest.NewServer(http.HandlerFunc(f.serveHTTP))
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	t.Setenv(EnvSessionPort, port)
-	t.Setenv(EnvSessionToken, f.token)
+	f.Port = port
+	t.Setenv("DAGGER_SESSION_PORT", port)
+	t.Setenv("DAGGER_SESSION_TOKEN", f.Token)
 	return f
 }
 
-func readSource(t *testing.T, path string) *ast.Source {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &ast.Source{Name: filepath.Base(path), Input: string(b)}
-}
-
-func (f *fakeSession) serveHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *Session) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	user, _, ok := r.BasicAuth()
-	if !ok || user != f.token {
-		f.report("request without the session token: %s %s", r.Method, r.URL)
+	if !ok || user != f.Token {
+		f.Report("request without the session token: %s %s", r.Method, r.URL)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
 	if r.Method != http.MethodPost || r.URL.Path != "/query" {
-		f.report("request to %s %s; the engine serves POST /query", r.Method, r.URL.Path)
+		f.Report("request to %s %s; the engine serves POST /query", r.Method, r.URL.Path)
 		http.NotFound(w, r)
 		return
 	}
@@ -94,7 +122,7 @@ func (f *fakeSession) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Variables map[string]any `json:"variables"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		f.report("request body is not a GraphQL request: %v", err)
+		f.Report("request body is not a GraphQL request: %v", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -108,19 +136,19 @@ func (f *fakeSession) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	doc, errs := gqlparser.LoadQuery(schema, req.Query)
 	if len(errs) > 0 {
-		f.report("query is not valid against Dagger's schema (module served: %v): %v\n%s", schema == f.served, errs, req.Query)
+		f.Report("query is not valid against Dagger's schema (module served: %v): %v\n%s", schema == f.served, errs, req.Query)
 		writeJSON(w, map[string]any{"data": nil, "errors": errs})
 		return
 	}
 	if len(doc.Operations) != 1 {
-		f.report("query has %d operations:\n%s", len(doc.Operations), req.Query)
+		f.Report("query has %d operations:\n%s", len(doc.Operations), req.Query)
 		http.Error(w, "one operation per request", http.StatusBadRequest)
 		return
 	}
 	op := doc.Operations[0]
 	vars, verr := validator.VariableValues(schema, op, req.Variables)
 	if verr != nil {
-		f.report("variables %v do not fit the query: %v\n%s", req.Variables, verr, req.Query)
+		f.Report("variables %v do not fit the query: %v\n%s", req.Variables, verr, req.Query)
 		writeJSON(w, map[string]any{"data": nil, "errors": gqlerror.List{gqlerror.WrapIfUnwrapped(verr)}})
 		return
 	}
@@ -143,7 +171,7 @@ type obj map[string]any
 type resolver func(args map[string]any) (any, error)
 
 // resolve executes a selection set on an object.
-func (f *fakeSession) resolve(set ast.SelectionSet, o obj, vars map[string]any, path ast.Path) (map[string]any, *gqlerror.Error) {
+func (f *Session) resolve(set ast.SelectionSet, o obj, vars map[string]any, path ast.Path) (map[string]any, *gqlerror.Error) {
 	out := map[string]any{}
 	for _, sel := range set {
 		switch s := sel.(type) {
@@ -167,7 +195,7 @@ func (f *fakeSession) resolve(set ast.SelectionSet, o obj, vars map[string]any, 
 			p := append(append(ast.Path{}, path...), ast.PathName(s.Alias))
 			v, ok := o[s.Name]
 			if !ok {
-				f.report("the fake has no field %s.%s, which the query selects", s.ObjectDefinition.Name, s.Name)
+				f.Report("the fake has no field %s.%s, which the query selects", s.ObjectDefinition.Name, s.Name)
 				return nil, &gqlerror.Error{Message: "the fake does not implement " + s.Name, Path: p}
 			}
 			if r, ok := v.(resolver); ok {
@@ -190,7 +218,7 @@ func (f *fakeSession) resolve(set ast.SelectionSet, o obj, vars map[string]any, 
 	return out, nil
 }
 
-func (f *fakeSession) value(set ast.SelectionSet, v any, vars map[string]any, path ast.Path) (any, *gqlerror.Error) {
+func (f *Session) value(set ast.SelectionSet, v any, vars map[string]any, path ast.Path) (any, *gqlerror.Error) {
 	switch x := v.(type) {
 	case obj:
 		return f.resolve(set, x, vars, path)
@@ -209,11 +237,11 @@ func (f *fakeSession) value(set ast.SelectionSet, v any, vars map[string]any, pa
 }
 
 // query is the root object.
-func (f *fakeSession) query() obj {
+func (f *Session) query() obj {
 	return obj{
 		"moduleSource": resolver(func(args map[string]any) (any, error) {
 			ref := args["refString"].(string)
-			if ref != greeterAddress {
+			if ref != GreeterAddress {
 				if _, err := os.Stat(filepath.Join(ref, "dagger.json")); err != nil {
 					return nil, fmt.Errorf("failed to resolve module source %q: no dagger.json found", ref)
 				}
@@ -269,7 +297,7 @@ func (f *fakeSession) query() obj {
 
 // module is the greeter module as the engine describes it: its TypeDefs,
 // made from the schema extension the engine serves for it.
-func (f *fakeSession) module() obj {
+func (f *Session) module() obj {
 	var fns []obj
 	for _, fd := range f.greeter.Fields {
 		if fd.Name == "id" {
@@ -342,7 +370,8 @@ func toInt(v any) int {
 	panic(fmt.Sprintf("not an Int: %#v", v))
 }
 
-func (f *fakeSession) sent() []string {
+// Queries returns the queries the session received, in order.
+func (f *Session) Queries() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.queries...)
