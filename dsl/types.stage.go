@@ -2,6 +2,8 @@ package dsl
 
 import (
 	"fmt"
+	"io/fs"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -23,6 +25,7 @@ type StageSchema struct {
 	Timeout         plan.Duration            `hcl:"timeout"`
 	ContinueOnError bool                     `hcl:"continue_on_error"`
 	Env             map[string]plan.Template `hcl:"env"`
+	Artifacts       []string                 `hcl:"artifacts"`
 	Approval        *ApprovalSchema          `hcl:"approval,block"`
 	Retry           *plan.Retry              `hcl:"retry,block"`
 }
@@ -106,11 +109,14 @@ func (c *compiler) declaredOutputs(sb *hcl.Block) []string {
 	if !ok {
 		return nil
 	}
-	var names []string
-	v, diags := attr.Expr.Value(nil)
-	err := fmt.Errorf("not a literal list")
-	if !diags.HasErrors() {
-		names, err = toStrings(v)
+	names, lit := literalStrings(attr.Expr)
+	var err error
+	if !lit {
+		v, diags := attr.Expr.Value(nil)
+		err = fmt.Errorf("not a literal list")
+		if !diags.HasErrors() {
+			names, err = toStrings(v)
+		}
 	}
 	if err != nil {
 		c.add(errorDiag("Invalid outputs", "outputs is a literal list of names, like outputs = [\"version\"], so that references to them can be checked before the pipeline runs.", attr.Expr.Range().Ptr(), &sb.DefRange))
@@ -450,6 +456,25 @@ func matrixValues(v cty.Value) ([]string, error) {
 		return nil, fmt.Errorf("the list is empty")
 	}
 	return out, nil
+}
+
+// checkArtifacts checks a stage's artifacts patterns: relative paths in
+// the workspace, each a valid glob.
+func (c *compiler) checkArtifacts(s *stageBlock, patterns []string) {
+	rng := s.block.DefRange
+	if attr, ok := s.block.Body.(*hclsyntax.Body); ok {
+		if a, ok := attr.Attributes["artifacts"]; ok {
+			rng = a.Expr.Range()
+		}
+	}
+	for _, p := range patterns {
+		switch _, err := path.Match(p, ""); {
+		case p == "" || path.IsAbs(p) || !fs.ValidPath(strings.TrimSuffix(p, "/")):
+			c.add(errorDiag("Invalid artifacts pattern", fmt.Sprintf("%q is not a path relative to the workspace. Write patterns like \"dist/*\" or \"bin/app\", without a leading / or ..", p), &rng, &s.block.DefRange))
+		case err != nil:
+			c.add(errorDiag("Invalid artifacts pattern", fmt.Sprintf("%q is not a valid pattern (%v). Use *, ? and [...] as in shell globs, and ** for any number of directories.", p, err), &rng, &s.block.DefRange))
+		}
+	}
 }
 
 // addKindLabels routes a stage holding steps of a kind that needs a

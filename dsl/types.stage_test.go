@@ -2,6 +2,7 @@ package dsl
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -47,6 +48,43 @@ stage "named" {
 		}
 		if !slices.Equal(s.RunsOn, labels) {
 			t.Errorf("stage %q runs_on = %q, want %q", id, s.RunsOn, labels)
+		}
+	}
+}
+
+// A stage's artifacts reach the plan; a pattern that leaves the workspace
+// or is no glob is a diagnostic that says how to write one.
+func TestStageArtifacts(t *testing.T) {
+	src := writePipeline(t, `
+pipeline "p" {}
+stage "build" {
+  artifacts = ["bin/*", "dist/**/*.tar.gz"]
+  step "run" "b" { command = ["true"] }
+}
+`)
+	p, diags := Compile(src, Options{Git: plan.Git{Event: "manual"}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	s, _ := p.Stage("build")
+	if !slices.Equal(s.Artifacts, []string{"bin/*", "dist/**/*.tar.gz"}) {
+		t.Errorf("artifacts = %q", s.Artifacts)
+	}
+	for _, tc := range []struct{ pattern, want string }{
+		{"/etc/passwd", "not a path relative to the workspace"},
+		{"../other/*", "not a path relative to the workspace"},
+		{"bin/[", "not a valid pattern"},
+	} {
+		src := writePipeline(t, `
+pipeline "p" {}
+stage "build" {
+  artifacts = ["`+tc.pattern+`"]
+  step "run" "b" { command = ["true"] }
+}
+`)
+		_, diags := Compile(src, Options{Git: plan.Git{Event: "manual"}})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.want) {
+			t.Errorf("artifacts = [%q]: diagnostics %v, want one saying %q", tc.pattern, diags, tc.want)
 		}
 	}
 }

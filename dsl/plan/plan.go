@@ -102,7 +102,10 @@ type Stage struct {
 	Retry           *Retry              `json:"retry,omitempty"`
 	ContinueOnError bool                `json:"continue_on_error,omitempty"`
 	Env             map[string]Template `json:"env,omitempty"`
-	Steps           []Step              `json:"steps"`
+	// Artifacts are patterns of workspace files that the stage hands to the
+	// stages that need it, when it succeeds.
+	Artifacts []string `json:"artifacts,omitempty"`
+	Steps     []Step   `json:"steps"`
 	// Source is where the stage block starts, relative to the pipeline
 	// directory, for messages that point the user back at their file.
 	Source string `json:"source"`
