@@ -67,6 +67,11 @@ type Activities struct {
 	Secrets SecretResolver
 	// Logs receives step logs (a logstore.Store fits); nil discards them.
 	Logs LogSink
+	// Heartbeats sends the heartbeats that record a batch's progress
+	// (see RunSteps) and waits for the server to store them; NewRunner
+	// gives it the runner's client. Nil sends them through the SDK, which
+	// may hold them back.
+	Heartbeats HeartbeatRecorder
 	// HeartbeatInterval is how often a running activity heartbeats; zero
 	// means every second (the worker throttles what reaches the server).
 	HeartbeatInterval time.Duration
@@ -105,7 +110,11 @@ func (a *Activities) ReleaseWorkspace(ctx context.Context, in ReleaseInput) erro
 func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, error) {
 	stop := a.heartbeat(ctx)
 	defer stop()
+	return a.runStep(ctx, in)
+}
 
+// runStep runs one step; the caller heartbeats.
+func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, error) {
 	exec, ok := a.Executors[in.Step.Kind]
 	if !ok {
 		kinds := slices.Sorted(maps.Keys(a.Executors))

@@ -112,7 +112,11 @@ func Status(ctx context.Context, c client.Client, runID string) (RunStatus, erro
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return queryStatus(ctx, c, runID, "")
+		st, err := queryStatus(ctx, c, runID, "")
+		if err == nil {
+			applyBatchProgress(&st, desc)
+		}
+		return st, err
 	}
 	return finalStatus(ctx, c, runID, info.GetExecution().GetRunId(), info.GetStatus())
 }

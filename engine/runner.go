@@ -76,6 +76,9 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 	a := *o.Activities
 	a.Runner = o.Name
 	a.Queue = RunnerQueue(o.Name)
+	if a.Heartbeats == nil {
+		a.Heartbeats = c
+	}
 	wo := o.Worker
 	if wo.Identity == "" {
 		wo.Identity = "sluice-runner/" + o.Name

@@ -71,11 +71,26 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 	if err := r.prepare(stageCtx, st, &ws); err != nil {
 		stageErr = err.Error()
 	}
-	for j := st.first; j < len(s.Steps) && stageErr == "" && stageCtx.Err() == nil; j++ {
-		r.runStep(stageCtx, st, j, &ws)
-		ss := &st.status.Steps[j]
-		if ss.State == StateFailed && !s.Steps[j].ContinueOnError {
-			stageErr = fmt.Sprintf("step %s failed: %s", ss.Name, ss.Error)
+	// Consecutive steps that need nothing from the workflow between them
+	// run as one activity (see batch.go). Histories recorded before run
+	// every step alone.
+	batches := workflow.GetVersion(ctx, "step-batches", workflow.DefaultVersion, 1) == 1
+	for j := st.first; j < len(s.Steps) && stageErr == "" && stageCtx.Err() == nil; {
+		next := -1
+		if batches {
+			if n := r.batchLen(st, j); n > 1 {
+				next = r.runBatch(stageCtx, st, j, n, &ws)
+			}
+		}
+		if next < 0 {
+			r.runStep(stageCtx, st, j, &ws)
+			next = j + 1
+		}
+		for ; j < next && stageErr == ""; j++ {
+			ss := &st.status.Steps[j]
+			if ss.State == StateFailed && !s.Steps[j].ContinueOnError {
+				stageErr = fmt.Sprintf("step %s failed: %s", ss.Name, ss.Error)
+			}
 		}
 	}
 	st.status.End = workflow.Now(ctx)
@@ -192,18 +207,12 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 		end(StateFailed, err.Error())
 		return
 	}
-	policy := step.Retry
-	if policy == nil {
-		policy = st.plan.Retry
-	}
+	policy := stepRetry(st, step)
 	attempts := 1
 	if policy != nil && policy.Attempts > 1 {
 		attempts = policy.Attempts
 	}
-	timeout := step.Timeout.Std()
-	if timeout <= 0 {
-		timeout = DefaultStepTimeout
-	}
+	timeout := stepTimeout(step)
 
 	lostRunners := 0
 	for attempt := 1; ; attempt++ {

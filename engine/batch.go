@@ -1,0 +1,407 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+// Step batches. A step run as its own activity costs two trips through the
+// server (a workflow task to schedule it, an activity task to run it) and
+// their writes to the database: about 19 ms on a one-machine server, which
+// is most of the time of a short step. So consecutive steps of a stage that
+// need nothing from the workflow between them run in one RunSteps activity:
+// steps without retries (the workflow decides about retries) whose
+// templates use no output of a step in the same batch (the workflow
+// substitutes outputs before it schedules).
+//
+// A batch keeps the promise of a step per activity, that a step the server
+// recorded as finished never runs again after a crash: before it starts the
+// next step, RunSteps records what finished so far in a heartbeat, sent to
+// the server at once and synchronously (not through the SDK's throttled
+// heartbeats). When the runner is lost, the batch's heartbeat timeout
+// carries that progress back to the workflow, which keeps the finished
+// steps and goes on at the step that was running. Status reads the same
+// progress from the running activity, so that a batch's steps show as they
+// finish.
+
+// RunStepsActivity is the name of the activity that runs a batch of steps.
+const RunStepsActivity = "RunSteps"
+
+// StepsInput is the input of the RunSteps activity: consecutive steps of a
+// stage, run in order in one workspace.
+type StepsInput struct {
+	RunID     string        `json:"run_id"`
+	Pipeline  string        `json:"pipeline"`
+	StageID   string        `json:"stage_id"`
+	Workspace string        `json:"workspace"`
+	Git       plan.Git      `json:"git"`
+	Secrets   []plan.Secret `json:"secrets,omitempty"`
+	// First is the index of Steps[0] among the stage's steps.
+	First int         `json:"first"`
+	Steps []BatchStep `json:"steps"`
+}
+
+// BatchStep is one step of a batch, with outputs substituted, as in
+// StepInput.
+type BatchStep struct {
+	Step    plan.Step                `json:"step"`
+	Env     map[string]plan.Template `json:"env,omitempty"`
+	Timeout time.Duration            `json:"timeout"`
+}
+
+// StepsResult is what RunSteps returns, and the progress it records in its
+// heartbeats: one entry per finished step, in order.
+type StepsResult struct {
+	StageID string            `json:"stage_id"`
+	First   int               `json:"first"`
+	Steps   []BatchStepResult `json:"steps"`
+}
+
+// BatchStepResult is how one step of a batch ended.
+type BatchStepResult struct {
+	// Error is why the step failed; empty when it succeeded.
+	Error   string            `json:"error,omitempty"`
+	Outputs map[string]string `json:"outputs,omitempty"`
+	Start   time.Time         `json:"start"`
+	End     time.Time         `json:"end"`
+}
+
+// HeartbeatRecorder sends an activity's heartbeat to the server and waits
+// for the answer; client.Client is one.
+type HeartbeatRecorder interface {
+	RecordActivityHeartbeat(ctx context.Context, taskToken []byte, details ...any) error
+}
+
+// RunSteps runs a batch of steps in order. It stops at a step that failed,
+// unless the step may fail. Each step's failure is in its result, not in
+// the activity's error: the activity fails only when the runner could not
+// go on (cancelled: a CanceledError carrying the progress).
+func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p := a.startProgress(ctx, cancel)
+	defer p.stop()
+
+	res := StepsResult{StageID: in.StageID, First: in.First}
+	for i, bs := range in.Steps {
+		r := BatchStepResult{Start: time.Now()}
+		sctx, scancel := context.WithTimeout(ctx, bs.Timeout)
+		out, err := a.runStep(sctx, StepInput{
+			RunID:     in.RunID,
+			Pipeline:  in.Pipeline,
+			StageID:   in.StageID,
+			Workspace: in.Workspace,
+			Step:      bs.Step,
+			Env:       bs.Env,
+			Git:       in.Git,
+			Secrets:   in.Secrets,
+			Attempt:   1,
+		})
+		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
+		scancel()
+		r.End = time.Now()
+		if ctx.Err() != nil {
+			// Cancelled: the step did not finish; what did goes back.
+			return res, temporal.NewCanceledError(res)
+		}
+		r.Outputs = out.Outputs
+		if err != nil {
+			r.Error = err.Error()
+			var ae *temporal.ApplicationError
+			switch {
+			case timedOut:
+				r.Error = fmt.Sprintf("timed out after %s", bs.Timeout)
+			case errors.As(err, &ae):
+				r.Error = ae.Message()
+				var failed StepResult
+				if ae.HasDetails() && ae.Details(&failed) == nil {
+					r.Outputs = failed.Outputs
+				}
+			}
+		}
+		res.Steps = append(res.Steps, r)
+		if err != nil && !bs.Step.ContinueOnError {
+			break
+		}
+		if i < len(in.Steps)-1 {
+			p.record(res)
+		}
+	}
+	return res, nil
+}
+
+// progress heartbeats a batch: at once with each finished step, and every
+// HeartbeatInterval in between, always with the latest progress, one
+// heartbeat at a time so that an older one never lands after a newer one.
+type progress struct {
+	a      *Activities
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	last   StepsResult
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc) *progress {
+	p := &progress{a: a, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	if !activity.IsActivity(ctx) {
+		return p
+	}
+	every := a.HeartbeatInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		p.beat()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				p.beat()
+			}
+		}
+	}()
+	return p
+}
+
+// record makes res the progress and sends it before it returns.
+func (p *progress) record(res StepsResult) {
+	p.mu.Lock()
+	p.last = StepsResult{StageID: res.StageID, First: res.First, Steps: res.Steps[:len(res.Steps):len(res.Steps)]}
+	p.mu.Unlock()
+	p.beat()
+}
+
+func (p *progress) beat() {
+	if !activity.IsActivity(p.ctx) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.a.Heartbeats == nil {
+		activity.RecordHeartbeat(p.ctx, p.last)
+		return
+	}
+	err := p.a.Heartbeats.RecordActivityHeartbeat(p.ctx, activity.GetInfo(p.ctx).TaskToken, p.last)
+	var cancelled *temporal.CanceledError
+	var gone *serviceerror.NotFound
+	if errors.As(err, &cancelled) || errors.As(err, &gone) {
+		// The run was cancelled, or the workflow gave the batch up.
+		p.cancel()
+	}
+}
+
+func (p *progress) stop() {
+	close(p.done)
+	p.wg.Wait()
+}
+
+// batchLen says how many steps from the j-th can run in one batch: steps
+// without retries, none using an output of an earlier step of the batch.
+func (r *run) batchLen(st *stageRun, j int) int {
+	var names []string
+	for k := j; k < len(st.plan.Steps); k++ {
+		step := st.plan.Steps[k]
+		if p := stepRetry(st, step); p != nil && p.Attempts > 1 {
+			break
+		}
+		uses := false
+		refs := func(_ string, t plan.Template) {
+			for _, ref := range t.Refs() {
+				for _, n := range names {
+					uses = uses || (ref.Secret == "" && ref.Step == n)
+				}
+			}
+		}
+		// plan.Templates uses reflection, whose panic paths workflowcheck
+		// takes for non-determinism; the answer does not depend on order.
+		//workflowcheck:ignore
+		plan.Templates(step, refs)
+		//workflowcheck:ignore
+		plan.Templates(st.plan.Env, refs)
+		//workflowcheck:ignore
+		plan.Templates(r.plan.Env, refs)
+		if uses {
+			break
+		}
+		names = append(names, step.Name)
+	}
+	return len(names)
+}
+
+// runBatch runs up to n steps from the j-th in one RunSteps activity and
+// returns the index of the first step it did not finish.
+func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *PrepareResult) int {
+	if ws.Queue == "" {
+		// No runner holds the stage (it was lost): the step takes one.
+		r.runStep(ctx, st, j, ws)
+		return j + 1
+	}
+	in := StepsInput{
+		RunID:     r.status.RunID,
+		Pipeline:  r.plan.Pipeline,
+		StageID:   st.plan.ID,
+		Workspace: ws.Workspace,
+		Git:       r.plan.Git,
+		Secrets:   r.plan.Secrets,
+		First:     j,
+	}
+	var total time.Duration
+	for k := j; k < j+n; k++ {
+		step := st.plan.Steps[k]
+		resolved, env, err := r.resolve(st, step)
+		if err != nil {
+			break
+		}
+		timeout := stepTimeout(step)
+		in.Steps = append(in.Steps, BatchStep{Step: resolved, Env: env, Timeout: timeout})
+		total += timeout
+	}
+	if len(in.Steps) < 2 {
+		r.runStep(ctx, st, j, ws)
+		return j + 1
+	}
+	first := &st.status.Steps[j]
+	first.State, first.Start, first.Error, first.Attempt = StateRunning, workflow.Now(ctx), "", 1
+	last := st.plan.Steps[j+len(in.Steps)-1].Name
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              ws.Queue,
+		ScheduleToStartTimeout: RunnerPickupTimeout,
+		StartToCloseTimeout:    total,
+		HeartbeatTimeout:       HeartbeatTimeout,
+		WaitForCancellation:    true,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:                st.plan.ID + "/" + first.Name + ".." + last,
+	})
+	var res StepsResult
+	err := workflow.ExecuteActivity(actx, acts.RunSteps, in).Get(ctx, &res)
+	if err != nil {
+		res = batchProgress(err)
+	}
+	done := min(len(res.Steps), len(in.Steps))
+	for i := range done {
+		step := st.plan.Steps[j+i]
+		res.Steps[i].setStatus(&st.status.Steps[j+i])
+		if res.Steps[i].Error == "" || step.ContinueOnError {
+			st.outputs[step.Name] = res.Steps[i].Outputs
+		}
+	}
+	next := j + done
+	if err == nil || next == j+len(in.Steps) {
+		return next
+	}
+	// The batch ended while step next ran.
+	ss := &st.status.Steps[next]
+	ss.Attempt = 1
+	if ss.Start.IsZero() {
+		ss.Start = workflow.Now(ctx)
+	}
+	if ctx.Err() != nil {
+		ss.State, ss.End = StateCancelled, workflow.Now(ctx)
+		return next + 1
+	}
+	msg, lost := describeError(err, ws.Runner, in.Steps[done].Timeout)
+	if lost {
+		// As in runStep: the workspace went with the runner, and the step
+		// goes again, alone, on whichever runner takes the stage now.
+		*ws = PrepareResult{}
+		r.runStep(ctx, st, next, ws)
+		return next + 1
+	}
+	ss.State, ss.Error, ss.End = StateFailed, msg, workflow.Now(ctx)
+	return next + 1
+}
+
+// batchProgress is the progress a failed batch left: in its heartbeat when
+// the runner was lost, in its cancellation when the run was cancelled.
+func batchProgress(err error) StepsResult {
+	var res StepsResult
+	var te *temporal.TimeoutError
+	var ce *temporal.CanceledError
+	switch {
+	case errors.As(err, &te) && te.HasLastHeartbeatDetails():
+		if te.LastHeartbeatDetails(&res) != nil {
+			return StepsResult{}
+		}
+	case errors.As(err, &ce) && ce.HasDetails():
+		if ce.Details(&res) != nil {
+			return StepsResult{}
+		}
+	}
+	return res
+}
+
+// setStatus records in ss how the step ended.
+func (res BatchStepResult) setStatus(ss *StepStatus) {
+	ss.Attempt, ss.Start, ss.End, ss.Error, ss.Outputs = 1, res.Start, res.End, res.Error, res.Outputs
+	ss.State = StateSucceeded
+	if res.Error != "" {
+		ss.State = StateFailed
+	}
+}
+
+// stepRetry is the retry policy of a step: its own, else its stage's.
+func stepRetry(st *stageRun, step plan.Step) *plan.Retry {
+	if step.Retry != nil {
+		return step.Retry
+	}
+	return st.plan.Retry
+}
+
+// stepTimeout is how long a step may run.
+func stepTimeout(step plan.Step) time.Duration {
+	if d := step.Timeout.Std(); d > 0 {
+		return d
+	}
+	return DefaultStepTimeout
+}
+
+// applyBatchProgress shows the steps that running batches have finished in
+// a status queried from the workflow, which learns of them only when the
+// batch ends.
+func applyBatchProgress(st *RunStatus, desc *workflowservice.DescribeWorkflowExecutionResponse) {
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != RunStepsActivity || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var p StepsResult
+		if converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil {
+			continue
+		}
+		for i := range st.Stages {
+			s := &st.Stages[i]
+			if s.ID != p.StageID || p.First < 0 || p.First+len(p.Steps) > len(s.Steps) {
+				continue
+			}
+			for k, res := range p.Steps {
+				if ss := &s.Steps[p.First+k]; !ss.State.Done() {
+					res.setStatus(ss)
+				}
+			}
+			if next := p.First + len(p.Steps); next < len(s.Steps) && s.Steps[next].State == StatePending {
+				s.Steps[next].State = StateRunning
+				s.Steps[next].Attempt = 1
+			}
+		}
+	}
+}
