@@ -459,7 +459,7 @@ func matrixValues(v cty.Value) ([]string, error) {
 }
 
 // checkArtifacts checks a stage's artifacts patterns: relative paths in
-// the workspace, each a valid glob.
+// the workspace.
 func (c *compiler) checkArtifacts(s *stageBlock, patterns []string) {
 	rng := s.block.DefRange
 	if attr, ok := s.block.Body.(*hclsyntax.Body); ok {
@@ -468,11 +468,8 @@ func (c *compiler) checkArtifacts(s *stageBlock, patterns []string) {
 		}
 	}
 	for _, p := range patterns {
-		switch _, err := path.Match(p, ""); {
-		case p == "" || path.IsAbs(p) || !fs.ValidPath(strings.TrimSuffix(p, "/")):
-			c.add(errorDiag("Invalid artifacts pattern", fmt.Sprintf("%q is not a path relative to the workspace. Write patterns like \"dist/*\" or \"bin/app\", without a leading / or ..", p), &rng, &s.block.DefRange))
-		case err != nil:
-			c.add(errorDiag("Invalid artifacts pattern", fmt.Sprintf("%q is not a valid pattern (%v). Use *, ? and [...] as in shell globs, and ** for any number of directories.", p, err), &rng, &s.block.DefRange))
+		if p == "" || path.IsAbs(p) || !fs.ValidPath(strings.TrimSuffix(p, "/")) {
+			c.add(errorDiag("Invalid artifacts pattern", fmt.Sprintf("%q is not a path relative to the workspace. Write patterns like \"dist/*\" or \"bin/app\", without a leading / or ..; * and ? match within a directory, ** across directories.", p), &rng, &s.block.DefRange))
 		}
 	}
 }
