@@ -130,7 +130,12 @@ func (t *Template) Append(p Part) {
 
 // MarshalJSON encodes a literal template as a JSON string.
 func (t Template) MarshalJSON() ([]byte, error) {
-	if t.IsLiteral() {
+	switch {
+	case len(t.Parts) == 0:
+		return []byte(`""`), nil
+	case len(t.Parts) == 1 && t.Parts[0].Ref == nil:
+		return json.Marshal(t.Parts[0].Lit)
+	case t.IsLiteral():
 		var b strings.Builder
 		for _, p := range t.Parts {
 			b.WriteString(p.Lit)

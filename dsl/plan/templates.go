@@ -3,6 +3,7 @@ package plan
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -37,7 +38,11 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 		return
 	}
 	if v.Type() == templateType {
-		f(path, v.Interface().(Template))
+		if v.CanAddr() { // no copy of the template into an interface
+			f(path, *v.Addr().Interface().(*Template))
+		} else {
+			f(path, v.Interface().(Template))
+		}
 		return
 	}
 	// The path "-" means the caller wants no paths: CollectRefs walks
@@ -71,6 +76,13 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 			walk(v.Index(i), sub("%s[%d]", path, i), f)
 		}
 	case reflect.Map:
+		if m, ok := v.Interface().(map[string]Template); ok {
+			// Env maps are in every step: read without reflection.
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				f(sub("%s[%v]", path, k), m[k])
+			}
+			return
+		}
 		for _, k := range sortedKeys(v) {
 			walk(v.MapIndex(k), sub("%s[%v]", path, k), f)
 		}
