@@ -1,13 +1,11 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,22 +20,7 @@ var env *bktemp.Env
 
 func TestMain(m *testing.M) { os.Exit(bktemp.Main(m, &env)) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = bktemp.Log
 
 // executor is what a runner with BuildKit registers for run steps: the
 // host executor, handing steps with an image to the container executor.

@@ -1,0 +1,268 @@
+package artifacts
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+)
+
+// ArtifactType marks Sluice's artifacts among a registry's manifests: it
+// is the media type of the manifest's config, which OCI 1.1 reads as the
+// artifact type.
+const ArtifactType = "application/vnd.sluice.artifact.v1"
+
+// LayerType is the media type of the artifact's one layer: a tar of the
+// files at their workspace paths.
+const LayerType = "application/vnd.sluice.artifact.layer.v1.tar"
+
+// Store keeps artifacts: in Registry (host:port) when it is set, else in
+// Dir.
+type Store struct {
+	Registry string
+	// Dir holds artifacts without a registry, such as $SLUICE_HOME/artifacts.
+	Dir string
+	// Keychain gives registry credentials; nil means the runner's Docker
+	// configuration.
+	Keychain authn.Keychain
+}
+
+var unsafeTag = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// Ref names the artifact of one stage of one run.
+func (s Store) Ref(runID, stageID string) string {
+	tag := unsafeTag.ReplaceAllString(runID+"-"+stageID, "_")
+	if len(tag) > 128 {
+		tag = tag[:128]
+	}
+	if s.Registry == "" {
+		return filepath.Join(s.Dir, tag+".tar")
+	}
+	return s.Registry + "/sluice/artifacts:" + tag
+}
+
+// Upload packs the workspace files matching patterns and stores them as
+// the stage's artifact. It returns the artifact's reference (by digest in
+// a registry) and the number of files, which may be zero.
+func (s Store) Upload(ctx context.Context, runID, stageID, workspace string, patterns []string) (string, int, error) {
+	data, n, err := Pack(workspace, patterns)
+	if err != nil {
+		return "", 0, err
+	}
+	dest := s.Ref(runID, stageID)
+	if s.Registry == "" {
+		if s.Dir == "" {
+			return "", 0, errors.New("storing artifacts: the runner has neither a registry nor an artifacts directory")
+		}
+		if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+			return "", 0, fmt.Errorf("storing artifacts: %w", err)
+		}
+		if err := os.WriteFile(dest, data, 0o644); err != nil {
+			return "", 0, fmt.Errorf("storing artifacts: %w", err)
+		}
+		return dest, n, nil
+	}
+	layer := static.NewLayer(data, LayerType)
+	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{Layer: layer})
+	if err != nil {
+		return "", 0, err
+	}
+	img = mutate.ConfigMediaType(img, types.MediaType(ArtifactType))
+	ref, err := name.ParseReference(dest)
+	if err != nil {
+		return "", 0, fmt.Errorf("artifact reference %q: %w", dest, err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(s.keychain())); err != nil {
+		return "", 0, fmt.Errorf("pushing the artifacts of stage %q to %s: %w; check that the runner reaches the registry and may push to it (docker login)", stageID, dest, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", 0, err
+	}
+	return ref.Context().Digest(d.String()).String(), n, nil
+}
+
+// Download unpacks the artifact ref (as Upload returned it) into the
+// workspace.
+func (s Store) Download(ctx context.Context, ref, workspace string) (int, error) {
+	var r io.ReadCloser
+	if filepath.IsAbs(ref) {
+		f, err := os.Open(ref)
+		if err != nil {
+			return 0, fmt.Errorf("reading artifacts %s: %w", ref, err)
+		}
+		r = f
+	} else {
+		pr, err := name.ParseReference(ref)
+		if err != nil {
+			return 0, fmt.Errorf("artifact reference %q: %w", ref, err)
+		}
+		img, err := remote.Image(pr, remote.WithContext(ctx), remote.WithAuthFromKeychain(s.keychain()))
+		if err != nil {
+			return 0, fmt.Errorf("pulling artifacts %s: %w; check that the runner reaches the registry and may pull from it", ref, err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			return 0, fmt.Errorf("artifacts %s: not a Sluice artifact (one tar layer): %v", ref, err)
+		}
+		if r, err = layers[0].Uncompressed(); err != nil {
+			return 0, fmt.Errorf("pulling artifacts %s: %w", ref, err)
+		}
+	}
+	defer r.Close()
+	return Unpack(r, workspace)
+}
+
+func (s Store) keychain() authn.Keychain {
+	if s.Keychain != nil {
+		return s.Keychain
+	}
+	return authn.DefaultKeychain
+}
+
+// Pack tars the regular files (and symbolic links) of the workspace whose
+// path matches a pattern; a pattern matching a directory takes everything
+// under it. Modification times are zeroed so the same files make the same
+// artifact.
+func Pack(workspace string, patterns []string) ([]byte, int, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	n := 0
+	err := filepath.WalkDir(workspace, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(workspace, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == ".git" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !matches(patterns, rel) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		} else if !info.Mode().IsRegular() {
+			return nil
+		}
+		h, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		h.Name, h.Uname, h.Gname = rel, "", ""
+		h.ModTime, h.AccessTime, h.ChangeTime = zeroTime, zeroTime, zeroTime
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if link == "" {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("packing artifacts: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), n, nil
+}
+
+var zeroTime = time.Unix(0, 0)
+
+// matches says whether a workspace path is one of the artifacts.
+func matches(patterns []string, rel string) bool {
+	for _, p := range patterns {
+		p = strings.TrimSuffix(p, "/")
+		if plan.MatchGlob(p, rel) || plan.MatchGlob(p+"/**", rel) {
+			return true
+		}
+	}
+	return false
+}
+
+// Unpack writes the files of an artifact into the workspace, refusing any
+// path that would leave it.
+func Unpack(r io.Reader, workspace string) (int, error) {
+	tr := tar.NewReader(r)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("unpacking artifacts: %w", err)
+		}
+		if !filepath.IsLocal(h.Name) {
+			return n, fmt.Errorf("unpacking artifacts: %q leaves the workspace", h.Name)
+		}
+		dest := filepath.Join(workspace, filepath.FromSlash(path.Clean(h.Name)))
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return n, err
+		}
+		os.Remove(dest)
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, dest); err != nil {
+				return n, err
+			}
+		case tar.TypeReg:
+			f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(h.Mode)&0o777)
+			if err != nil {
+				return n, err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return n, fmt.Errorf("unpacking artifact %s: %w", h.Name, err)
+			}
+		default:
+			continue
+		}
+		n++
+	}
+}
