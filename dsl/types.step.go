@@ -120,7 +120,7 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 	if len(m.keys) > 0 {
 		ps.Matrix = m.values
 	}
-	where := fmt.Sprintf("stage %q", s.name)
+	where := `stage "` + s.name + `"` // names are identifiers: no quoting needed
 	sc := scope{matrix: matrix, stage: s, stepIndex: -1, runtime: true, what: where}
 	// Every matrix instance repeats the diagnostics about the body's shape;
 	// Compile drops repeats.
@@ -179,7 +179,7 @@ func (c *compiler) checkRetry(r *plan.Retry) {
 
 func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, stageRetry *plan.Retry) plan.Step {
 	b := st.block
-	where := fmt.Sprintf("step %q %q", st.kind, st.name)
+	where := `step "` + st.kind + `" "` + st.name + `"` // kinds and names are identifiers: no quoting needed
 	sc.what = where
 	var common StepCommon
 	cfg := plan.KindConfig(st.kind)

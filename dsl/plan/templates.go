@@ -3,7 +3,6 @@ package plan
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -45,9 +44,9 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 		}
 		return
 	}
-	// The path "-" means the caller wants no paths: CollectRefs walks
-	// every step of a large pipeline and building them was most of its
-	// cost.
+	// The path "-" means the caller wants no paths and no particular
+	// order: CollectRefs walks every step of a large pipeline, building
+	// paths was most of its cost, and it sorts what it collects.
 	noPath := path == "-"
 	sub := func(format string, args ...any) string {
 		if noPath {
@@ -76,10 +75,11 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 			walk(v.Index(i), sub("%s[%d]", path, i), f)
 		}
 	case reflect.Map:
-		if m, ok := v.Interface().(map[string]Template); ok {
-			// Env maps are in every step: read without reflection.
-			for _, k := range slices.Sorted(maps.Keys(m)) {
-				f(sub("%s[%v]", path, k), m[k])
+		if m, ok := v.Interface().(map[string]Template); ok && noPath {
+			// Env maps are in every step: read without reflection, and
+			// in any order when the caller wants no paths.
+			for _, t := range m {
+				f(path, t)
 			}
 			return
 		}
