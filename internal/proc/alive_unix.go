@@ -1,14 +1,14 @@
 //go:build unix
 
-package local
+package proc
 
 import (
 	"errors"
 	"syscall"
 )
 
-// alive reports whether a process exists, by sending it no signal.
-func alive(pid int) bool {
+// Alive reports whether a process exists, by sending it no signal.
+func Alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -1,10 +1,11 @@
-package local
+package proc
 
 import "syscall"
 
-// childAttrs puts the server in its own process group, so that Ctrl-C
-// reaches only sluice, which cancels runs before it stops the server, and
-// kills it when sluice dies, even by SIGKILL.
-func childAttrs() *syscall.SysProcAttr {
+// ChildAttrs puts a service child (the embedded Temporal server,
+// buildkitd) in its own process group, so that Ctrl-C reaches only sluice,
+// which cancels runs before it stops the child, and has it killed when
+// sluice dies, even by SIGKILL.
+func ChildAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

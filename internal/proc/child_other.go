@@ -1,11 +1,11 @@
 //go:build !linux && !windows
 
-package local
+package proc
 
 import "syscall"
 
-// childAttrs puts the server in its own process group; where there is no
-// parent-death signal, the server stops when its stdin closes.
-func childAttrs() *syscall.SysProcAttr {
+// ChildAttrs puts a service child in its own process group; where there is
+// no parent-death signal, a child that can stops when its stdin closes.
+func ChildAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

@@ -1,9 +1,9 @@
-package local
+package proc
 
 import "syscall"
 
-// childAttrs starts the server as a plain child; it stops when its stdin
-// closes, which happens when sluice exits.
-func childAttrs() *syscall.SysProcAttr {
+// ChildAttrs starts a service child as a plain child; one that can stops
+// when its stdin closes, which happens when sluice exits.
+func ChildAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{}
 }

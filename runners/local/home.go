@@ -1,13 +1,12 @@
 package local
 
 import (
-	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/sluice-ci/sluice/engine/logstore"
+	"github.com/sluice-ci/sluice/internal/proc"
 )
 
 // Home returns the directory Sluice keeps its local state in: $SLUICE_HOME,
@@ -34,22 +33,13 @@ func serverFile(home string) string { return filepath.Join(home, "server.json") 
 
 // publish records where this process's server listens.
 func publish(home string, info ServerInfo) error {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return err
-	}
-	tmp := serverFile(home) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("publishing the server address: %w", err)
-	}
-	return os.Rename(tmp, serverFile(home))
+	return proc.WriteRecord(serverFile(home), info)
 }
 
 // unpublish removes the record if it is still this process's.
 func unpublish(home string) {
-	if info, err := Published(home); err == nil && info.PID == os.Getpid() {
-		_ = os.Remove(serverFile(home))
-	}
+	var info ServerInfo
+	proc.RemoveRecord(serverFile(home), &info, func() int { return info.PID })
 }
 
 // Published returns the server another sluice process hosts for home. It
@@ -57,17 +47,8 @@ func unpublish(home string) {
 // when the process that wrote the record has died.
 func Published(home string) (ServerInfo, error) {
 	var info ServerInfo
-	b, err := os.ReadFile(serverFile(home))
-	if err != nil {
-		return info, err
-	}
-	if err := json.Unmarshal(b, &info); err != nil {
-		return info, fmt.Errorf("reading %s: %w", serverFile(home), err)
-	}
-	if info.PID <= 0 || !alive(info.PID) {
-		return info, fmt.Errorf("the process that hosted the server (pid %d) has exited: %w", info.PID, fs.ErrNotExist)
-	}
-	return info, nil
+	err := proc.ReadRecord(serverFile(home), &info, func() int { return info.PID })
+	return info, err
 }
 
 // Logs returns the log store of home: where this machine's runner writes.

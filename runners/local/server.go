@@ -8,13 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluice-ci/sluice/internal/proc"
 )
 
 // ServerBinary is the name of the embedded server's executable.
@@ -36,16 +37,7 @@ type serverProcess struct {
 // findServer locates sluice-temporal: $SLUICE_TEMPORAL_BIN, next to the
 // running executable, or on PATH.
 func findServer() (string, error) {
-	if p := os.Getenv("SLUICE_TEMPORAL_BIN"); p != "" {
-		return p, nil
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), ServerBinary)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath(ServerBinary); err == nil {
+	if p := proc.Find("SLUICE_TEMPORAL_BIN", ServerBinary); p != "" {
 		return p, nil
 	}
 	return "", fmt.Errorf("%s, the embedded Temporal server, is not next to sluice or on PATH; build it with `make build` (or go install github.com/sluice-ci/sluice/cmd/...), or use an existing cluster with --temporal-address", ServerBinary)
@@ -62,7 +54,7 @@ func startServer(ctx context.Context, home, namespace string) (*serverProcess, e
 		"--data-dir", filepath.Join(home, "temporal"),
 		"--namespace", namespace,
 		"--log", filepath.Join(home, "temporal.log"))
-	cmd.SysProcAttr = childAttrs()
+	cmd.SysProcAttr = proc.ChildAttrs()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
