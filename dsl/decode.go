@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/big"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -273,6 +272,10 @@ func (c *compiler) decodeAttr(expr hcl.Expression, s fieldSpec, field reflect.Va
 			return
 		}
 	}
+	if str, ok := literalString(expr); ok && (s.typ == typDuration || s.typ.Kind() == reflect.String) {
+		c.setText(str, s, field, expr, sc)
+		return
+	}
 	v, diags := c.value(expr, ctx, sc)
 	c.add(diags...)
 	if diags.HasErrors() {
@@ -288,12 +291,7 @@ func (c *compiler) decodeAttr(expr hcl.Expression, s fieldSpec, field reflect.Va
 			typeErr("a duration", `"10m"`)
 			return
 		}
-		d, err := parseDuration(str)
-		if err != nil {
-			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.desc()), err), expr.Range().Ptr(), nil))
-			return
-		}
-		field.Set(reflect.ValueOf(plan.Duration(d)))
+		c.setText(str, s, field, expr, sc)
 	case typStrings, typGlobs:
 		if s.typ == typGlobs && v.Type() == cty.String {
 			v = cty.TupleVal([]cty.Value{v})
@@ -323,8 +321,7 @@ func (c *compiler) decodeAttr(expr hcl.Expression, s fieldSpec, field reflect.Va
 				typeErr("a string", `"text"`)
 				return
 			}
-			c.checkEnum(str, s, expr, sc)
-			field.SetString(str)
+			c.setText(str, s, field, expr, sc)
 		case reflect.Bool:
 			b, err := convert.Convert(v, cty.Bool)
 			if err != nil || b.IsNull() {
@@ -348,6 +345,21 @@ func (c *compiler) decodeAttr(expr hcl.Expression, s fieldSpec, field reflect.Va
 			panic("dsl: attribute field of unsupported type " + field.Type().String())
 		}
 	}
+}
+
+// setText sets a duration or string field from its text.
+func (c *compiler) setText(str string, s fieldSpec, field reflect.Value, expr hcl.Expression, sc scope) {
+	if s.typ == typDuration {
+		d, err := parseDuration(str)
+		if err != nil {
+			c.add(errorDiag("Invalid duration", fmt.Sprintf("%s: %s.", capitalise(sc.desc()), err), expr.Range().Ptr(), nil))
+			return
+		}
+		field.SetInt(int64(d))
+		return
+	}
+	c.checkEnum(str, s, expr, sc)
+	field.SetString(str)
 }
 
 func friendlyType(v cty.Value) string {
@@ -392,8 +404,6 @@ func (c *compiler) setDefault(field reflect.Value, s fieldSpec) {
 	}
 }
 
-var dayRE = regexp.MustCompile(`^(\d+)d`)
-
 // maxDuration keeps durations far from overflow; a year is longer than any
 // pipeline should wait.
 const maxDuration = 366 * 24 * time.Hour
@@ -402,13 +412,17 @@ const maxDuration = 366 * 24 * time.Hour
 func parseDuration(s string) (time.Duration, error) {
 	orig := s
 	var days time.Duration
-	if m := dayRE.FindStringSubmatch(s); m != nil {
-		n, err := strconv.Atoi(m[1])
+	digits := 0
+	for digits < len(s) && s[digits] >= '0' && s[digits] <= '9' {
+		digits++
+	}
+	if digits > 0 && digits < len(s) && s[digits] == 'd' { // a leading day count
+		n, err := strconv.Atoi(s[:digits])
 		if err != nil || n > 366 {
 			return 0, fmt.Errorf("%q is longer than a year", orig)
 		}
 		days = time.Duration(n) * 24 * time.Hour
-		s = s[len(m[0]):]
+		s = s[digits+1:]
 	}
 	var d time.Duration
 	if s != "" {
@@ -478,7 +492,10 @@ func checkBody(b *hclsyntax.Body, schema *hcl.BodySchema) hcl.Diagnostics {
 			Detail: fmt.Sprintf("An argument named %q is not expected here.%s", name, suggestion), Subject: &attr.NameRange})
 	}
 	for _, a := range schema.Attributes {
-		if _, ok := b.Attributes[a.Name]; !ok && a.Required {
+		if !a.Required {
+			continue
+		}
+		if _, ok := b.Attributes[a.Name]; !ok {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing required argument",
 				Detail: fmt.Sprintf("The argument %q is required, but no definition was found.", a.Name), Subject: b.MissingItemRange().Ptr()})
 		}
@@ -495,6 +512,9 @@ func checkBody(b *hclsyntax.Body, schema *hcl.BodySchema) hcl.Diagnostics {
 			continue
 		}
 		labels := schema.Blocks[i].LabelNames
+		if len(block.Labels) == len(labels) {
+			continue
+		}
 		ctx := hcl.RangeBetween(block.TypeRange, block.OpenBraceRange).Ptr()
 		switch {
 		case len(block.Labels) > len(labels) && len(labels) == 0:

@@ -1,7 +1,9 @@
 package dsl
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2"
@@ -123,6 +125,38 @@ func TestVariables(t *testing.T) {
 			if got[i].SourceRange() != want[i].SourceRange() {
 				t.Errorf("%s: traversal %d is at %v, HCL's at %v", src, i, got[i].SourceRange(), want[i].SourceRange())
 			}
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{in: "90s", want: 90 * time.Second},
+		{in: "1.5h", want: 90 * time.Minute},
+		{in: "7d", want: 7 * 24 * time.Hour},
+		{in: "1d12h", want: 36 * time.Hour},
+		{in: "01d", want: 24 * time.Hour},
+		{in: "366d", want: 366 * 24 * time.Hour},
+		{in: "367d", wantErr: `"367d" is longer than a year`},
+		{in: "99999999999999999999d", wantErr: "is longer than a year"},
+		{in: "0d", wantErr: "must be longer than zero"},
+		{in: "d", wantErr: "is not a duration"},
+		{in: "+1d", wantErr: "is not a duration"},
+		{in: "1dd", wantErr: "is not a duration"},
+		{in: "12", wantErr: "is not a duration"},
+		{in: "", wantErr: "must be longer than zero"},
+	}
+	for _, tt := range tests {
+		got, err := parseDuration(tt.in)
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("parseDuration(%q) = %v, %v; want an error with %q", tt.in, got, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || got != tt.want):
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
 }

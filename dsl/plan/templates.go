@@ -60,15 +60,12 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 			walk(v.Elem(), path, f)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			if t.Field(i).IsExported() {
-				p := "-"
-				if !noPath {
-					p = join(path, t.Field(i).Name)
-				}
-				walk(v.Field(i), p, f)
+		for _, fl := range templateFields(v.Type()) {
+			p := "-"
+			if !noPath {
+				p = join(path, fl.name)
 			}
+			walk(v.Field(fl.index), p, f)
 		}
 	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
@@ -87,6 +84,31 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 			walk(v.MapIndex(k), sub("%s[%v]", path, k), f)
 		}
 	}
+}
+
+// templateField is a field of a struct that may hold templates.
+type templateField struct {
+	index int
+	name  string
+}
+
+var structTemplateFields sync.Map // reflect.Type -> []templateField
+
+// templateFields lists, in order, the exported fields of struct type t that
+// may hold templates: a step has a field per kind, and walks look at each
+// of them for every step.
+func templateFields(t reflect.Type) []templateField {
+	if v, ok := structTemplateFields.Load(t); ok {
+		return v.([]templateField)
+	}
+	var fields []templateField
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() && mayHoldTemplates(f.Type) {
+			fields = append(fields, templateField{index: i, name: f.Name})
+		}
+	}
+	structTemplateFields.Store(t, fields)
+	return fields
 }
 
 var holdsTemplates sync.Map // reflect.Type -> bool
