@@ -33,6 +33,9 @@ type Options struct {
 	Runner *RunnerOptions
 	// Logger receives the server's and the SDK's warnings; nil discards.
 	Logger *slog.Logger
+	// Build brings up BuildKit and a registry (see build.go); nil brings
+	// up neither.
+	Build *BuildOptions
 }
 
 // RunnerOptions configures the in-process runner.
@@ -57,6 +60,9 @@ type Stack struct {
 	Embedded bool
 	// Address is where the server listens.
 	Address string
+	// Build is the BuildKit daemon and registry, when Options.Build asked
+	// for them.
+	Build *Build
 
 	home   string
 	server *serverProcess
@@ -113,6 +119,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, fmt.Errorf("registering Sluice's search attributes in namespace %q: %w", s.Namespace, err)
 		}
 	}
+	if opts.Build != nil {
+		if err := s.startBuild(ctx, *opts.Build); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Runner != nil {
 		if err := s.startRunner(*opts.Runner); err != nil {
 			return nil, err
@@ -149,6 +160,7 @@ func (s *Stack) Close() {
 	if s.Client != nil {
 		s.Client.Close()
 	}
+	s.Build.close()
 	if s.server != nil {
 		unpublish(s.home)
 		s.server.stop()

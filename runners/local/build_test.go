@@ -1,0 +1,68 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/runners/buildkitd"
+	"github.com/sluice-ci/sluice/runners/registry"
+)
+
+func TestStartBuildStartsRegistryAndBuildkitd(t *testing.T) {
+	root, err := buildtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(buildkitd.EnvBinary, buildtest.Binary(root))
+	s := &Stack{home: t.TempDir()}
+	var out bytes.Buffer
+	err = s.startBuild(context.Background(), BuildOptions{Out: &out})
+	defer s.Build.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := registry.Ping(ctx, s.Build.Registry); err != nil {
+		t.Errorf("the registry at %s: %v", s.Build.Registry, err)
+	}
+	if err := buildkitd.Ping(ctx, s.Build.BuildKit.Address()); err != nil {
+		t.Errorf("buildkitd at %s: %v", s.Build.BuildKit.Address(), err)
+	}
+	for _, want := range []string{"registry: serving " + s.Build.Registry, "buildkitd: started (pid ", s.Build.BuildKit.Address()} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the stack did not say %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestNeedsBuild(t *testing.T) {
+	run := func(image string) plan.Step {
+		r := &plan.RunStep{Command: []plan.Template{plan.Lit("true")}}
+		if image != "" {
+			r.Image = plan.Lit(image)
+		}
+		return plan.Step{Name: "s", Kind: plan.KindRun, Run: r}
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []plan.Step
+		skip  string
+		want  bool
+	}{
+		{name: "host run steps", steps: []plan.Step{run("")}, want: false},
+		{name: "run step in a container", steps: []plan.Step{run(""), run("busybox:local")}, want: true},
+		{name: "image step", steps: []plan.Step{{Name: "i", Kind: plan.KindImage, Image: &plan.ImageStep{}}}, want: true},
+		{name: "image step in a skipped stage", steps: []plan.Step{{Name: "i", Kind: plan.KindImage, Image: &plan.ImageStep{}}}, skip: "when is false", want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &plan.Plan{Stages: []plan.Stage{{ID: "a", Steps: tc.steps, Skip: tc.skip}}}
+			if got := NeedsBuild(p); got != tc.want {
+				t.Errorf("NeedsBuild = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
