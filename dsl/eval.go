@@ -387,6 +387,9 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 			}
 		}
 		if !runtimeRefs(trs) {
+			if out, ok := c.stringElems(tup, trs, ctx, sc); ok {
+				return out, nil
+			}
 			return c.literalList(c.stringList(expr, trs, ctx, sc))
 		}
 		out := make([]plan.Template, 0, len(tup.Exprs))
@@ -407,6 +410,31 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
 	return c.literalList(c.stringList(expr, trs, ctx, sc))
+}
+
+// stringElems is stringList for a list written out, evaluated element by
+// element: that spares building the list and converting it, most of the
+// cost. It gives what stringList gives when every element is a known
+// string, and declines anything else, so that stringList reports it.
+func (c *compiler) stringElems(tup *hclsyntax.TupleConsExpr, trs []hcl.Traversal, ctx *hcl.EvalContext, sc scope) ([]plan.Template, bool) {
+	if c.checkRefs(trs, sc).HasErrors() {
+		return nil, false
+	}
+	out := make([]plan.Template, len(tup.Exprs))
+	size := 0
+	for i, e := range tup.Exprs {
+		s, ok := literalString(e)
+		if !ok {
+			v, diags := e.Value(ctx)
+			if diags.HasErrors() || !v.IsKnown() || v.IsNull() || v.IsMarked() || v.Type() != cty.String {
+				return nil, false
+			}
+			s = v.AsString()
+		}
+		size += 8 + len(s) // as valueSize counts a tuple: index and element
+		out[i] = plan.Lit(s)
+	}
+	return out, size <= maxValueSize
 }
 
 // literalList turns the result of stringList into templates.

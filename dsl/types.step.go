@@ -154,7 +154,8 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 		}
 		ssc := sc
 		ssc.stepIndex = i
-		ps.Steps = append(ps.Steps, c.compileStep(st, ctx, ssc, ps.Retry))
+		ps.Steps = append(ps.Steps, plan.Step{})
+		c.compileStep(&ps.Steps[len(ps.Steps)-1], st, ctx, ssc, ps.Retry)
 	}
 	if len(ps.Steps) == 0 && len(s.steps) == 0 {
 		c.add(errorDiag("Stage without steps", fmt.Sprintf("Stage %q has no steps, so it would do nothing. Add a step, like:\n\n  step \"run\" \"hello\" {\n    command = [\"echo\", \"hello\"]\n  }", s.name), &s.block.DefRange, nil))
@@ -177,7 +178,9 @@ func (c *compiler) checkRetry(r *plan.Retry) {
 	}
 }
 
-func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, stageRetry *plan.Retry) plan.Step {
+// compileStep decodes a step into ps, in place: a step is large, and a copy
+// of it on the heap for each of thousands of steps fed the collector.
+func (c *compiler) compileStep(ps *plan.Step, st *stepBlock, ctx *hcl.EvalContext, sc scope, stageRetry *plan.Retry) {
 	b := st.block
 	where := `step "` + st.kind + `" "` + st.name + `"` // kinds and names are identifiers: no quoting needed
 	sc.what = where
@@ -192,7 +195,7 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 	for _, d := range c.diags[before:] {
 		misspelt = misspelt || (d.Severity == hcl.DiagError && !strings.HasPrefix(d.Summary, "Missing required"))
 	}
-	ps := plan.Step{
+	*ps = plan.Step{
 		Name: st.name, Kind: st.kind, Env: common.Env, Timeout: common.Timeout,
 		Retry: common.Retry, ContinueOnError: common.ContinueOnError,
 		Outputs: st.outputs, Source: c.relSource(b.DefRange),
@@ -204,10 +207,9 @@ func (c *compiler) compileStep(st *stepBlock, ctx *hcl.EvalContext, sc scope, st
 	}
 	ps.SetConfig(cfg)
 	if !misspelt {
-		c.checkKind(&ps, b)
+		c.checkKind(ps, b)
 	}
 	ps.Refs = ps.CollectRefs()
-	return ps
 }
 
 // checkKind applies the rules of a step kind that a schema cannot say.
