@@ -25,9 +25,10 @@ bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
 deps:
 	@scripts/deps.sh git
 
-# test runs every Go test (real servers included), then the fuzzers for a
-# bounded time, then the lint checks.
-test: deps test-unit fuzz lint
+# test runs every Go test (real servers included: buildkitd from make
+# tools, which the build tests start through runners/buildkitd), then the
+# fuzzers for a bounded time, then the lint checks.
+test: deps tools test-unit fuzz lint
 
 test-unit:
 	$(GO) test -count=1 $(PKGS)
@@ -50,10 +51,13 @@ bench: build
 	scripts/bench/run-bench.sh
 	scripts/bench/approvals.sh
 
-# demo shows the main job on the embedded default: the go-service example
+# demo shows the main job on the embedded default: the base images
+# (busybox:local, golang:local) pushed to the local registry under
+# $SLUICE_HOME (no public registry is reachable), the go-service example
 # checked and planned, and the hello example run on the embedded Temporal
 # server with an in-process runner.
-demo: deps build
+demo: deps build tools
+	$(BIN) images go-service
 	$(BIN) validate examples/go-service/.sluice
 	$(BIN) plan examples/go-service/.sluice --event tag --ref v1.0.0
 	$(BIN) run examples/hello/.sluice

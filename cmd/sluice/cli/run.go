@@ -15,16 +15,22 @@ import (
 	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/runners/local"
+	"github.com/sluice-ci/sluice/runners/registry"
 )
 
 // stackFlags say which Temporal the run commands talk to.
 type stackFlags struct {
 	temporalAddress, namespace string
+	// registry is an existing registry; build brings up BuildKit and a
+	// registry (set by the command before start).
+	registry string
+	build    bool
 }
 
 func (f *stackFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.temporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, or the one `sluice dev` runs)")
 	cmd.Flags().StringVar(&f.namespace, "namespace", "", "Temporal namespace (default sluice)")
+	cmd.Flags().StringVar(&f.registry, "registry", os.Getenv(registry.EnvAddress), "host:port of an existing registry for image steps and containers (default: the one sluice serves on 127.0.0.1, port 5000 when free)")
 }
 
 // start brings up the local stack; runner is nil for commands that only
@@ -35,7 +41,12 @@ func (f *stackFlags) start(ctx context.Context, e *env, runner *local.RunnerOpti
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(logFile(home), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return local.Start(ctx, local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger})
+	opts := local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger}
+	if f.build {
+		opts.Build = local.BuildFromEnv(e.stderr)
+		opts.Build.Registry = f.registry
+	}
+	return local.Start(ctx, opts)
 }
 
 // logFile is where the server's and SDK's own warnings go, so that the
@@ -105,6 +116,7 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			sf.build = local.NeedsBuild(p)
 			stack, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty})
 			if err != nil {
 				return err

@@ -342,10 +342,12 @@ func newDev(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Keep the local stack running in the foreground",
-		Long: `Dev starts the embedded Temporal server and a runner and keeps them up until
+		Long: `Dev starts the embedded Temporal server, a runner, buildkitd (or uses
+BUILDKIT_HOST) and a registry (or uses --registry) and keeps them up until
 Ctrl-C, so that several commands (sluice run, status, approve, logs) share
 them from other terminals, and runs that wait on approvals or were
-interrupted go on here.`,
+interrupted go on here. buildkitd is supervised: when it dies, dev says so
+and starts it again.`,
 		Example: `  sluice dev
   sluice dev --label docker`,
 		Args: noArgs,
@@ -357,13 +359,14 @@ interrupted go on here.`,
 			repo, isRepo := dsl.RepoRoot(wd)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			sf.build = true
 			s, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty || !isRepo})
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			home, _ := local.Home()
-			fmt.Fprintf(e.stdout, "Sluice dev: Temporal at %s (namespace %s), runner %s, state in %s.\nPress Ctrl-C to stop.\n", s.Address, s.Namespace, local.DefaultRunnerName(), filepath.Clean(home))
+			fmt.Fprintf(e.stdout, "Sluice dev: Temporal at %s (namespace %s), runner %s, BuildKit at %s, registry %s, state in %s.\nPress Ctrl-C to stop.\n", s.Address, s.Namespace, local.DefaultRunnerName(), s.Build.BuildKit.Address(), s.Build.Registry, filepath.Clean(home))
 			<-ctx.Done()
 			fmt.Fprintln(e.stdout, "Stopping.")
 			return nil
