@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -156,22 +157,39 @@ type Step struct {
 func (p *Plan) Seal() error {
 	p.SchemaVersion = SchemaVersion
 	p.Digest = ""
-	b, err := p.compactJSON()
-	if err != nil {
+	h := sha256.New()
+	if err := p.writeCompactJSON(h); err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
-	sum := sha256.Sum256(b)
-	p.Digest = "sha256:" + hex.EncodeToString(sum[:])
+	p.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return nil
 }
 
-// compactJSON is json.Marshal(p), byte for byte, with the stages encoded
-// in parallel: they are most of a large plan.
+// compactJSON is json.Marshal(p), byte for byte.
 func (p *Plan) compactJSON() ([]byte, error) {
+	var b bytes.Buffer
+	err := p.writeCompactJSON(&b)
+	return b.Bytes(), err
+}
+
+// writeCompactJSON writes json.Marshal(p), byte for byte, with the stages
+// encoded in parallel, each worker into a buffer of its own: they are most
+// of a large plan, which is written as it is put together, without a copy
+// of the whole.
+func (p *Plan) writeCompactJSON(w io.Writer) error {
 	if len(p.Stages) < 64 {
-		return json.Marshal(p)
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
 	}
-	parts := make([][]byte, len(p.Stages))
+	type span struct {
+		buf        *bytes.Buffer
+		start, end int
+	}
+	spans := make([]span, len(p.Stages))
 	errs := make([]error, len(p.Stages))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -179,14 +197,19 @@ func (p *Plan) compactJSON() ([]byte, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			buf := new(bytes.Buffer)
+			enc := json.NewEncoder(buf) // encodes as json.Marshal does, plus a newline
 			for i := int(next.Add(1) - 1); i < len(p.Stages); i = int(next.Add(1) - 1) {
-				parts[i], errs[i] = json.Marshal(&p.Stages[i])
+				start := buf.Len()
+				if errs[i] = enc.Encode(&p.Stages[i]); errs[i] == nil {
+					spans[i] = span{buf: buf, start: start, end: buf.Len() - 1}
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return err
 	}
 	// The plan without stages encodes "stages":null exactly once, before
 	// the digest: string values cannot hold it unescaped.
@@ -194,34 +217,29 @@ func (p *Plan) compactJSON() ([]byte, error) {
 	shell.Stages = nil
 	head, err := json.Marshal(&shell)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	const hole = `"stages":null,`
 	i := bytes.Index(head, []byte(hole))
 	if i < 0 {
-		return nil, errors.New("plan encoding has no stages field")
+		return errors.New("plan encoding has no stages field")
 	}
-	var b bytes.Buffer
-	b.Grow(len(head) + len(p.Stages)*2 + sumLen(parts))
-	b.Write(head[:i])
-	b.WriteString(`"stages":[`)
-	for k, part := range parts {
-		if k > 0 {
-			b.WriteByte(',')
+	write := func(b []byte) {
+		if err == nil {
+			_, err = w.Write(b)
 		}
-		b.Write(part)
 	}
-	b.WriteString(`],`)
-	b.Write(head[i+len(hole):])
-	return b.Bytes(), nil
-}
-
-func sumLen(parts [][]byte) int {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
+	write(head[:i])
+	write([]byte(`"stages":[`))
+	for k, s := range spans {
+		if k > 0 {
+			write([]byte{','})
+		}
+		write(s.buf.Bytes()[s.start:s.end])
 	}
-	return n
+	write([]byte(`],`))
+	write(head[i+len(hole):])
+	return err
 }
 
 // JSON renders the plan as indented JSON with a trailing newline. The same

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,5 +155,18 @@ func TestCompactJSONIsMarshal(t *testing.T) {
 	}
 	if string(got) != string(want) {
 		t.Fatalf("compactJSON differs from json.Marshal:\n%s\n%s", got, want)
+	}
+	// Seal hashes the same bytes as they are written.
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	digest := p.Digest
+	p.Digest = ""
+	want, err = json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(want); digest != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("Seal's digest %s is not the SHA-256 of the plan's JSON", digest)
 	}
 }
