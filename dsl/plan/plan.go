@@ -173,9 +173,8 @@ func (p *Plan) compactJSON() ([]byte, error) {
 }
 
 // writeCompactJSON writes json.Marshal(p), byte for byte, with the stages
-// encoded in parallel, each worker into a buffer of its own: they are most
-// of a large plan, which is written as it is put together, without a copy
-// of the whole.
+// encoded in parallel: they are most of a large plan, which is written as
+// it is put together, without a copy of the whole.
 func (p *Plan) writeCompactJSON(w io.Writer) error {
 	if len(p.Stages) < 64 {
 		b, err := json.Marshal(p)
@@ -185,11 +184,7 @@ func (p *Plan) writeCompactJSON(w io.Writer) error {
 		_, err = w.Write(b)
 		return err
 	}
-	type span struct {
-		buf        *bytes.Buffer
-		start, end int
-	}
-	spans := make([]span, len(p.Stages))
+	parts := make([][]byte, len(p.Stages))
 	errs := make([]error, len(p.Stages))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -197,13 +192,8 @@ func (p *Plan) writeCompactJSON(w io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := new(bytes.Buffer)
-			enc := json.NewEncoder(buf) // encodes as json.Marshal does, plus a newline
 			for i := int(next.Add(1) - 1); i < len(p.Stages); i = int(next.Add(1) - 1) {
-				start := buf.Len()
-				if errs[i] = enc.Encode(&p.Stages[i]); errs[i] == nil {
-					spans[i] = span{buf: buf, start: start, end: buf.Len() - 1}
-				}
+				parts[i], errs[i] = json.Marshal(&p.Stages[i])
 			}
 		}()
 	}
@@ -231,11 +221,11 @@ func (p *Plan) writeCompactJSON(w io.Writer) error {
 	}
 	write(head[:i])
 	write([]byte(`"stages":[`))
-	for k, s := range spans {
+	for k, part := range parts {
 		if k > 0 {
 			write([]byte{','})
 		}
-		write(s.buf.Bytes()[s.start:s.end])
+		write(part)
 	}
 	write([]byte(`],`))
 	write(head[i+len(hole):])
