@@ -134,7 +134,7 @@ func (t Template) MarshalJSON() ([]byte, error) {
 	case len(t.Parts) == 0:
 		return []byte(`""`), nil
 	case len(t.Parts) == 1 && t.Parts[0].Ref == nil:
-		return json.Marshal(t.Parts[0].Lit)
+		return jsonString(t.Parts[0].Lit)
 	case t.IsLiteral():
 		var b strings.Builder
 		for _, p := range t.Parts {
@@ -153,6 +153,21 @@ func (t Template) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		Template []any `json:"template"`
 	}{items})
+}
+
+// jsonString is json.Marshal(s). Most strings in a plan are printable
+// ASCII that JSON does not escape: those are quoted here, as encoding/json
+// would, without its machinery.
+func jsonString(s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return json.Marshal(s)
+		}
+	}
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
 }
 
 // UnmarshalJSON accepts both encodings MarshalJSON produces.
@@ -192,7 +207,7 @@ type Duration time.Duration
 
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(d.String())
+	return jsonString(d.String())
 }
 
 // String writes the duration without zero units: "24h", "1h30m", "90ms".

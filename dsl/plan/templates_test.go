@@ -170,3 +170,20 @@ func TestCompactJSONIsMarshal(t *testing.T) {
 		t.Errorf("Seal's digest %s is not the SHA-256 of the plan's JSON", digest)
 	}
 }
+
+// TestJSONStringIsMarshal checks the quick string encoding of literal
+// templates against encoding/json, for every byte and some text that JSON
+// escapes.
+func TestJSONStringIsMarshal(t *testing.T) {
+	cases := []string{"", "plain text", "go test ./... -run x", `a"b`, `a\b`, "<&>", "\u2028\u2029", "é", "\xff", "tab\there", "\x7f"}
+	for c := range 256 {
+		cases = append(cases, "x"+string(rune(c))+"y", "x"+string([]byte{byte(c)})+"y")
+	}
+	for _, s := range cases {
+		got, err := jsonString(s)
+		want, _ := json.Marshal(s)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("jsonString(%q) = %s, %v; json.Marshal gives %s", s, got, err, want)
+		}
+	}
+}
