@@ -545,6 +545,22 @@ func suggest[T any](name string, items []T, nameOf func(T) string) string {
 	return ""
 }
 
+// attrOf returns the attribute that schema, a schema of one attribute,
+// names, as partialContent would, without building the content of a
+// native body.
+func attrOf(body hcl.Body, schema *hcl.BodySchema) (*hcl.Attribute, bool) {
+	name := schema.Attributes[0].Name
+	if b, ok := body.(*hclsyntax.Body); ok {
+		a, ok := b.Attributes[name]
+		if !ok {
+			return nil, false
+		}
+		return a.AsHCLAttribute(), true
+	}
+	a, ok := partialContent(body, schema).Attributes[name]
+	return a, ok
+}
+
 // partialContent is body.PartialContent(schema) for a first look at a
 // block: what the schema names, nothing reported (the full decode reports
 // the rest), and none of the copies HCL makes of the body.
@@ -560,6 +576,7 @@ func partialContent(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyContent {
 			content.Attributes[a.Name] = attr.AsHCLAttribute()
 		}
 	}
+	content.Blocks = make(hcl.Blocks, 0, len(b.Blocks))
 	for _, block := range b.Blocks {
 		for _, bs := range schema.Blocks {
 			if bs.Type == block.Type && len(block.Labels) == len(bs.LabelNames) {

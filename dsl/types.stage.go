@@ -100,12 +100,12 @@ func (c *compiler) declareStage(b *hcl.Block) {
 	}
 }
 
+// outputsSchema names the one attribute declaredOutputs reads.
 var outputsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "outputs"}}}
 
 // declaredOutputs reads a run step's outputs list, which must be literal.
 func (c *compiler) declaredOutputs(sb *hcl.Block) []string {
-	content := partialContent(sb.Body, outputsSchema)
-	attr, ok := content.Attributes["outputs"]
+	attr, ok := attrOf(sb.Body, outputsSchema)
 	if !ok {
 		return nil
 	}
