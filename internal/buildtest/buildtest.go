@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -170,7 +169,7 @@ func (e *Env) Close() {
 		e.reg.Close()
 	}
 	// A killed daemon can leave its containers' mounts behind.
-	_ = exec.Command("umount", "-R", filepath.Join(e.Home, "buildkit")).Run()
+	unmountUnder(e.Home)
 	for i := len(e.cleanup) - 1; i >= 0; i-- {
 		e.cleanup[i]()
 	}

@@ -179,6 +179,7 @@ func (d *Daemon) Close() {
 		var info Info
 		proc.RemoveRecord(infoFile(d.o.Home), &info, func() int { return info.PID })
 		p.stop()
+		killOrphans(filepath.Join(d.o.Home, "buildkit"))
 	}
 }
 
@@ -265,6 +266,9 @@ func (d *Daemon) supervise(p *process) {
 	e := Exit{PID: p.cmd.Process.Pid, Status: p.status(), At: time.Now(), LogTail: tail(d.logPath(), 2048)}
 	d.exits = append(d.exits, e)
 	fmt.Fprintf(d.o.Out, "buildkitd: pid %d exited unexpectedly (%s); the end of its log (%s):\n%s\n", e.PID, e.Status, d.logPath(), indent(e.LogTail))
+	if n := killOrphans(filepath.Join(d.o.Home, "buildkit")); n > 0 {
+		fmt.Fprintf(d.o.Out, "buildkitd: stopped %d process(es) of the build steps it left running\n", n)
+	}
 	recent := 0
 	for _, x := range d.exits {
 		if time.Since(x.At) < time.Minute {

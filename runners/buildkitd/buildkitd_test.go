@@ -126,6 +126,9 @@ func TestKilledDaemonIsReportedAndRestarted(t *testing.T) {
 	if !strings.Contains(env.Output(), "exited unexpectedly (signal: killed)") || strings.Count(env.Output(), "buildkitd: started") != 2 {
 		t.Errorf("the supervisor did not report the death and the restart:\n%s", env.Output())
 	}
+	if !strings.Contains(env.Output(), "stopped 1 process(es) of the build steps it left running") {
+		t.Errorf("the supervisor did not stop the step that the dead daemon left running (sleep 60):\n%s", env.Output())
+	}
 	if newPID, _ := env.DaemonPID(); newPID == oldPID || newPID == 0 {
 		t.Errorf("buildkitd's pid is %d after the restart, was %d", newPID, oldPID)
 	}
