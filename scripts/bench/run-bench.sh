@@ -7,9 +7,15 @@
 #   2. 50 independent one-step stages against the same 50 in a chain.
 # Each sluice run is against a warm `sluice dev` stack, as on a developer's
 # machine; server start-up is measured on its own.
+#
+# BIN names the directory of the sluice and sluice-temporal binaries
+# (default bin/, from `make build`); BASE_BIN, when set, adds the sluice of
+# another build (an older commit, for a before/after) to the first
+# benchmark, against its own warm stack.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=$root/bin
+bin=${BIN:-$root/bin}
+base_bin=${BASE_BIN:-}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 export SLUICE_HOME=$work/home
@@ -62,11 +68,20 @@ start=$(date +%s.%N)
 "$bin/sluice" dev > "$work/dev.log" 2>&1 &
 until grep -q "Sluice dev:" "$work/dev.log"; do sleep 0.05; done
 echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
+base=()
+if [ -n "$base_bin" ]; then
+  SLUICE_HOME=$work/base-home "$base_bin/sluice" dev > "$work/base-dev.log" 2>&1 &
+  until grep -q "Sluice dev:" "$work/base-dev.log"; do sleep 0.05; done
+  printf '#!/bin/sh\nSLUICE_HOME=%s exec %s run --progress plain\n' "$work/base-home" "$base_bin/sluice" > "$work/base-run.sh"
+  chmod +x "$work/base-run.sh"
+  base=(-n "sluice run ($base_bin)" "$work/base-run.sh")
+fi
 
 echo "== 100 sequential no-op host steps"
 cd "$repo"
 hyperfine --warmup 2 --runs 10 -N \
   -n "sluice run" "$bin/sluice run --progress plain" \
+  "${base[@]}" \
   -n "act (host)" "act push -P ubuntu-latest=-self-hosted -W .github/workflows/w.yml" \
   -n "shell script" "$work/steps100.sh" \
   --export-markdown "$work/steps100.md"
