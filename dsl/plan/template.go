@@ -128,7 +128,10 @@ func (t *Template) Append(p Part) {
 	t.Parts = append(t.Parts, p)
 }
 
-// MarshalJSON encodes a literal template as a JSON string.
+// MarshalJSON encodes a literal template as a JSON string, and one with
+// references as {"template": [parts]}, each part a string or a Ref. It
+// writes what encoding/json would write for those values, by hand: plans
+// hold thousands of templates, and their encoding is much of Seal's cost.
 func (t Template) MarshalJSON() ([]byte, error) {
 	switch {
 	case len(t.Parts) == 0:
@@ -140,34 +143,58 @@ func (t Template) MarshalJSON() ([]byte, error) {
 		for _, p := range t.Parts {
 			b.WriteString(p.Lit)
 		}
-		return json.Marshal(b.String())
+		return jsonString(b.String())
 	}
-	items := make([]any, len(t.Parts))
+	b := []byte(`{"template":[`)
 	for i, p := range t.Parts {
-		if p.Ref != nil {
-			items[i] = p.Ref
-		} else {
-			items[i] = p.Lit
+		if i > 0 {
+			b = append(b, ',')
 		}
+		if p.Ref == nil {
+			b = appendJSONString(b, p.Lit)
+			continue
+		}
+		b = append(b, '{')
+		first := true
+		for _, f := range [...]struct{ name, value string }{{"step", p.Ref.Step}, {"output", p.Ref.Output}, {"secret", p.Ref.Secret}} {
+			if f.value == "" { // omitempty, as Ref's tags say
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, '"')
+			b = append(b, f.name...)
+			b = append(b, '"', ':')
+			b = appendJSONString(b, f.value)
+		}
+		b = append(b, '}')
 	}
-	return json.Marshal(struct {
-		Template []any `json:"template"`
-	}{items})
+	return append(b, ']', '}'), nil
 }
 
-// jsonString is json.Marshal(s). Most strings in a plan are printable
-// ASCII that JSON does not escape: those are quoted here, as encoding/json
-// would, without its machinery.
+// jsonString is json.Marshal(s).
 func jsonString(s string) ([]byte, error) {
+	return appendJSONString(make([]byte, 0, len(s)+2), s), nil
+}
+
+// appendJSONString appends s encoded as json.Marshal encodes it. Most
+// strings in a plan are printable ASCII that JSON does not escape: those
+// are quoted here without encoding/json's machinery.
+func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return json.Marshal(s)
+			enc, err := json.Marshal(s)
+			if err != nil {
+				panic(err) // a string always encodes
+			}
+			return append(b, enc...)
 		}
 	}
-	b := make([]byte, 0, len(s)+2)
 	b = append(b, '"')
 	b = append(b, s...)
-	return append(b, '"'), nil
+	return append(b, '"')
 }
 
 // UnmarshalJSON accepts both encodings MarshalJSON produces.

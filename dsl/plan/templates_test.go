@@ -187,3 +187,40 @@ func TestJSONStringIsMarshal(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateMarshalJSON checks the hand-written encoding of templates
+// against encoding/json's encoding of the same values: a string for a
+// literal template, {"template": [parts]} for one with references.
+func TestTemplateMarshalJSON(t *testing.T) {
+	templates := []Template{
+		{},
+		Lit("plain"),
+		Lit("<&> \"quoted\" \u2028"),
+		{Parts: []Part{{Lit: "a"}, {Lit: "b"}}},
+		tmpl("go test # ", out("build", "artifact")),
+		tmpl(Ref{Secret: "token"}),
+		tmpl("a\tb ", out("s<1>", "o&"), " c", Ref{Secret: "é"}),
+		tmpl(Ref{}),
+	}
+	for _, tt := range templates {
+		var want []byte
+		if tt.IsLiteral() {
+			want, _ = json.Marshal(tt.Literal())
+		} else {
+			items := make([]any, len(tt.Parts))
+			for i, p := range tt.Parts {
+				items[i] = p.Lit
+				if p.Ref != nil {
+					items[i] = p.Ref
+				}
+			}
+			want, _ = json.Marshal(struct {
+				Template []any `json:"template"`
+			}{items})
+		}
+		got, err := tt.MarshalJSON()
+		if err != nil || string(got) != string(want) {
+			t.Errorf("MarshalJSON of %#v = %s, %v; want %s", tt, got, err, want)
+		}
+	}
+}
