@@ -21,6 +21,11 @@
 // prepares the workspace and returns its own queue (RunnerQueue), where the
 // stage's steps and its cleanup follow. See the comment in stage.go.
 //
+// Step batches: consecutive steps of a stage without retries, none using
+// an output of an earlier one in the batch, run in one RunSteps activity
+// that records each finished step in a heartbeat it waits for, so that a
+// crash never runs a recorded step again; see the comment in batch.go.
+//
 // Scheduling follows GitHub Actions: a stage runs when all its needs
 // succeeded; a stage whose need failed, was skipped or was cancelled is
 // skipped ("needs X which failed"), except that a failed stage with
