@@ -145,7 +145,14 @@ func (t Template) MarshalJSON() ([]byte, error) {
 		}
 		return jsonString(b.String())
 	}
-	b := []byte(`{"template":[`)
+	size := 16
+	for _, p := range t.Parts {
+		size += len(p.Lit) + 3
+		if p.Ref != nil {
+			size += len(p.Ref.Step) + len(p.Ref.Output) + len(p.Ref.Secret) + 32
+		}
+	}
+	b := append(make([]byte, 0, size), `{"template":[`...)
 	for i, p := range t.Parts {
 		if i > 0 {
 			b = append(b, ',')
