@@ -44,6 +44,43 @@ type Store struct {
 	// Keychain gives registry credentials; nil means the runner's Docker
 	// configuration.
 	Keychain authn.Keychain
+	// MaxSize bounds the bytes of one stage's files; zero means
+	// DefaultMaxSize. The artifact is packed in memory.
+	MaxSize int64
+}
+
+// DefaultMaxSize is the most a stage's artifacts may hold: what a runner
+// can pack in memory next to its steps. Larger outputs belong in an image
+// or a package registry.
+const DefaultMaxSize = 512 << 20
+
+// NoMatchError says which patterns matched no file of the workspace. A
+// pattern that matches nothing is taken for a mistake (a typo, or a step
+// that did not write what it was meant to), not for an empty artifact:
+// the stages that need the files would fail later, further from the cause.
+type NoMatchError struct {
+	Patterns []string
+}
+
+func (e *NoMatchError) Error() string {
+	return fmt.Sprintf("artifacts %s matched no file in the workspace; check the paths (relative to the workspace) and that the stage's steps wrote them", quote(e.Patterns))
+}
+
+// TooLargeError says the artifact's files exceed the store's limit.
+type TooLargeError struct {
+	Size, Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("artifacts hold more than %d MiB (the limit is %d MiB); narrow the patterns, or publish large outputs as an image", e.Size>>20, e.Limit>>20)
+}
+
+func quote(ps []string) string {
+	q := make([]string, len(ps))
+	for i, p := range ps {
+		q[i] = fmt.Sprintf("%q", p)
+	}
+	return strings.Join(q, ", ")
 }
 
 var unsafeTag = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
@@ -64,7 +101,11 @@ func (s Store) Ref(runID, stageID string) string {
 // the stage's artifact. It returns the artifact's reference (by digest in
 // a registry) and the number of files, which may be zero.
 func (s Store) Upload(ctx context.Context, runID, stageID, workspace string, patterns []string) (string, int, error) {
-	data, n, err := Pack(workspace, patterns)
+	limit := s.MaxSize
+	if limit <= 0 {
+		limit = DefaultMaxSize
+	}
+	data, n, err := Pack(workspace, patterns, limit)
 	if err != nil {
 		return "", 0, err
 	}
@@ -142,11 +183,14 @@ func (s Store) keychain() authn.Keychain {
 // Pack tars the regular files (and symbolic links) of the workspace whose
 // path matches a pattern; a pattern matching a directory takes everything
 // under it. Modification times are zeroed so the same files make the same
-// artifact.
-func Pack(workspace string, patterns []string) ([]byte, int, error) {
+// artifact. Every pattern must match a file (else a *NoMatchError), and
+// the files may hold at most limit bytes (else a *TooLargeError).
+func Pack(workspace string, patterns []string, limit int64) ([]byte, int, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	n := 0
+	var size int64
+	matched := make([]bool, len(patterns))
 	err := filepath.WalkDir(workspace, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -162,12 +206,15 @@ func Pack(workspace string, patterns []string) ([]byte, int, error) {
 			}
 			return nil
 		}
-		if !matches(patterns, rel) {
+		if !matches(patterns, rel, matched) {
 			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if size += info.Size(); size > limit {
+			return &TooLargeError{Size: size, Limit: limit}
 		}
 		link := ""
 		if info.Mode()&fs.ModeSymlink != 0 {
@@ -203,6 +250,15 @@ func Pack(workspace string, patterns []string) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("packing artifacts: %w", err)
 	}
+	var none []string
+	for i, ok := range matched {
+		if !ok {
+			none = append(none, patterns[i])
+		}
+	}
+	if none != nil {
+		return nil, 0, &NoMatchError{Patterns: none}
+	}
 	if err := tw.Close(); err != nil {
 		return nil, 0, err
 	}
@@ -211,15 +267,17 @@ func Pack(workspace string, patterns []string) ([]byte, int, error) {
 
 var zeroTime = time.Unix(0, 0)
 
-// matches says whether a workspace path is one of the artifacts.
-func matches(patterns []string, rel string) bool {
-	for _, p := range patterns {
+// matches says whether a workspace path is one of the artifacts, and
+// marks the patterns that match it.
+func matches(patterns []string, rel string, matched []bool) bool {
+	hit := false
+	for i, p := range patterns {
 		p = strings.TrimSuffix(p, "/")
 		if plan.MatchGlob(p, rel) || plan.MatchGlob(p+"/**", rel) {
-			return true
+			matched[i], hit = true, true
 		}
 	}
-	return false
+	return hit
 }
 
 // Unpack writes the files of an artifact into the workspace, refusing any

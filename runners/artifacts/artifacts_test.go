@@ -1,7 +1,10 @@
 package artifacts
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,12 +13,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/sluice-ci/sluice/internal/bktemp"
+	"github.com/sluice-ci/sluice/internal/buildtest"
 )
 
-var env *bktemp.Env
+var env *buildtest.Env
 
-func TestMain(m *testing.M) { os.Exit(bktemp.Main(m, &env)) }
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, &env)) }
 
 func producer(t *testing.T) string {
 	ws := t.TempDir()
@@ -70,5 +73,48 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("bin/app lost its mode: %v %v", fi.Mode(), err)
 			}
 		})
+	}
+}
+
+func TestPatternMatchingNothingFails(t *testing.T) {
+	ws := producer(t)
+	_, _, err := Store{Dir: t.TempDir()}.Upload(context.Background(), "run-1", "build", ws, []string{"bin", "out/**", "dist/*.zip"})
+	var nm *NoMatchError
+	if !errors.As(err, &nm) || len(nm.Patterns) != 2 || nm.Patterns[0] != "out/**" || nm.Patterns[1] != "dist/*.zip" {
+		t.Fatalf("error = %v, want one naming out/** and dist/*.zip", err)
+	}
+	if !strings.Contains(err.Error(), `"out/**", "dist/*.zip" matched no file`) {
+		t.Errorf("message does not say which patterns matched nothing: %v", err)
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	ws := producer(t)
+	os.WriteFile(filepath.Join(ws, "bin", "big"), make([]byte, 3<<20), 0o644)
+	_, _, err := Store{Dir: t.TempDir(), MaxSize: 2 << 20}.Upload(context.Background(), "run-1", "build", ws, []string{"bin"})
+	var tl *TooLargeError
+	if !errors.As(err, &tl) || !strings.Contains(err.Error(), "the limit is 2 MiB") {
+		t.Fatalf("error = %v, want the size limit", err)
+	}
+	if _, n, err := (Store{Dir: t.TempDir(), MaxSize: 4 << 20}).Upload(context.Background(), "run-1", "build", ws, []string{"bin"}); err != nil || n != 2 {
+		t.Fatalf("under the limit: %d files, %v", n, err)
+	}
+}
+
+func TestUnpackRefusesPathsLeavingTheWorkspace(t *testing.T) {
+	for _, name := range []string{"../escape", "/etc/escape", "a/../../escape"} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+		tw.Write([]byte("x"))
+		tw.Close()
+		ws := filepath.Join(t.TempDir(), "ws")
+		os.MkdirAll(ws, 0o755)
+		if _, err := Unpack(&buf, ws); err == nil || !strings.Contains(err.Error(), "leaves the workspace") {
+			t.Errorf("%s: error = %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(ws, "..", "escape")); err == nil {
+			t.Errorf("%s was written outside the workspace", name)
+		}
 	}
 }
