@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -123,7 +126,7 @@ var rootSchema = &hcl.BodySchema{
 
 func (c *compiler) run() *plan.Plan {
 	var pipelines []*hcl.Block
-	var localsBlocks []*hcl.Block
+	var localsBlocks, stageBlocks []*hcl.Block
 	declared := map[string]map[string]*hcl.Block{}
 	for _, name := range c.src.Order {
 		content, diags := c.src.Files[name].Body.Content(rootSchema)
@@ -154,10 +157,11 @@ func (c *compiler) run() *plan.Plan {
 			case "locals":
 				localsBlocks = append(localsBlocks, b)
 			case "stage":
-				c.declareStage(b)
+				stageBlocks = append(stageBlocks, b)
 			}
 		}
 	}
+	c.declareStages(stageBlocks)
 	switch {
 	case len(pipelines) == 0 && len(c.src.Order) > 0:
 		r := hcl.Range{Filename: c.src.Order[0], Start: hcl.InitialPos, End: hcl.InitialPos}
@@ -189,6 +193,24 @@ func (c *compiler) run() *plan.Plan {
 		addKindLabels(&p.Stages[i])
 	}
 	return p
+}
+
+// parallel calls work(i) for every i below n, on every core. Each worker
+// calls start once for the state it keeps across its calls.
+func parallel(n int, start func() (work func(i int))) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work := start()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				work(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // identifier checks names that are used in references: letters, digits,

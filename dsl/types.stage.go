@@ -67,16 +67,50 @@ type stepBlock struct {
 	outputs    []string
 }
 
+// stageBody is what declaring a stage reads of its body: its content and,
+// for each step block, the outputs declaredOutputs gives and reports.
+type stageBody struct {
+	content  *hcl.BodyContent
+	outputs  [][]string
+	problems []hcl.Diagnostics
+}
+
+// declareStages declares stages in the order written. Reading their
+// bodies, most of the work, needs nothing from other stages, so it is done
+// first, in parallel.
+func (c *compiler) declareStages(blocks []*hcl.Block) {
+	bodies := make([]stageBody, len(blocks))
+	parallel(len(blocks), func() func(int) {
+		sub := *c
+		return func(i int) {
+			content := partialContent(blocks[i].Body, stageExtra)
+			steps := content.Blocks.OfType("step")
+			body := stageBody{content: content, outputs: make([][]string, len(steps)), problems: make([]hcl.Diagnostics, len(steps))}
+			for j, sb := range steps {
+				if sb.Labels[0] == plan.KindRun {
+					sub.diags = nil
+					body.outputs[j] = sub.declaredOutputs(sb)
+					body.problems[j] = sub.diags
+				}
+			}
+			bodies[i] = body
+		}
+	})
+	for i, b := range blocks {
+		c.declareStage(b, bodies[i])
+	}
+}
+
 // declareStage registers a stage and its steps, so that references to
 // them can be checked wherever they appear.
-func (c *compiler) declareStage(b *hcl.Block) {
+func (c *compiler) declareStage(b *hcl.Block, body stageBody) {
 	s := &stageBlock{name: b.Labels[0], index: len(c.stages), block: b}
 	c.stages = append(c.stages, s)
 	c.stageIdx[s.name] = s
-	content := partialContent(b.Body, stageExtra)
+	content := body.content
 	s.content = content
 	s.hasMatrix = len(content.Blocks.OfType("matrix")) > 0
-	for _, sb := range content.Blocks.OfType("step") {
+	for j, sb := range content.Blocks.OfType("step") {
 		kind, name := sb.Labels[0], sb.Labels[1]
 		if plan.KindConfig(kind) == nil {
 			c.add(errorDiag("Unknown step kind", fmt.Sprintf("%q is not a step kind. The kinds are %s.%s", kind, quoteList(plan.Kinds), didYouMean(kind, plan.Kinds)), sb.LabelRanges[0].Ptr(), &sb.DefRange))
@@ -93,7 +127,8 @@ func (c *compiler) declareStage(b *hcl.Block) {
 		st := &stepBlock{name: name, kind: kind, stage: s, index: len(s.steps), block: sb}
 		st.outputs = append(st.outputs, plan.KindOutputs[kind]...)
 		if kind == plan.KindRun {
-			st.outputs = append(st.outputs, c.declaredOutputs(sb)...)
+			st.outputs = append(st.outputs, body.outputs[j]...)
+			c.add(body.problems[j]...)
 		}
 		s.steps = append(s.steps, st)
 		c.steps[name] = st

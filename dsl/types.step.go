@@ -3,10 +3,7 @@ package dsl
 import (
 	"fmt"
 	"path"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -62,26 +59,15 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 	out := make([]plan.Stage, len(tasks))
 	diags := make([]hcl.Diagnostics, len(tasks))
 	c.evalContext(nil) // fills the shared base before the workers read it
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(tasks)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sub := *c
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(tasks) {
-					return
-				}
-				sub.diags = nil
-				t := tasks[i]
-				out[i] = sub.compileStage(t.stage, t.m, t.stage.content, t.needs)
-				diags[i] = sub.diags
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(len(tasks), func() func(int) {
+		sub := *c
+		return func(i int) {
+			sub.diags = nil
+			t := tasks[i]
+			out[i] = sub.compileStage(t.stage, t.m, t.stage.content, t.needs)
+			diags[i] = sub.diags
+		}
+	})
 	for _, d := range diags {
 		c.add(d...)
 	}
