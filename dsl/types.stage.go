@@ -85,9 +85,12 @@ func (c *compiler) declareStages(blocks []*hcl.Block) {
 		return func(i int) {
 			content := partialContent(blocks[i].Body, stageExtra)
 			steps := content.Blocks.OfType("step")
-			body := stageBody{content: content, outputs: make([][]string, len(steps)), problems: make([]hcl.Diagnostics, len(steps))}
+			body := stageBody{content: content}
 			for j, sb := range steps {
 				if sb.Labels[0] == plan.KindRun {
+					if body.outputs == nil {
+						body.outputs, body.problems = make([][]string, len(steps)), make([]hcl.Diagnostics, len(steps))
+					}
 					sub.diags = nil
 					body.outputs[j] = sub.declaredOutputs(sb)
 					body.problems[j] = sub.diags
