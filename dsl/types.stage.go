@@ -304,35 +304,38 @@ func (c *compiler) topoOrder() []*stageBlock {
 	if c.order != nil {
 		return c.order
 	}
-	indeg := map[string]int{}
-	dependents := map[string][]*stageBlock{}
+	// By stage index: a pipeline may have thousands of stages.
+	indeg := make([]int, len(c.stages))
+	dependents := make([][]*stageBlock, len(c.stages))
 	for _, s := range c.stages {
-		indeg[s.name] = len(s.needs)
+		indeg[s.index] = len(s.needs)
 		for _, n := range s.needs {
-			dependents[n] = append(dependents[n], s)
+			dep := c.stageIdx[n].index
+			dependents[dep] = append(dependents[dep], s)
 		}
 	}
-	var ready, order []*stageBlock
+	var ready []*stageBlock
+	order := make([]*stageBlock, 0, len(c.stages))
 	for _, s := range c.stages {
-		if indeg[s.name] == 0 {
+		if indeg[s.index] == 0 {
 			ready = append(ready, s)
 		}
 	}
-	placed := map[string]bool{}
+	placed := make([]bool, len(c.stages))
 	for len(ready) > 0 {
 		sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
 		s := ready[0]
 		ready = ready[1:]
 		order = append(order, s)
-		placed[s.name] = true
-		for _, d := range dependents[s.name] {
-			if indeg[d.name]--; indeg[d.name] == 0 {
+		placed[s.index] = true
+		for _, d := range dependents[s.index] {
+			if indeg[d.index]--; indeg[d.index] == 0 {
 				ready = append(ready, d)
 			}
 		}
 	}
 	for _, s := range c.stages {
-		if !placed[s.name] {
+		if !placed[s.index] {
 			order = append(order, s)
 		}
 	}
