@@ -72,7 +72,6 @@ func attrName(tr hcl.Traversal, i int) (string, hcl.Range, bool) {
 
 func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	root := tr.RootName()
-	rng := tr.SourceRange()
 	unknownAttr := func(kind, name string, r hcl.Range, known []string, fix string) hcl.Diagnostics {
 		detail := fmt.Sprintf("There is no %s named %q.%s", kind, name, didYouMean(name, known))
 		if fix != "" {
@@ -81,7 +80,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		return hcl.Diagnostics{errorDiag("Reference to undeclared "+kind, detail, r.Ptr(), nil)}
 	}
 	needAttr := func(what string) hcl.Diagnostics {
-		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("%q on its own is not a value; name one of its attributes, like %s.", root, what), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("%q on its own is not a value; name one of its attributes, like %s.", root, what), tr.SourceRange().Ptr(), nil)}
 	}
 	switch root {
 	case "git":
@@ -110,7 +109,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		}
 	case "matrix":
 		if sc.matrix == nil {
-			return hcl.Diagnostics{errorDiag("Matrix value outside a matrix stage", fmt.Sprintf("%s is only available inside a stage that has a matrix block; %s is not in one.", tr.RootName(), sc.desc()), &rng, nil)}
+			return hcl.Diagnostics{errorDiag("Matrix value outside a matrix stage", fmt.Sprintf("%s is only available inside a stage that has a matrix block; %s is not in one.", tr.RootName(), sc.desc()), tr.SourceRange().Ptr(), nil)}
 		}
 		name, r, ok := attrName(tr, 1)
 		if !ok {
@@ -140,7 +139,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		return c.checkStepRef(tr, sc)
 	case "secret":
 		if !sc.runtime {
-			return hcl.Diagnostics{errorDiag("Secret not allowed here", fmt.Sprintf("Secrets are resolved on the runner while a step runs, so %s cannot use them. Use secrets in step attributes and env.", sc.desc()), &rng, nil)}
+			return hcl.Diagnostics{errorDiag("Secret not allowed here", fmt.Sprintf("Secrets are resolved on the runner while a step runs, so %s cannot use them. Use secrets in step attributes and env.", sc.desc()), tr.SourceRange().Ptr(), nil)}
 		}
 		name, r, ok := attrName(tr, 1)
 		if !ok {
@@ -154,21 +153,20 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 			return hcl.Diagnostics{errorDiag("Invalid secret reference", "A secret is a single string; write secret.<name> with nothing after it.", &r, nil)}
 		}
 	case "stage":
-		return hcl.Diagnostics{errorDiag("Stage reference not allowed here", fmt.Sprintf("stage.<name> is only used in needs; %s cannot refer to a stage. To use a value a stage produces, refer to one of its steps' outputs: step.<name>.<output>.", sc.desc()), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Stage reference not allowed here", fmt.Sprintf("stage.<name> is only used in needs; %s cannot refer to a stage. To use a value a stage produces, refer to one of its steps' outputs: step.<name>.<output>.", sc.desc()), tr.SourceRange().Ptr(), nil)}
 	default:
-		return hcl.Diagnostics{errorDiag("Unknown variable", fmt.Sprintf("There is no variable named %q.%s The expression language has %s.", root, didYouMean(root, contextRoots), strings.Join(contextRoots, ".*, ")+".*"), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Unknown variable", fmt.Sprintf("There is no variable named %q.%s The expression language has %s.", root, didYouMean(root, contextRoots), strings.Join(contextRoots, ".*, ")+".*"), tr.SourceRange().Ptr(), nil)}
 	}
 	return nil
 }
 
 func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
-	rng := tr.SourceRange()
 	if !sc.runtime {
-		return hcl.Diagnostics{errorDiag("Step output not allowed here", fmt.Sprintf("Step outputs are known only while the pipeline runs, so %s cannot use them: it is decided when the pipeline is compiled. Use step outputs in step attributes and env.", sc.desc()), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Step output not allowed here", fmt.Sprintf("Step outputs are known only while the pipeline runs, so %s cannot use them: it is decided when the pipeline is compiled. Use step outputs in step attributes and env.", sc.desc()), tr.SourceRange().Ptr(), nil)}
 	}
 	name, r, ok := attrName(tr, 1)
 	if !ok {
-		return hcl.Diagnostics{errorDiag("Incomplete reference", "Refer to a step output as step.<step name>.<output>, like step.api.digest_ref.", &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Incomplete reference", "Refer to a step output as step.<step name>.<output>, like step.api.digest_ref.", tr.SourceRange().Ptr(), nil)}
 	}
 	st, found := c.steps[name]
 	if !found {
@@ -176,7 +174,7 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	}
 	out, r2, ok := attrName(tr, 2)
 	if !ok {
-		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("Name one of the outputs of step %q: %s.", name, strings.Join(st.outputs, ", ")), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Incomplete reference", fmt.Sprintf("Name one of the outputs of step %q: %s.", name, strings.Join(st.outputs, ", ")), tr.SourceRange().Ptr(), nil)}
 	}
 	if !contains(st.outputs, out) {
 		fix := ""
@@ -196,15 +194,15 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 	switch {
 	case producer == sc.stage:
 		if st.index >= sc.stepIndex && sc.stepIndex >= 0 {
-			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Step %q runs after this step in stage %q, so its outputs are not known yet. Steps of a stage run in the order they are written; move this step after %q.", name, sc.stage.name, name), &rng, nil)}
+			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Step %q runs after this step in stage %q, so its outputs are not known yet. Steps of a stage run in the order they are written; move this step after %q.", name, sc.stage.name, name), tr.SourceRange().Ptr(), nil)}
 		}
 		if sc.stepIndex < 0 {
-			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Stage attributes are set before any step of stage %q runs, so they cannot use the outputs of its own step %q.", sc.stage.name, name), &rng, nil)}
+			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Stage attributes are set before any step of stage %q runs, so they cannot use the outputs of its own step %q.", sc.stage.name, name), tr.SourceRange().Ptr(), nil)}
 		}
 	case !c.needsTransitively(sc.stage, producer):
-		return hcl.Diagnostics{errorDiag("Step output from a stage this one does not need", fmt.Sprintf("Step %q runs in stage %q, but stage %q does not depend on it, so the output may not exist when this stage runs. Add stage.%s to the needs of stage %q (directly or through a stage that needs it).", name, producer.name, sc.stage.name, producer.name, sc.stage.name), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Step output from a stage this one does not need", fmt.Sprintf("Step %q runs in stage %q, but stage %q does not depend on it, so the output may not exist when this stage runs. Add stage.%s to the needs of stage %q (directly or through a stage that needs it).", name, producer.name, sc.stage.name, producer.name, sc.stage.name), tr.SourceRange().Ptr(), nil)}
 	case producer.hasMatrix:
-		return hcl.Diagnostics{errorDiag("Ambiguous step output", fmt.Sprintf("Step %q runs once per matrix instance of stage %q, so step.%s.%s has several values. Use the output inside stage %q, or produce it in a stage without a matrix.", name, producer.name, name, out, producer.name), &rng, nil)}
+		return hcl.Diagnostics{errorDiag("Ambiguous step output", fmt.Sprintf("Step %q runs once per matrix instance of stage %q, so step.%s.%s has several values. Use the output inside stage %q, or produce it in a stage without a matrix.", name, producer.name, name, out, producer.name), tr.SourceRange().Ptr(), nil)}
 	}
 	return nil
 }

@@ -48,12 +48,6 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 	// order: CollectRefs walks every step of a large pipeline, building
 	// paths was most of its cost, and it sorts what it collects.
 	noPath := path == "-"
-	sub := func(format string, args ...any) string {
-		if noPath {
-			return "-"
-		}
-		return fmt.Sprintf(format, args...)
-	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
@@ -61,15 +55,26 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 		}
 	case reflect.Struct:
 		for _, fl := range templateFields(v.Type()) {
+			fv := v.Field(fl.index)
+			switch fv.Kind() {
+			case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice:
+				if fv.IsNil() { // most of a step's fields are other kinds'
+					continue
+				}
+			}
 			p := "-"
 			if !noPath {
 				p = join(path, fl.name)
 			}
-			walk(v.Field(fl.index), p, f)
+			walk(fv, p, f)
 		}
 	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
-			walk(v.Index(i), sub("%s[%d]", path, i), f)
+			p := "-"
+			if !noPath {
+				p = fmt.Sprintf("%s[%d]", path, i)
+			}
+			walk(v.Index(i), p, f)
 		}
 	case reflect.Map:
 		if m, ok := v.Interface().(map[string]Template); ok && noPath {
@@ -81,7 +86,11 @@ func walk(v reflect.Value, path string, f func(string, Template)) {
 			return
 		}
 		for _, k := range sortedKeys(v) {
-			walk(v.MapIndex(k), sub("%s[%v]", path, k), f)
+			p := "-"
+			if !noPath {
+				p = fmt.Sprintf("%s[%v]", path, k)
+			}
+			walk(v.MapIndex(k), p, f)
 		}
 	}
 }
