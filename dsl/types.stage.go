@@ -99,6 +99,15 @@ func (c *compiler) declareStages(blocks []*hcl.Block) {
 			bodies[i] = body
 		}
 	})
+	steps := 0
+	for _, body := range bodies {
+		steps += len(body.content.Blocks)
+	}
+	if len(c.steps) == 0 && len(c.stages) == 0 { // sized once for pipelines of thousands of steps
+		c.steps = make(map[string]*stepBlock, steps)
+		c.stageIdx = make(map[string]*stageBlock, len(blocks))
+		c.stages = make([]*stageBlock, 0, len(blocks))
+	}
 	for i, b := range blocks {
 		c.declareStage(b, bodies[i])
 	}
@@ -128,10 +137,13 @@ func (c *compiler) declareStage(b *hcl.Block, body stageBody) {
 			continue
 		}
 		st := &stepBlock{name: name, kind: kind, stage: s, index: len(s.steps), block: sb}
-		st.outputs = append(st.outputs, plan.KindOutputs[kind]...)
+		var declared []string
 		if kind == plan.KindRun {
-			st.outputs = append(st.outputs, body.outputs[j]...)
+			declared = body.outputs[j]
 			c.add(body.problems[j]...)
+		}
+		if n := len(plan.KindOutputs[kind]) + len(declared); n > 0 {
+			st.outputs = append(append(make([]string, 0, n), plan.KindOutputs[kind]...), declared...)
 		}
 		s.steps = append(s.steps, st)
 		c.steps[name] = st

@@ -29,8 +29,8 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 		m     matrixInstance
 		needs []string
 	}
-	var tasks []task
-	instances := map[string][]string{} // stage name -> instance IDs
+	tasks := make([]task, 0, len(c.stages))
+	instances := make(map[string][]string, len(c.stages)) // stage name -> instance IDs
 	for _, s := range c.topoOrder() {
 		content := s.content
 		combos := []matrixInstance{{}}
@@ -75,7 +75,7 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 	// Last, skips flow along needs in dependency order. A needed stage
 	// counts as skipped when none of its matrix instances runs: one
 	// instance that runs is enough to go on.
-	skipped := map[string]bool{} // instance ID -> skipped
+	skipped := make(map[string]bool, len(out)) // instance ID -> skipped
 	for i := range out {
 		ps := &out[i]
 		switch {
