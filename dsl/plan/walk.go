@@ -2,19 +2,18 @@ package plan
 
 import (
 	"reflect"
+	"slices"
 	"sort"
 )
 
 // CollectRefs returns the distinct run-time references of the step in a
 // stable order: step outputs first, then secrets, each sorted.
 func (s *Step) CollectRefs() []Ref {
-	seen := map[Ref]bool{}
-	var refs []Ref
+	var refs []Ref // a step has a few: a list is quicker than a set
 	walk(reflect.ValueOf(s), "-", func(_ string, t Template) {
-		for _, r := range t.Refs() {
-			if !seen[r] {
-				seen[r] = true
-				refs = append(refs, r)
+		for _, p := range t.Parts {
+			if p.Ref != nil && !slices.Contains(refs, *p.Ref) {
+				refs = append(refs, *p.Ref)
 			}
 		}
 	})
