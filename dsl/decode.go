@@ -71,11 +71,18 @@ type schemaKey struct {
 	extra *hcl.BodySchema
 }
 
-var schemaCache sync.Map // schemaKey -> *hcl.BodySchema
+// decodeSchema is the merged schema of a body and the fields of the
+// structs it is decoded into, in the order of the targets.
+type decodeSchema struct {
+	*hcl.BodySchema
+	specs [2][]fieldSpec
+}
+
+var schemaCache sync.Map // schemaKey -> *decodeSchema
 
 // schemaOf merges the schemas of the tagged structs targets point to with
 // extra. The result is shared: callers must not change it.
-func schemaOf(extra *hcl.BodySchema, targets []any) *hcl.BodySchema {
+func schemaOf(extra *hcl.BodySchema, targets []any) *decodeSchema {
 	if len(targets) > 2 {
 		panic("dsl: decoding into more than two structs")
 	}
@@ -84,11 +91,12 @@ func schemaOf(extra *hcl.BodySchema, targets []any) *hcl.BodySchema {
 		key.types[i] = reflect.TypeOf(t).Elem()
 	}
 	if v, ok := schemaCache.Load(key); ok {
-		return v.(*hcl.BodySchema)
+		return v.(*decodeSchema)
 	}
-	schema := &hcl.BodySchema{}
-	for _, t := range key.types[:len(targets)] {
-		for _, s := range specsOf(t) {
+	schema := &decodeSchema{BodySchema: &hcl.BodySchema{}}
+	for i, t := range key.types[:len(targets)] {
+		schema.specs[i] = specsOf(t)
+		for _, s := range schema.specs[i] {
 			if s.block {
 				schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: s.name})
 			} else {
@@ -119,9 +127,10 @@ func SchemaNames(v any) []string {
 // blocks and attributes the caller handles itself; the body's content is
 // returned. where names the block for messages, like `step "image" "api"`.
 func (c *compiler) decodeBody(body hcl.Body, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, extra *hcl.BodySchema, targets ...any) *hcl.BodyContent {
-	content, diags := bodyContent(body, schemaOf(extra, targets))
+	schema := schemaOf(extra, targets)
+	content, diags := bodyContent(body, schema.BodySchema)
 	c.add(diags...)
-	c.decodeTargets(bodyItems{content: content}, ctx, sc, where, defRange, targets)
+	c.decodeTargets(bodyItems{content: content}, schema, ctx, sc, where, defRange, targets)
 	return content
 }
 
@@ -134,8 +143,9 @@ func (c *compiler) decode(body hcl.Body, ctx *hcl.EvalContext, sc scope, where s
 		c.decodeBody(body, ctx, sc, where, defRange, extra, targets...)
 		return
 	}
-	c.add(checkBody(b, schemaOf(extra, targets))...)
-	c.decodeTargets(bodyItems{native: b}, ctx, sc, where, defRange, targets)
+	schema := schemaOf(extra, targets)
+	c.add(checkBody(b, schema.BodySchema)...)
+	c.decodeTargets(bodyItems{native: b}, schema, ctx, sc, where, defRange, targets)
 }
 
 // bodyItems is what decoding reads of a body: the native syntax tree, or
@@ -176,10 +186,10 @@ func (b bodyItems) blocks(typ string) hcl.Blocks {
 	return out
 }
 
-func (c *compiler) decodeTargets(body bodyItems, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, targets []any) {
-	for _, target := range targets {
+func (c *compiler) decodeTargets(body bodyItems, schema *decodeSchema, ctx *hcl.EvalContext, sc scope, where string, defRange hcl.Range, targets []any) {
+	for i, target := range targets {
 		rv := reflect.ValueOf(target).Elem()
-		for _, s := range specsOf(rv.Type()) {
+		for _, s := range schema.specs[i] {
 			field := rv.Field(s.index)
 			if s.block {
 				c.decodeBlocks(body.blocks(s.name), s, field, ctx, sc, where, defRange)
