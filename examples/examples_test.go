@@ -54,8 +54,9 @@ func TestGoServiceStages(t *testing.T) {
 		git  plan.Git
 		runs []string
 	}{
-		{"push to main", plan.Git{Event: "push", Branch: "main"}, []string{"build", "test[race=false]", "test[race=true]"}},
-		{"tag", plan.Git{Event: "tag", Tag: "v1.0.0"}, []string{"build", "test[race=false]", "test[race=true]", "release", "deploy", "monitor"}},
+		{"push to main", plan.Git{Event: "push", Branch: "main"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]"}},
+		{"manual", plan.Git{Event: "manual", Branch: "main"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]"}},
+		{"tag", plan.Git{Event: "tag", Tag: "v1.0.0"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]", "release", "deploy", "monitor"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

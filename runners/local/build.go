@@ -6,10 +6,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 	"github.com/sluice-ci/sluice/runners/registry"
+	"github.com/sluice-ci/sluice/steps"
+	"github.com/sluice-ci/sluice/steps/buildkit"
+	"github.com/sluice-ci/sluice/steps/container"
+	"github.com/sluice-ci/sluice/steps/image"
+	"github.com/sluice-ci/sluice/steps/run"
 )
 
 // BuildOptions brings BuildKit and a registry into the stack, for image
@@ -35,6 +41,9 @@ type Build struct {
 	Registry string
 
 	reg *registry.Registry
+	// conn is the one connection to buildkitd that the image and
+	// container executors share.
+	conn *buildkit.Conn
 }
 
 // NeedsBuild says whether running p needs BuildKit: it has an image step
@@ -84,10 +93,45 @@ func (s *Stack) startBuild(ctx context.Context, o BuildOptions) error {
 	return err
 }
 
+// register gives execs the executors of image steps and of run steps in
+// containers, over one shared connection to buildkitd; run steps without
+// an image stay on the host.
+func (b *Build) register(execs steps.Registry) {
+	b.conn = &buildkit.Conn{Addr: b.BuildKit.Address()}
+	execs[plan.KindImage] = supervised{d: b.BuildKit, next: &image.Executor{BuildKit: b.conn}}
+	execs[plan.KindRun] = &run.Executor{Container: supervised{d: b.BuildKit, next: &container.Executor{BuildKit: b.conn}}}
+}
+
+// supervised runs a step that needs buildkitd: it waits for the daemon to
+// answer first (a daemon that died is being started again, and a borrowed
+// one that is gone is replaced), and a step that fails because the daemon
+// died under it says so, with the end of the daemon's log. The step's
+// connection is dropped by the executor when it breaks, so the step's
+// next attempt dials the new daemon.
+type supervised struct {
+	d    *buildkitd.Daemon
+	next steps.Executor
+}
+
+func (s supervised) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
+	if err := s.d.Ready(ctx); err != nil {
+		return steps.Result{}, fmt.Errorf("step %q needs buildkitd: %w", req.Step.Name, err)
+	}
+	start := time.Now()
+	res, err := s.next.Execute(ctx, req)
+	if err != nil && ctx.Err() == nil {
+		err = s.d.Explain(start, err)
+	}
+	return res, err
+}
+
 // closeBuild stops what this process started.
 func (b *Build) close() {
 	if b == nil {
 		return
+	}
+	if b.conn != nil {
+		b.conn.Close()
 	}
 	if b.BuildKit != nil {
 		b.BuildKit.Close()

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/engine/logstore"
@@ -134,6 +135,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 func (s *Stack) startRunner(o RunnerOptions) error {
 	execs := steps.Registry{plan.KindRun: &run.Executor{}}
+	if s.Build != nil {
+		s.Build.register(execs)
+	}
 	s.labels, s.daggerErr = withDagger(execs, o.Labels)
 	acts := &engine.Activities{
 		Workspaces: workspaces{root: filepath.Join(s.home, "workspaces"), repo: o.Repo, dirty: o.Dirty},
@@ -174,20 +178,56 @@ type workspaces struct {
 }
 
 func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
-	repo, dirty := w.repo, w.dirty
+	path, dirty := w.repo, w.dirty
 	if req.Source != nil {
 		// The run says where its code is: sluice run from any directory
 		// works with the runner of a sluice dev started elsewhere.
-		repo, dirty = req.Source.Path, req.Source.Dirty
+		path, dirty = req.Source.Path, req.Source.Dirty
 	}
+	repo, sub := project(path)
 	// A stage prepared again is one whose runner was lost: on this
 	// machine, that is this runner before a crash, and its workspace holds
 	// what the stage's completed steps did.
-	return workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: repo, SHA: req.Git.SHA, Dirty: dirty, Reuse: true})
+	dir, err := workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: repo, SHA: req.Git.SHA, Dirty: dirty, Reuse: true})
+	if err != nil || sub == "" {
+		return dir, err
+	}
+	// The pipeline is in a subdirectory of the repository (.sluice in
+	// examples/go-service): the whole repository is checked out, and the
+	// steps work in that subdirectory, which is what the pipeline's paths
+	// are written against.
+	d := filepath.Join(dir, sub)
+	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("the pipeline's directory %s is not in the workspace of commit %s; commit it, or run with --dirty", filepath.ToSlash(sub), req.Git.SHA)
+	}
+	return d, nil
 }
 
-func (w workspaces) Release(_ context.Context, _ engine.WorkspaceRequest, dir string) error {
+func (w workspaces) Release(_ context.Context, req engine.WorkspaceRequest, dir string) error {
+	// dir may be a subdirectory of the workspace (see Prepare).
+	if root, err := workspace.Dir(w.root, req.RunID, req.StageID); err == nil {
+		dir = root
+	}
 	return workspace.Remove(dir)
+}
+
+// project splits the directory a run comes from into the repository that
+// holds it and the path inside the repository where the steps work: the
+// directory holding the pipeline's .sluice. A path outside any repository
+// is its own project.
+func project(path string) (repo, sub string) {
+	if path == "" {
+		return path, ""
+	}
+	top, ok := dsl.RepoRoot(path)
+	if !ok {
+		return path, ""
+	}
+	rel, err := filepath.Rel(top, path)
+	if err != nil || rel == "." || !filepath.IsLocal(rel) {
+		return path, ""
+	}
+	return top, rel
 }
 
 // sdkLogger passes the SDK's warnings and errors to l; nil discards them.

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,38 +141,22 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		runOpts = append(runOpts, llb.AddMount(dir, llb.Scratch(), llb.AsPersistentCacheDir(id, llb.CacheMountShared)))
 	}
 
-	var outputs []byte
+	// One solve: the files the command changed, and its $SLUICE_OUTPUT
+	// under a directory of its own (named with a nonce, so that it meets
+	// no file of the repository), exported to the workspace together. Two
+	// solves of the same exec, one per mount, run the command twice.
+	outRel := ".sluice-output-" + identity.NewID()
 	build := func(ctx context.Context, gw gateway.Client) (*gateway.Result, error) {
 		base := llb.Image(image, llb.WithMetaResolver(gw))
 		src := llb.Local("workspace", llb.SharedKeyHint(req.Workspace))
 		exec := base.Run(append(runOpts, llb.AddMount(Workspace, src))...)
 		changed := llb.Diff(src, exec.GetMount(Workspace))
-		def, err := changed.Marshal(ctx)
+		out := llb.Scratch().File(llb.Copy(exec.GetMount(outputDir), "/", "/"+outRel+"/", &llb.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true, AllowEmptyWildcard: true}))
+		def, err := llb.Merge([]llb.State{changed, out}).Marshal(ctx)
 		if err != nil {
 			return nil, err
 		}
-		res, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), Evaluate: true})
-		if err != nil {
-			return nil, err
-		}
-		outDef, err := exec.GetMount(outputDir).Marshal(ctx)
-		if err != nil {
-			return nil, err
-		}
-		outRes, err := gw.Solve(ctx, gateway.SolveRequest{Definition: outDef.ToPB()})
-		if err != nil {
-			return nil, err
-		}
-		ref, err := outRes.SingleRef()
-		if err != nil {
-			return nil, err
-		}
-		if st, err := ref.StatFile(ctx, gateway.StatRequest{Path: "output"}); err == nil && st.Size > 0 {
-			if outputs, err = ref.ReadFile(ctx, gateway.ReadRequest{Filename: "output"}); err != nil {
-				return nil, err
-			}
-		}
-		return res, nil
+		return gw.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), Evaluate: true})
 	}
 	opt := client.SolveOpt{
 		LocalMounts: map[string]fsutil.FS{"workspace": ws},
@@ -198,6 +185,13 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 			return result, exit
 		}
 		return fail(err)
+	}
+	outputs, rerr := os.ReadFile(filepath.Join(req.Workspace, outRel, "output"))
+	if err := os.RemoveAll(filepath.Join(req.Workspace, outRel)); err != nil {
+		return fail(fmt.Errorf("removing the step's outputs from the workspace: %w", err))
+	}
+	if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return fail(fmt.Errorf("reading the step's outputs: %w", rerr))
 	}
 	vals, err := e.Outputs.ParseOutputs(outputs, req.Step, log)
 	maps.Copy(result.Outputs, vals)

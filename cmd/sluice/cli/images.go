@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,22 +15,21 @@ func newImages(e *env) *cobra.Command {
 	var reg string
 	var noGolang bool
 	cmd := &cobra.Command{
-		Use:   "images [PREFIX...]",
+		Use:   "images",
 		Short: "Push the local base images (busybox:local, golang:local) to the registry",
 		Long: `Images builds the base images that the examples and local pipelines build
 on, since no public registry may be reachable: busybox:local (Debian's static
 busybox with its applets) and golang:local (busybox plus this machine's Go
 toolchain, from go env GOROOT). It pushes them to the local registry (the
 one sluice dev or sluice run serves, else it serves it for as long as it
-pushes; what it pushes stays in $SLUICE_HOME/registry), or to --registry.
-
-Each PREFIX is a repository path the images are also pushed under:
-"sluice images go-service" pushes localhost:5000/go-service/golang:local
-too. An image the registry already holds is not pushed again.`,
+pushes; what it pushes stays in $SLUICE_HOME/registry), or to --registry,
+as REGISTRY/busybox:local and REGISTRY/golang:local: pipelines name them
+"${var.registry}/golang:local". An image the registry already holds is not
+pushed again.`,
 		Example: `  sluice images
-  sluice images go-service
   sluice images --registry registry.internal:5000`,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := local.Home()
 			if err != nil {
 				return err
@@ -44,21 +42,13 @@ too. An image the registry already holds is not pushed again.`,
 				return err
 			}
 			defer r.Close()
-			prefixes := []string{""}
-			for _, a := range args {
-				prefixes = append(prefixes, "/"+strings.Trim(a, "/"))
-			}
-			for _, p := range prefixes {
-				if _, err := baseimage.Push(cmd.Context(), baseimage.Options{
-					Registry:   r.Host + p,
-					Cache:      filepath.Join(home, "baseimage"),
-					SkipGolang: noGolang,
-					Out:        e.stdout,
-				}); err != nil {
-					return err
-				}
-			}
-			return nil
+			_, err = baseimage.Push(cmd.Context(), baseimage.Options{
+				Registry:   r.Host,
+				Cache:      filepath.Join(home, "baseimage"),
+				SkipGolang: noGolang,
+				Out:        e.stdout,
+			})
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&reg, "registry", os.Getenv(registry.EnvAddress), "host:port of the registry to push to (default: the local one)")

@@ -2,17 +2,21 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/dsl"
+	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/runners/registry"
@@ -97,7 +101,12 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 			if err != nil {
 				return err
 			}
-			p, err := flags.compile(e, args)
+			path := pipelinePath(args)
+			opts, err := flags.options(e, pipelineDir(path))
+			if err != nil {
+				return err
+			}
+			p, _, err := compile(e, path, opts)
 			if err != nil {
 				return err
 			}
@@ -105,11 +114,18 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 				fmt.Fprintf(e.stderr, "Nothing to run: pipeline %q is not started by this event: %s.\nTry another event, like --event manual, or --ref with a branch it runs on.\n", p.Pipeline, p.Trigger.Reason)
 				return nil
 			}
-			dir, err := filepath.Abs(pipelineDir(pipelinePath(args)))
+			dir, err := filepath.Abs(pipelineDir(path))
 			if err != nil {
 				return err
 			}
 			repo, isRepo := dsl.RepoRoot(dir)
+			// Steps work in the directory that holds .sluice: the
+			// repository's top, or the subdirectory of a project inside a
+			// repository (examples/go-service).
+			src := repo
+			if filepath.Base(dir) == dsl.DefaultDir {
+				src = filepath.Dir(dir)
+			}
 			if !isRepo && !dirty {
 				fmt.Fprintf(e.stderr, "%s is not in a git repository; running its directory as it is (--dirty).\n", dir)
 				dirty = true
@@ -122,10 +138,15 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 				return err
 			}
 			defer stack.Close()
+			if stack.Build != nil {
+				if p, err = lineUpRegistry(e, p, stack.Build.Registry, path, opts); err != nil {
+					return err
+				}
+			}
 			for _, msg := range stack.Unplaced(p) {
 				fmt.Fprintln(e.stderr, msg)
 			}
-			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: repo, Dirty: dirty}})
+			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: src, Dirty: dirty}})
 			if err != nil {
 				return err
 			}
@@ -159,4 +180,48 @@ func followToEnd(ctx context.Context, e *env, s *local.Stack, runID, mode string
 		return exitError{1}
 	}
 	return nil
+}
+
+// lineUpRegistry makes a pipeline that names the local registry by its
+// conventional address, localhost:5000, push to and pull from the local
+// stack's registry wherever it is: on another port when 5000 was taken, or
+// the one --registry or SLUICE_REGISTRY names. The pipeline says so through
+// its variable "registry" (set any way: default, SLUICE_VAR_registry, a var
+// file or --var); a registry elsewhere is left alone. The pipeline is
+// compiled again with the variable set to the registry's address.
+func lineUpRegistry(e *env, p *plan.Plan, actual, path string, opts dsl.Options) (*plan.Plan, error) {
+	raw, ok := p.Vars["registry"]
+	if !ok {
+		return p, nil
+	}
+	var val string
+	if json.Unmarshal(raw, &val) != nil {
+		return p, nil
+	}
+	host, rest, _ := strings.Cut(val, "/")
+	if !isDefaultLocalRegistry(host) || isDefaultLocalRegistry(actual) {
+		return p, nil
+	}
+	moved := actual
+	if rest != "" {
+		moved += "/" + rest
+	}
+	fmt.Fprintf(e.stderr, "registry: var.registry is %s, the local registry's conventional address; the local registry is %s, so this run uses var.registry = %s\n", val, actual, moved)
+	opts.Vars = maps.Clone(opts.Vars)
+	if opts.Vars == nil {
+		opts.Vars = map[string]string{}
+	}
+	opts.Vars["registry"] = moved
+	np, _, err := compile(e, path, opts)
+	return np, err
+}
+
+// isDefaultLocalRegistry says whether host is the local registry's
+// conventional address, port 5000 on loopback.
+func isDefaultLocalRegistry(host string) bool {
+	switch host {
+	case "localhost:5000", "127.0.0.1:5000", "[::1]:5000":
+		return true
+	}
+	return false
 }

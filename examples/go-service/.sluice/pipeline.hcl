@@ -1,4 +1,13 @@
 # The go-service pipeline: from build to monitor.
+#
+# A push (or a manual run) builds the image, pushes it and runs the tests in
+# containers of that toolchain; a tag v* also scans and releases it, then
+# deploys it once someone approves, and watches the deploy. Try it with
+# `make demo`, or:
+#
+#   sluice images                                # the base images, into the local registry
+#   sluice run examples/go-service/.sluice --event manual
+#   sluice plan examples/go-service/.sluice --event tag --ref v1.0.0
 pipeline "go-service" {
   description = "Build, test, release and deploy the go-service example"
 
@@ -26,10 +35,13 @@ pipeline "go-service" {
   }
 }
 
+# localhost:5000 is the local registry that sluice run serves (or the one
+# SLUICE_REGISTRY names, or the port it took when 5000 was busy: sluice run
+# puts its address here). `sluice images` pushes the base images to it.
 variable "registry" {
   type        = string
-  default     = "localhost:5000/go-service"
-  description = "where images are pushed"
+  default     = "localhost:5000"
+  description = "the registry images are pushed to and the base images come from"
 }
 
 variable "gitops_repo" {
@@ -57,14 +69,15 @@ secret "github" {
 
 locals {
   version = git.tag != "" ? git.tag : "0.0.0-${git.short_sha}"
-  image   = "${var.registry}/api"
+  image   = "${var.registry}/go-service/api"
+  golang  = "${var.registry}/golang:local"
 }
 
 stage "build" {
   step "image" "api" {
     context    = "."
     dockerfile = "Dockerfile"
-    build_args = { VERSION = local.version }
+    build_args = { VERSION = local.version, REGISTRY = var.registry }
     labels     = { "org.opencontainers.image.revision" = git.sha }
     tags       = ["${local.image}:${local.version}"]
     push       = true
@@ -73,12 +86,15 @@ stage "build" {
 
 stage "test" {
   needs = [stage.build]
+  # Twice: once with coverage, once in random order to catch tests that
+  # depend on each other. (-race needs cgo, which the toolchain image has
+  # not.)
   matrix {
-    race = ["false", "true"]
+    flags = ["-cover", "-shuffle=on"]
   }
   step "run" "unit" {
-    image   = "${var.registry}/golang:local"
-    command = ["go", "test", "-race=${matrix.race}", "./..."]
+    image   = local.golang
+    command = ["go", "test", matrix.flags, "./..."]
     cache   = ["/root/.cache/go-build"]
     timeout = "10m"
     retry {
@@ -107,6 +123,9 @@ stage "release" {
   }
 }
 
+# Only a release is deployed, so the deploy follows the release stage on a
+# tag; a manual run on a tag chooses the environment:
+#   sluice run --event manual --ref v1.2.0 --input environment=production
 stage "deploy" {
   needs = [stage.release]
   approval {
