@@ -51,16 +51,18 @@ bench: build
 	scripts/bench/run-bench.sh
 	scripts/bench/approvals.sh
 
-# demo shows the main job on the embedded default: the base images
+# demo is the main job on the embedded default: the base images
 # (busybox:local, golang:local) pushed to the local registry under
-# $SLUICE_HOME (no public registry is reachable), the go-service example
-# checked and planned, and the hello example run on the embedded Temporal
-# server with an in-process runner.
+# $SLUICE_HOME (no public registry is reachable), the hello example run,
+# then the go-service example run for real: its image built with BuildKit
+# and pushed, its tests run in containers, and the release, deploy and
+# monitor stages skipped (they run on a tag). sluice run starts the
+# embedded Temporal server, buildkitd and the registry, and stops them
+# when it ends.
 demo: deps build tools
-	$(BIN) images go-service
-	$(BIN) validate examples/go-service/.sluice
-	$(BIN) plan examples/go-service/.sluice --event tag --ref v1.0.0
-	$(BIN) run examples/hello/.sluice
+	$(BIN) images
+	$(BIN) run examples/hello/.sluice --progress plain
+	$(BIN) run examples/go-service/.sluice --event manual --progress plain
 
 clean:
 	rm -rf bin
