@@ -25,6 +25,12 @@ type Request struct {
 	Git plan.Git
 	// Log receives the step's output. Secret values are masked by the writer.
 	Log io.Writer
+	// DryRun asks for no side effect outside the runner's workspace: an
+	// executor that would change a remote system (push, scan, tag, release,
+	// deploy, sync) logs exactly what it would do, prefixed "dry run:", and
+	// returns the outputs it can know without doing it (empty otherwise).
+	// `sluice run --dry-run` sets it for every step.
+	DryRun bool
 }
 
 // Result is what a finished step hands to the steps after it.
