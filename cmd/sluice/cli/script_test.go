@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/runners/buildkitd"
 )
 
 func TestMain(m *testing.M) {
@@ -20,6 +23,13 @@ func TestMain(m *testing.M) {
 // work on and the output they must print.
 func TestScripts(t *testing.T) {
 	server := buildServer(t)
+	root, err := buildtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Runs with image steps or containers start the buildkitd that make
+	// tools builds.
+	buildkitdBin := buildtest.Binary(root)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -28,6 +38,7 @@ func TestScripts(t *testing.T) {
 			// Runs use a fresh home and the embedded server built here.
 			env.Setenv("SLUICE_HOME", filepath.Join(env.WorkDir, ".sluice-home"))
 			env.Setenv("SLUICE_TEMPORAL_BIN", server)
+			env.Setenv(buildkitd.EnvBinary, buildkitdBin)
 			env.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(env.WorkDir, ".gitconfig"))
 			return os.WriteFile(filepath.Join(env.WorkDir, ".gitconfig"), []byte("[user]\n\tname = t\n\temail = t@example.com\n[init]\n\tdefaultBranch = main\n"), 0o644)
 		},
