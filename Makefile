@@ -44,12 +44,13 @@ lint:
 	$(GO) run $(WORKFLOWCHECK) ./engine/...
 
 # bench measures the figures recorded in docs/benchmarks.md.
-bench: build
+bench: build tools
 	@scripts/deps.sh hyperfine
 	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
 	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
 	scripts/bench/run-bench.sh
 	scripts/bench/approvals.sh
+	scripts/bench/build-bench.sh
 
 # demo is the main job on the embedded default: the base images
 # (busybox:local, golang:local) pushed to the local registry under
