@@ -549,7 +549,9 @@ func literalString(expr hcl.Expression) (string, bool) {
 	if v.Type() != cty.String || v.IsNull() || v.IsMarked() || len(v.AsString()) > maxValueSize {
 		return "", false
 	}
-	return cty.NormalizeString(v.AsString()), true // as evaluating the template would
+	// Evaluating the template would normalise the text (cty.StringVal);
+	// the parser built the literal with cty.StringVal, so it already is.
+	return v.AsString(), true
 }
 
 // literalStrings returns the elements of a list of literal strings, as
