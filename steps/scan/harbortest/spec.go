@@ -1,0 +1,229 @@
+package harbortest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/oasdiff/yaml"
+)
+
+// ClientModule is the Harbor client whose API description the fake obeys.
+const ClientModule = "github.com/goharbor/go-client"
+
+// SpecPath is the API description's path inside ClientModule.
+const SpecPath = "api/v2.0/swagger.yaml"
+
+var spec struct {
+	once sync.Once
+	doc  *openapi3.T
+	err  error
+}
+
+// Spec returns Harbor's API description from the go-client module this
+// module requires (read from the module cache, found with `go list -m`),
+// converted to OpenAPI 3.
+func Spec() (*openapi3.T, error) {
+	spec.once.Do(func() {
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", ClientModule).Output()
+		if err != nil {
+			spec.err = fmt.Errorf("finding %s in the module cache (go list -m): %w", ClientModule, err)
+			return
+		}
+		file := filepath.Join(strings.TrimSpace(string(out)), SpecPath)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			spec.err = fmt.Errorf("reading Harbor's API description: %w", err)
+			return
+		}
+		var doc2 openapi2.T
+		if _, err := yaml.Unmarshal(data, &doc2, yaml.DecodeOpts{}); err != nil {
+			spec.err = fmt.Errorf("parsing %s: %w", file, err)
+			return
+		}
+		spec.doc, spec.err = openapi2conv.ToV3(&doc2)
+	})
+	return spec.doc, spec.err
+}
+
+// validator checks requests to /api/v2.0 and their responses against the
+// API description.
+type validator struct {
+	router routers.Router
+}
+
+func newValidator(serverURL string) (*validator, error) {
+	base, err := Spec()
+	if err != nil {
+		return nil, err
+	}
+	// A shallow copy with this server's address: the description names
+	// http(s)://localhost.
+	doc := *base
+	doc.Servers = openapi3.Servers{{URL: serverURL + "/api/v2.0"}}
+	r, err := gorillamux.NewRouter(&doc)
+	if err != nil {
+		return nil, fmt.Errorf("routing Harbor's API description: %w", err)
+	}
+	return &validator{router: r}, nil
+}
+
+var filterOptions = &openapi3filter.Options{
+	IncludeResponseStatus: true,
+	MultiError:            true,
+	AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
+}
+
+// request validates a request and returns its route, or why it is not one
+// the description declares.
+func (v *validator) request(r *http.Request) (*openapi3filter.RequestValidationInput, error) {
+	route, params, err := v.router.FindRoute(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s is not an operation of Harbor's API: %v", r.Method, r.URL.EscapedPath(), err)
+	}
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+		r.Body.Close()
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: filterOptions}
+	err = openapi3filter.ValidateRequest(context.Background(), in)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return in, fmt.Errorf("request %s %s (%s) does not match Harbor's API: %v", r.Method, r.URL.EscapedPath(), route.Operation.OperationID, err)
+	}
+	return in, nil
+}
+
+// undeclared lists the error statuses Harbor sends although the
+// description does not declare them for the operation: scanArtifact
+// answers 409 when a scan of the artifact is under way and 412 when the
+// project has no scanner (Harbor's scan controller, ConflictError and
+// PreconditionFailedError). Their body is checked as the description's
+// Errors.
+var undeclared = map[string][]int{"scanArtifact": {http.StatusConflict, http.StatusPreconditionFailed}}
+
+// response validates a response to a validated request.
+func (v *validator) response(in *openapi3filter.RequestValidationInput, status int, h http.Header, body []byte) error {
+	op := in.Route.Operation.OperationID
+	what := fmt.Sprintf("response %d to %s (%s)", status, in.Request.URL.EscapedPath(), op)
+	for _, code := range undeclared[op] {
+		if status == code {
+			if err := v.schema("Errors").VisitJSON(decode(body)); err != nil {
+				return fmt.Errorf("%s is not Harbor's Errors: %v", what, err)
+			}
+			return nil
+		}
+	}
+	if op == "getVulnerabilitiesAddition" && status == http.StatusOK {
+		if err := checkReport(h, body); err != nil {
+			return fmt.Errorf("%s: %v", what, err)
+		}
+		return nil
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: h, Options: filterOptions}
+	out.SetBodyBytes(body)
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		return fmt.Errorf("%s does not match Harbor's API: %v", what, err)
+	}
+	return nil
+}
+
+func (v *validator) schema(name string) *openapi3.Schema {
+	doc, _ := Spec()
+	return doc.Components.Schemas[name].Value
+}
+
+func decode(body []byte) any {
+	var x any
+	if err := json.Unmarshal(body, &x); err != nil {
+		return string(body)
+	}
+	return x
+}
+
+// reportSchema is the vulnerability report as Harbor serves it from
+// .../additions/vulnerabilities: a JSON object from report MIME type to
+// report. The API description declares this body a string
+// (goharbor/go-client#41), so the fake checks it against this schema,
+// written from Harbor's report model (src/pkg/scan/vuln: Report,
+// VulnerabilityItem, Severity) instead.
+const reportSchema = `{
+  "type": "object",
+  "additionalProperties": {
+    "type": "object",
+    "required": ["vulnerabilities"],
+    "properties": {
+      "generated_at": {"type": "string"},
+      "severity": {"type": "string", "enum": ["None", "Unknown", "Negligible", "Low", "Medium", "High", "Critical"]},
+      "scanner": {"type": "object", "properties": {
+        "name": {"type": "string"}, "vendor": {"type": "string"}, "version": {"type": "string"}}},
+      "vulnerabilities": {"type": "array", "items": {
+        "type": "object",
+        "required": ["id", "package", "version", "severity"],
+        "properties": {
+          "id": {"type": "string", "minLength": 1},
+          "package": {"type": "string"},
+          "version": {"type": "string"},
+          "fix_version": {"type": "string"},
+          "severity": {"type": "string", "enum": ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"]},
+          "description": {"type": "string"},
+          "links": {"type": "array", "items": {"type": "string"}},
+          "artifact_digests": {"type": "array", "items": {"type": "string"}},
+          "cwe_ids": {"type": "array", "items": {"type": "string"}},
+          "vendor_attributes": {"type": "object"},
+          "preferred_cvss": {"type": "object"}
+        }
+      }}
+    }
+  }
+}`
+
+var report = func() *openapi3.Schema {
+	var s openapi3.Schema
+	if err := json.Unmarshal([]byte(reportSchema), &s); err != nil {
+		panic(err)
+	}
+	return &s
+}()
+
+// reportMimes are the report MIME types Harbor serves.
+var reportMimes = []string{MimeGeneric, MimeNative}
+
+func checkReport(h http.Header, body []byte) error {
+	if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("the vulnerability report's Content-Type is %q, not application/json", ct)
+	}
+	var x map[string]any
+	if err := json.Unmarshal(body, &x); err != nil {
+		return fmt.Errorf("the vulnerability report is not a JSON object: %v", err)
+	}
+	for m := range x {
+		known := false
+		for _, k := range reportMimes {
+			known = known || m == k
+		}
+		if !known {
+			return fmt.Errorf("the vulnerability report has the unknown MIME type %q", m)
+		}
+	}
+	if err := report.VisitJSON(decode(body)); err != nil {
+		return fmt.Errorf("the vulnerability report does not have Harbor's report shape: %v", err)
+	}
+	return nil
+}
