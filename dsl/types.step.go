@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -225,10 +226,10 @@ func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
 			}
 		}
 	case plan.KindScan:
-		for _, a := range s.Scan.Allow {
+		for i, a := range s.Scan.Allow {
 			if a.Until != "" {
 				if _, err := time.Parse(time.DateOnly, a.Until); err != nil {
-					fail("Invalid date", fmt.Sprintf("until %q of the allowed finding %q is not a date; write YYYY-MM-DD, like \"2026-12-31\".", a.Until, a.ID))
+					c.add(errorDiag("Invalid date", fmt.Sprintf("until %q of the allowed finding %q is not a date; write YYYY-MM-DD, like \"2026-12-31\".", a.Until, a.ID), allowUntilRange(b, i), def))
 				}
 			}
 		}
@@ -278,4 +279,28 @@ func guessGitOpsFormat(file string) string {
 		return "helm"
 	}
 	return ""
+}
+
+// allowUntilRange is the range of the until attribute of a scan step's
+// i-th allow block, or the step's when the body is not native syntax.
+func allowUntilRange(b *hcl.Block, i int) *hcl.Range {
+	body, ok := b.Body.(*hclsyntax.Body)
+	if !ok {
+		return &b.DefRange
+	}
+	n := 0
+	for _, blk := range body.Blocks {
+		if blk.Type != "allow" {
+			continue
+		}
+		if n == i {
+			if attr, ok := blk.Body.Attributes["until"]; ok {
+				r := attr.Expr.Range()
+				return &r
+			}
+			return &b.DefRange
+		}
+		n++
+	}
+	return &b.DefRange
 }
