@@ -75,6 +75,9 @@ type Activities struct {
 	// HeartbeatInterval is how often a running activity heartbeats; zero
 	// means every second (the worker throttles what reaches the server).
 	HeartbeatInterval time.Duration
+
+	// artifacts is RunnerOptions.Artifacts.
+	artifacts ArtifactStore
 }
 
 // PrepareWorkspace takes a stage on this runner: it prepares the stage's

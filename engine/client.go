@@ -356,7 +356,7 @@ func resumeFrom(p *plan.Plan, prev RunStatus, from string) (*Resume, error) {
 			}
 			res.Stages = append(res.Stages, ResumedStage{ID: s.ID, Approval: approval, Steps: slices.Clone(ps.Steps[:sj])})
 		case !after[i] && ps.State == StateSucceeded:
-			res.Stages = append(res.Stages, ResumedStage{ID: s.ID, Approval: approval, Steps: slices.Clone(ps.Steps)})
+			res.Stages = append(res.Stages, ResumedStage{ID: s.ID, Approval: approval, Steps: slices.Clone(ps.Steps), Artifacts: ps.Artifacts})
 		}
 	}
 	return res, nil

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +32,8 @@ import (
 //	flaky N [k=v ...] fail the first N calls of this stage/step, then succeed
 //	wait GATE         block until the test opens GATE or the step is cancelled
 //	env NAME...       succeed with outputs NAME=$NAME
+//	write PATH TEXT   write TEXT to PATH in the workspace
+//	read PATH         succeed with output read=<PATH's content>, or fail
 type fakeExec struct {
 	mu         sync.Mutex
 	calls      map[string]int // by "stage/step"
@@ -146,6 +150,18 @@ func (f *fakeExec) Execute(ctx context.Context, req steps.Request) (steps.Result
 			return steps.Result{}, err
 		}
 		return outputs(args[2:]), nil
+	case "write":
+		p := filepath.Join(req.Workspace, args[1])
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return steps.Result{}, err
+		}
+		return steps.Result{}, os.WriteFile(p, []byte(args[2]), 0o644)
+	case "read":
+		b, err := os.ReadFile(filepath.Join(req.Workspace, args[1]))
+		if err != nil {
+			return steps.Result{}, err
+		}
+		return steps.Result{Outputs: map[string]string{"read": string(b)}}, nil
 	case "env":
 		res := steps.Result{Outputs: map[string]string{}}
 		for _, name := range args[1:] {

@@ -87,6 +87,19 @@ var historyShapes = []struct {
 		},
 		want: StateFailed,
 	},
+	{
+		name: "artifacts",
+		plan: func() plan.Plan {
+			build := stage("build", nil, step("compile", "write", "out/bin.txt", "built"))
+			build.Artifacts = []string{"out/**"}
+			return testPlan("artifacts",
+				build,
+				stage("test", needs("build"), step("check", "read", "out/bin.txt")),
+				stage("package", needs("test"), step("pack", "read", "out/bin.txt")),
+			)
+		},
+		want: StateSucceeded,
+	},
 }
 
 // TestRecordHistories runs each shape on a real server and writes its

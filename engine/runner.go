@@ -44,6 +44,10 @@ type RunnerOptions struct {
 	// Activities are the runner's executors, workspaces, secrets and logs;
 	// Runner and Queue are filled in.
 	Activities *Activities
+	// Artifacts stores the files stages declare as artifacts and fetches
+	// those of the stages a stage needs (see artifacts.go); nil refuses
+	// stages that hand on or receive artifacts.
+	Artifacts ArtifactStore
 	// Workflows makes the runner also run the workflows (on
 	// WorkflowTaskQueue), as a single-process `sluice run` needs.
 	Workflows bool
@@ -76,6 +80,7 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 	a := *o.Activities
 	a.Runner = o.Name
 	a.Queue = RunnerQueue(o.Name)
+	a.artifacts = o.Artifacts
 	if a.Heartbeats == nil {
 		a.Heartbeats = c
 	}

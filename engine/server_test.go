@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/runners/artifacts"
 	"github.com/sluice-ci/sluice/steps"
 )
 
@@ -68,6 +69,7 @@ func startRunner(t *testing.T, c client.Client, name string) *testRunner {
 			Logs:              tr.logs,
 			HeartbeatInterval: 200 * time.Millisecond,
 		},
+		Artifacts: artifacts.Store{Dir: t.TempDir()},
 		Workflows: true,
 		Worker: worker.Options{
 			WorkflowPanicPolicy:          worker.FailWorkflow,

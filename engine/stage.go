@@ -93,6 +93,9 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 			}
 		}
 	}
+	if stageErr == "" && stageCtx.Err() == nil {
+		stageErr = r.uploadArtifacts(stageCtx, st, &ws)
+	}
 	st.status.End = workflow.Now(ctx)
 	switch {
 	case timedOut:
@@ -165,7 +168,7 @@ func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) err
 	}
 	*ws = res
 	st.status.Runner = res.Runner
-	return nil
+	return r.downloadArtifacts(ctx, st, ws)
 }
 
 // release cleans up the stage's workspace on its runner; a failure is

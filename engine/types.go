@@ -58,6 +58,8 @@ type ResumedStage struct {
 	ID       string          `json:"id"`
 	Approval *ApprovalStatus `json:"approval,omitempty"`
 	Steps    []StepStatus    `json:"steps"`
+	// Artifacts are those of a stage kept whole.
+	Artifacts *ArtifactsStatus `json:"artifacts,omitempty"`
 }
 
 // RunRef says which run of which commit a status or a listing is about.
@@ -108,6 +110,8 @@ type StageStatus struct {
 	End      time.Time       `json:"end,omitzero"`
 	Approval *ApprovalStatus `json:"approval,omitempty"`
 	Steps    []StepStatus    `json:"steps"`
+	// Artifacts is what the stage stored for the stages after it.
+	Artifacts *ArtifactsStatus `json:"artifacts,omitempty"`
 }
 
 // StepStatus is the state of one step.

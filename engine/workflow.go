@@ -159,6 +159,7 @@ func newRun(ctx workflow.Context, in RunInput) (*run, error) {
 				st.approvalKept = true
 			}
 			if st.first == len(st.plan.Steps) {
+				st.status.Artifacts = rs.Artifacts
 				st.status.State = StateSucceeded
 				st.status.Reason = "kept from the attempt before the retry"
 				st.started = true

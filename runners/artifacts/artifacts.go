@@ -62,6 +62,9 @@ type NoMatchError struct {
 	Patterns []string
 }
 
+// Permanent tells a caller that retrying will not help.
+func (e *NoMatchError) Permanent() bool { return true }
+
 func (e *NoMatchError) Error() string {
 	return fmt.Sprintf("artifacts %s matched no file in the workspace; check the paths (relative to the workspace) and that the stage's steps wrote them", quote(e.Patterns))
 }
@@ -70,6 +73,9 @@ func (e *NoMatchError) Error() string {
 type TooLargeError struct {
 	Size, Limit int64
 }
+
+// Permanent tells a caller that retrying will not help.
+func (e *TooLargeError) Permanent() bool { return true }
 
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("artifacts hold more than %d MiB (the limit is %d MiB); narrow the patterns, or publish large outputs as an image", e.Size>>20, e.Limit>>20)
