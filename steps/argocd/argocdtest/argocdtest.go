@@ -243,7 +243,7 @@ func (s *Server) application(name string, a *state) map[string]any {
 	}
 	opState := map[string]any{
 		"phase": a.phase, "message": "successfully synced (all tasks run)", "startedAt": started,
-		"operation": map[string]any{"sync": map[string]any{"revision": a.target}},
+		"operation":  map[string]any{"sync": map[string]any{"revision": a.target}},
 		"syncResult": map[string]any{"revision": a.target},
 	}
 	if a.phase == "Running" {
