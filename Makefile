@@ -23,7 +23,7 @@ bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
 	cd tools/buildkit && $(GO) build -o ../../bin/ github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl
 
 deps:
-	@scripts/deps.sh git
+	@scripts/deps.sh git prometheus
 
 # test runs every Go test (real servers included: buildkitd from make
 # tools, which the build tests start through runners/buildkitd), then the
