@@ -195,7 +195,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	in, err := s.valid.request(r)
+	in, err := s.valid.Request(r)
 	if err != nil {
 		s.violate("%v", err)
 		if in == nil {

@@ -1,25 +1,18 @@
 package harbortest
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 
-	"github.com/getkin/kin-openapi/openapi2"
-	"github.com/getkin/kin-openapi/openapi2conv"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
-	"github.com/oasdiff/yaml"
+
+	"github.com/sluice-ci/sluice/internal/apicheck"
 )
 
 // ClientModule is the Harbor client whose API description the fake obeys.
@@ -44,70 +37,27 @@ func Spec() (*openapi3.T, error) {
 			spec.err = fmt.Errorf("finding %s in the module cache (go list -m): %w", ClientModule, err)
 			return
 		}
-		file := filepath.Join(strings.TrimSpace(string(out)), SpecPath)
-		data, err := os.ReadFile(file)
-		if err != nil {
-			spec.err = fmt.Errorf("reading Harbor's API description: %w", err)
-			return
-		}
-		var doc2 openapi2.T
-		if _, err := yaml.Unmarshal(data, &doc2, yaml.DecodeOpts{}); err != nil {
-			spec.err = fmt.Errorf("parsing %s: %w", file, err)
-			return
-		}
-		spec.doc, spec.err = openapi2conv.ToV3(&doc2)
+		spec.doc, spec.err = apicheck.LoadSwagger(filepath.Join(strings.TrimSpace(string(out)), SpecPath))
 	})
 	return spec.doc, spec.err
 }
 
 // validator checks requests to /api/v2.0 and their responses against the
-// API description.
+// API description, with the exceptions below.
 type validator struct {
-	router routers.Router
+	*apicheck.Checker
 }
 
 func newValidator(serverURL string) (*validator, error) {
-	base, err := Spec()
+	doc, err := Spec()
 	if err != nil {
 		return nil, err
 	}
-	// A shallow copy with this server's address: the description names
-	// http(s)://localhost.
-	doc := *base
-	doc.Servers = openapi3.Servers{{URL: serverURL + "/api/v2.0"}}
-	r, err := gorillamux.NewRouter(&doc)
+	c, err := apicheck.New("Harbor", doc, serverURL+"/api/v2.0")
 	if err != nil {
-		return nil, fmt.Errorf("routing Harbor's API description: %w", err)
+		return nil, err
 	}
-	return &validator{router: r}, nil
-}
-
-var filterOptions = &openapi3filter.Options{
-	IncludeResponseStatus: true,
-	MultiError:            true,
-	AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
-}
-
-// request validates a request and returns its route, or why it is not one
-// the description declares.
-func (v *validator) request(r *http.Request) (*openapi3filter.RequestValidationInput, error) {
-	route, params, err := v.router.FindRoute(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s is not an operation of Harbor's API: %v", r.Method, r.URL.EscapedPath(), err)
-	}
-	var body []byte
-	if r.Body != nil {
-		body, _ = io.ReadAll(r.Body)
-		r.Body.Close()
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: filterOptions}
-	err = openapi3filter.ValidateRequest(context.Background(), in)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return in, fmt.Errorf("request %s %s (%s) does not match Harbor's API: %v", r.Method, r.URL.EscapedPath(), route.Operation.OperationID, err)
-	}
-	return in, nil
+	return &validator{c}, nil
 }
 
 // undeclared lists the error statuses Harbor sends although the
@@ -124,7 +74,7 @@ func (v *validator) response(in *openapi3filter.RequestValidationInput, status i
 	what := fmt.Sprintf("response %d to %s (%s)", status, in.Request.URL.EscapedPath(), op)
 	for _, code := range undeclared[op] {
 		if status == code {
-			if err := v.schema("Errors").VisitJSON(decode(body)); err != nil {
+			if err := v.Schema("Errors").VisitJSON(decode(body)); err != nil {
 				return fmt.Errorf("%s is not Harbor's Errors: %v", what, err)
 			}
 			return nil
@@ -136,17 +86,7 @@ func (v *validator) response(in *openapi3filter.RequestValidationInput, status i
 		}
 		return nil
 	}
-	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: h, Options: filterOptions}
-	out.SetBodyBytes(body)
-	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
-		return fmt.Errorf("%s does not match Harbor's API: %v", what, err)
-	}
-	return nil
-}
-
-func (v *validator) schema(name string) *openapi3.Schema {
-	doc, _ := Spec()
-	return doc.Components.Schemas[name].Value
+	return v.Response(in, status, h, body)
 }
 
 func decode(body []byte) any {
