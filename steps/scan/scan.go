@@ -89,8 +89,12 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		return steps.Result{Outputs: map[string]string{}}, nil
 	}
 	if t.username == "" || t.password == "" {
-		return steps.Result{}, fmt.Errorf("step %q: no credentials for Harbor %s: set username and password on the step (a robot account with the scan permission on project %q, password = secret.<name>), or %s and %s on the runner",
-			req.Step.Name, t.harbor, t.project, EnvUsername, EnvPassword)
+		missing := "username"
+		if t.username != "" {
+			missing = "password"
+		}
+		return steps.Result{}, fmt.Errorf("step %q: no %s for Harbor %s: set username and password on the step (a robot account with the Create Scan permission on project %q; password = secret.<name>), or %s and %s on the runner",
+			req.Step.Name, missing, t.harbor, t.project, EnvUsername, EnvPassword)
 	}
 	fmt.Fprintf(log, "sluice: scanning %s in Harbor %s (project %q, repository %q); failing on %s\n", t.ref, t.harbor, t.project, t.repository, failOnText(t.failOn))
 	h := e.client(t)
@@ -152,12 +156,14 @@ func (e *Executor) resolve(ss *plan.ScanStep) (*target, error) {
 	}
 	t.project, t.repository = project, repo
 
+	// What the step leaves out comes from the runner: a step may give the
+	// robot account's token as a secret and leave its name to the runner.
 	t.username, t.password = ss.Username.Literal(), ss.Password.Literal()
-	if (t.username == "") != (t.password == "") {
-		return nil, errors.New("set both username and password, or neither (then the runner's HARBOR_USERNAME and HARBOR_PASSWORD are used)")
-	}
 	if t.username == "" {
-		t.username, t.password = e.getenv(EnvUsername), e.getenv(EnvPassword)
+		t.username = e.getenv(EnvUsername)
+	}
+	if t.password == "" {
+		t.password = e.getenv(EnvPassword)
 	}
 
 	raw, from := ss.Harbor.Literal(), "harbor"
@@ -175,8 +181,8 @@ func (e *Executor) resolve(ss *plan.ScanStep) (*target, error) {
 		t.harbor = u
 	case loopback(host):
 		t.why = fmt.Sprintf("the image's registry %s is on this machine, which is not Harbor; set harbor = \"https://...\" on the step or %s on the runner to scan", host, EnvURL)
-	case t.username == "":
-		t.why = fmt.Sprintf("no Harbor is configured: set harbor (or %s) and credentials (username and password, or %s and %s), and %s is taken for the Harbor server of %s", EnvURL, EnvUsername, EnvPassword, "https://"+host, t.ref)
+	case t.username == "" || t.password == "":
+		t.why = fmt.Sprintf("no Harbor is configured: set harbor on the step or %s on the runner, or give credentials (username and password, or %s and %s) and https://%s is taken for Harbor", EnvURL, EnvUsername, EnvPassword, host)
 	default:
 		t.harbor = &url.URL{Scheme: "https", Host: host}
 	}

@@ -340,7 +340,11 @@ func TestResolve(t *testing.T) {
 		{name: "nothing configured", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/web/api" + dig)}, project: "web", repo: "api"},
 		{name: "tag, not digest", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/web/api:1.0")}, err: "not pinned by digest"},
 		{name: "no project", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/api" + dig)}, err: "has no Harbor project"},
-		{name: "half credentials", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/web/api" + dig), Username: plan.Lit("u")}, err: "set both username and password"},
+		{name: "token from the step, name from the runner", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/web/api" + dig), Password: plan.Lit("token")},
+			env:    map[string]string{EnvUsername: "robot$env"},
+			harbor: "https://harbor.example.com", user: "robot$env", project: "web", repo: "api"},
+		{name: "half credentials", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/web/api" + dig), Password: plan.Lit("token")}, project: "web", repo: "api"},
+		{name: "local registry with half credentials", ss: plan.ScanStep{Image: plan.Lit("localhost:5000/go-service/api" + dig), Password: plan.Lit("token")}, project: "go-service", repo: "api"},
 		{name: "bad harbor URL", ss: plan.ScanStep{Image: plan.Lit("harbor.example.com/web/api" + dig), Harbor: plan.Lit("harbor.example.com")}, err: "is not a URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -384,7 +388,7 @@ func TestNoCredentials(t *testing.T) {
 	s := harbortest.New(t, harbortest.Options{})
 	ref := s.Push(t, "web/api")
 	_, _, err := run(t, executor(nil), step(s, ref, func(ss *plan.ScanStep) { ss.Username, ss.Password = plan.Template{}, plan.Template{} }), false)
-	if err == nil || !strings.Contains(err.Error(), "HARBOR_USERNAME") {
+	if err == nil || !strings.Contains(err.Error(), "no username for Harbor") || !strings.Contains(err.Error(), "HARBOR_USERNAME") {
 		t.Fatalf("err = %v, want one naming the credentials to set", err)
 	}
 	for _, r := range s.Requests() {
