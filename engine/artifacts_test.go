@@ -4,10 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/runners/artifacts"
@@ -21,25 +19,16 @@ import (
 func startHostRunner(t *testing.T, c client.Client, name string, labels []string, store ArtifactStore, workflows bool) string {
 	t.Helper()
 	dir := t.TempDir()
-	r, err := NewRunner(c, RunnerOptions{
+	startTestRunner(t, c, RunnerOptions{
 		Name:   name,
 		Labels: labels,
 		Activities: &Activities{
-			Workspaces:        TempWorkspaces{Dir: dir},
-			Executors:         steps.Registry{plan.KindRun: &hostrun.Executor{}},
-			HeartbeatInterval: 200 * time.Millisecond,
+			Workspaces: TempWorkspaces{Dir: dir},
+			Executors:  steps.Registry{plan.KindRun: &hostrun.Executor{}},
 		},
 		Artifacts: store,
 		Workflows: workflows,
-		Worker:    worker.Options{WorkflowPanicPolicy: worker.FailWorkflow},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Stop)
 	return dir
 }
 

@@ -61,21 +61,27 @@ type testRunner struct {
 func startRunner(t *testing.T, c client.Client, name string) *testRunner {
 	t.Helper()
 	tr := &testRunner{exec: newFakeExec(), ws: &countingWorkspaces{TempWorkspaces: TempWorkspaces{Dir: t.TempDir()}}, logs: newMemLogs()}
-	r, err := NewRunner(c, RunnerOptions{
+	startTestRunner(t, c, RunnerOptions{
 		Name: name,
 		Activities: &Activities{
-			Workspaces:        tr.ws,
-			Executors:         steps.Registry{plan.KindRun: tr.exec},
-			Logs:              tr.logs,
-			HeartbeatInterval: 200 * time.Millisecond,
+			Workspaces: tr.ws,
+			Executors:  steps.Registry{plan.KindRun: tr.exec},
+			Logs:       tr.logs,
 		},
 		Artifacts: artifacts.Store{Dir: t.TempDir()},
 		Workflows: true,
-		Worker: worker.Options{
-			WorkflowPanicPolicy:          worker.FailWorkflow,
-			MaxHeartbeatThrottleInterval: 200 * time.Millisecond,
-		},
 	})
+	return tr
+}
+
+// startTestRunner starts a runner that heartbeats every 200 ms and fails
+// a workflow that panics, and stops it when the test ends.
+func startTestRunner(t *testing.T, c client.Client, o RunnerOptions) {
+	t.Helper()
+	o.Activities.HeartbeatInterval = 200 * time.Millisecond
+	o.Worker.WorkflowPanicPolicy = worker.FailWorkflow
+	o.Worker.MaxHeartbeatThrottleInterval = 200 * time.Millisecond
+	r, err := NewRunner(c, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +89,6 @@ func startRunner(t *testing.T, c client.Client, name string) *testRunner {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Stop)
-	return tr
 }
 
 func testCtx(t *testing.T) context.Context {
