@@ -256,6 +256,12 @@ func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
 		if g.Format == "helm" && g.Key == "" {
 			fail("Missing Helm values key", "A Helm values file needs key, the dotted path of the image in it, like key = \"image.tag\".")
 		}
+		if g.Format == "kustomize" && g.Key != "" {
+			fail("Key in a kustomization", fmt.Sprintf("key %q is a Helm values path, which a kustomization has not; remove it, and set image_name to choose the entry of the kustomization's images.", g.Key))
+		}
+		if g.Format == "helm" && g.ImageName != "" {
+			fail("Image name in Helm values", fmt.Sprintf("image_name %q chooses an entry of a kustomization's images, which Helm values have not; remove it, and point key at the image.", g.ImageName))
+		}
 	case plan.KindVerify:
 		v := s.Verify
 		if (v.Below == nil) == (v.Above == nil) {
