@@ -39,7 +39,7 @@ type Env struct {
 	// Home is the $SLUICE_HOME the daemon and registry keep state in.
 	Home string
 
-	out     *syncBuffer
+	out     *Log
 	reg     *registry.Registry
 	golang  string
 	goOnce  sync.Once
@@ -81,7 +81,7 @@ func New() (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Home: home, User: "sluice", Password: "test-password", out: &syncBuffer{}}
+	e := &Env{Home: home, User: "sluice", Password: "test-password", out: &Log{}}
 	e.cleanup = append(e.cleanup, func() { _ = os.RemoveAll(home) })
 	defer func() {
 		if err != nil {
@@ -210,18 +210,22 @@ func Binary(root string) string {
 	return filepath.Join(root, "bin", buildkitd.Binary)
 }
 
-type syncBuffer struct {
+// Log is a step log (or a daemon's output) that a test reads while it is
+// being written.
+type Log struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends to the log.
+func (s *Log) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *Log) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

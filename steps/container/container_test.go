@@ -10,17 +10,17 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
-	"github.com/sluice-ci/sluice/internal/bktemp"
+	"github.com/sluice-ci/sluice/internal/buildtest"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/buildkit"
 	"github.com/sluice-ci/sluice/steps/run"
 )
 
-var env *bktemp.Env
+var env *buildtest.Env
 
-func TestMain(m *testing.M) { os.Exit(bktemp.Main(m, &env)) }
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, &env)) }
 
-type syncBuffer = bktemp.Log
+type syncBuffer = buildtest.Log
 
 // executor is what a runner with BuildKit registers for run steps: the
 // host executor, handing steps with an image to the container executor.

@@ -20,16 +20,16 @@ import (
 	"github.com/moby/buildkit/client"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
-	"github.com/sluice-ci/sluice/internal/bktemp"
+	"github.com/sluice-ci/sluice/internal/buildtest"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/buildkit"
 )
 
-var env *bktemp.Env
+var env *buildtest.Env
 
-func TestMain(m *testing.M) { os.Exit(bktemp.Main(m, &env)) }
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, &env)) }
 
-type syncBuffer = bktemp.Log
+type syncBuffer = buildtest.Log
 
 func workspace(t *testing.T, files map[string]string) string {
 	t.Helper()
@@ -296,11 +296,9 @@ func cachedRuns(log string) int {
 }
 
 func TestBuildKitDiesMidBuild(t *testing.T) {
-	own, err := bktemp.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer own.Close()
+	// A daemon of its own: the shared one is not killed under the other
+	// tests.
+	own := buildtest.Start(t)
 	ws := workspace(t, map[string]string{"Dockerfile": "FROM " + own.Busybox + "\nRUN echo started-long-step && sleep 20\n"})
 	log := &syncBuffer{}
 	e := &Executor{BuildKit: &buildkit.Conn{Addr: own.Addr}, DockerConfig: t.TempDir()}
@@ -308,11 +306,13 @@ func TestBuildKitDiesMidBuild(t *testing.T) {
 		for !strings.Contains(log.String(), "started-long-step") {
 			time.Sleep(20 * time.Millisecond)
 		}
-		own.Kill()
+		if err := own.Kill(); err != nil {
+			t.Errorf("killing buildkitd: %v", err)
+		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	_, err = e.Execute(ctx, request(ws, &plan.ImageStep{Tags: tpl(own.Registry + "/local/dies:1")}, log))
+	_, err := e.Execute(ctx, request(ws, &plan.ImageStep{Tags: tpl(own.Registry + "/local/dies:1")}, log))
 	if err == nil {
 		t.Fatal("the step succeeded although buildkitd was killed")
 	}
