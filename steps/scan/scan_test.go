@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/scan/harbortest"
@@ -395,5 +399,40 @@ func TestNoCredentials(t *testing.T) {
 		if strings.Contains(r, "/api/v2.0/") {
 			t.Errorf("sent %s without credentials", r)
 		}
+	}
+}
+
+// TestHeartbeatsWhilePolling: in an activity, the polls of a running scan
+// record heartbeats with the scan's status.
+func TestHeartbeatsWhilePolling(t *testing.T) {
+	s := harbortest.New(t, harbortest.Options{ScanDuration: 200 * time.Millisecond})
+	ref := s.Push(t, "web/api")
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	var mu sync.Mutex
+	var statuses []string
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+		var status string
+		if details.HasValues() {
+			details.Get(&status)
+		}
+		mu.Lock()
+		statuses = append(statuses, status)
+		mu.Unlock()
+	})
+	scanActivity := func(ctx context.Context) (map[string]string, error) {
+		res, _, err := runCtx(ctx, executor(nil), step(s, ref, nil), false)
+		return res.Outputs, err
+	}
+	env.RegisterActivity(scanActivity)
+	if _, err := env.ExecuteActivity(scanActivity); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The SDK throttles heartbeats (one now, the next within the
+	// heartbeat timeout), so a short scan shows one.
+	if len(statuses) == 0 || statuses[0] != "Running" {
+		t.Errorf("heartbeats %q, want one with status Running", statuses)
 	}
 }
