@@ -2,6 +2,7 @@ package dsl
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -241,6 +242,18 @@ func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
 		}
 		if app && !r.Token.IsZero() {
 			fail("Two kinds of credentials", "Give either token or GitHub App credentials (app_id, installation_id, private_key), not both.")
+		}
+		if u := r.GitHubURL; u != "" {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+				fail("Invalid github_url", fmt.Sprintf("github_url %q is not a URL. Give the address of the GitHub Enterprise Server, like \"https://github.example.com\", or leave it out for github.com.", u))
+			}
+		}
+		if !r.Repo.IsZero() && r.Repo.IsLiteral() {
+			repo := r.Repo.Literal()
+			owner, name, ok := strings.Cut(repo, "/")
+			if !ok || owner == "" || name == "" || strings.Contains(name, "/") || strings.ContainsAny(repo, ":@ ") {
+				fail("Invalid repo", fmt.Sprintf("repo %q is not a GitHub repository name. Write it as \"owner/name\", like \"acme/web\", or leave it out to release the repository the run comes from.", repo))
+			}
 		}
 	case plan.KindArgoCD:
 		g := s.ArgoCD.GitOps
