@@ -106,3 +106,35 @@ namespace: web
 		})
 	}
 }
+
+// FuzzEdit checks, for any file, that Edit does not panic and that an
+// edited file holds the image: editing it again changes nothing and
+// reports the image as the previous one.
+func FuzzEdit(f *testing.F) {
+	f.Add("images:\n  - name: r/api\n    newTag: \"1\" # c\n", "kustomize", "", "r/api:2")
+	f.Add("image:\n  repository: r/api\n  tag: '1'\n", "helm", "image", "r/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	f.Add("image:\n  tag: 1.0\n", "helm", "image.tag", "r/api:1.20")
+	f.Add("kustomize:\n  images: [\"a=r/api:1\"]\n", "argocd-source", "", "r/api:2")
+	f.Add("helm:\n  parameters:\n  - name: image.tag\n    value: \"1\"\n", "argocd-source", "image.tag", "r/api:2")
+	f.Fuzz(func(t *testing.T, content, format, key, image string) {
+		img, err := ParseImage(image)
+		if err != nil {
+			return
+		}
+		tg := Target{Format: format, Key: key}
+		out, _, err := Edit([]byte(content), tg, img)
+		if err != nil {
+			return
+		}
+		again, prev, err := Edit(out, tg, img)
+		if err != nil {
+			t.Fatalf("the edited file does not edit again: %v\n%s", err, out)
+		}
+		if string(again) != string(out) {
+			t.Fatalf("a second edit changed the file:\n%s\n---\n%s", out, again)
+		}
+		if p, err := ParseImage(prev); err != nil || p != img {
+			t.Fatalf("the edited file holds %q, not %q:\n%s", prev, img, out)
+		}
+	})
+}
