@@ -54,6 +54,10 @@ type fakeGitHub struct {
 	// rate limit asking to wait retryAfter seconds.
 	limit      map[string]int
 	retryAfter int
+	// primary answers the next requests with this key as GitHub does
+	// when the credentials' hourly limit is used up, until reset.
+	primary map[string]int
+	reset   time.Time
 
 	srv *httptest.Server
 }
@@ -81,7 +85,7 @@ func newFake(t *testing.T, prefix string) *fakeGitHub {
 		t: t, prefix: prefix, owner: "acme", repo: "web", token: "ghp_good",
 		commits: map[string]bool{commitA: true, commitB: true},
 		refs:    map[string]gitObject{}, tagObjs: map[string]gitObject{},
-		nextID: 1000, hang: map[string]int{}, before: map[string]func(){}, limit: map[string]int{},
+		nextID: 1000, hang: map[string]int{}, before: map[string]func(){}, limit: map[string]int{}, primary: map[string]int{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -146,6 +150,18 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
 		githubError(w, 403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
 			"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits")
+		return
+	}
+	if f.primary[key] > 0 {
+		f.primary[key]--
+		f.mu.Unlock()
+		w.Header().Set("X-RateLimit-Limit", "5000")
+		w.Header().Set("X-RateLimit-Remaining", "0")
+		w.Header().Set("X-RateLimit-Used", "5000")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(f.reset.Unix(), 10))
+		w.Header().Set("X-RateLimit-Resource", "core")
+		githubError(w, 403, "API rate limit exceeded for user ID 1.",
+			"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-the-primary-rate-limit")
 		return
 	}
 	hang := f.hang[key] > 0

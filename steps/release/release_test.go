@@ -497,6 +497,31 @@ func TestRateLimit(t *testing.T) {
 			t.Errorf("outputs %v, %d releases", res.Outputs, len(f.Releases()))
 		}
 	})
+	t.Run("hourly limit resets soon", func(t *testing.T) {
+		f := newFake(t, "")
+		f.primary["GET /repos/acme/web/releases/tags/v1.2.0"], f.reset = 1, time.Now().Add(time.Second)
+		_, log, err := run(t, executor(f), tokenStep("v1.2.0"))
+		if err != nil {
+			t.Fatalf("Execute: %v\n%s", err, log)
+		}
+		if !strings.Contains(log, "rate limit for these credentials is used up until") || time.Now().Before(f.reset) {
+			t.Errorf("the step did not wait for the reset:\n%s", log)
+		}
+		if n := len(f.Releases()); n != 1 {
+			t.Errorf("%d releases, want 1", n)
+		}
+	})
+	t.Run("hourly limit resets late", func(t *testing.T) {
+		f := newFake(t, "")
+		f.primary["GET /repos/acme/web/git/ref/tags/v1.2.0"], f.reset = 1, time.Now().Add(30*time.Minute)
+		_, _, err := run(t, executor(f), tokenStep("v1.2.0"))
+		if err == nil || !strings.Contains(err.Error(), "run the step again after then, or use other credentials") {
+			t.Errorf("err = %v, want a clear rate limit failure", err)
+		}
+		if n := len(f.Calls()); n != 1 {
+			t.Errorf("%d requests, want 1", n)
+		}
+	})
 	t.Run("too long a wait fails", func(t *testing.T) {
 		f := newFake(t, "")
 		f.limit["POST /repos/acme/web/releases"], f.retryAfter = 1, 600
