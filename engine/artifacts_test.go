@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,5 +124,46 @@ if [ -e notes.txt ]; then echo "notes.txt was handed on"; exit 1; fi`, "got")), 
 			wantStage(t, st, "build", StateFailed, `storing artifacts: storing the artifacts of stage build on runner "artifacts-a-`+tc.name+`": artifacts "dist/*.zip" matched no file in the workspace`)
 			wantStage(t, st, "test", StateSkipped, "needs build which failed")
 		})
+	}
+}
+
+func TestServerArtifactsKeptByRetry(t *testing.T) {
+	c := testClient(t)
+	store := artifacts.Store{Dir: t.TempDir()}
+	startHostRunner(t, c, "artifacts-retry-a", []string{"art-retry-a"}, store, true)
+	startHostRunner(t, c, "artifacts-retry-b", []string{"art-retry-b"}, store, false)
+	runs := filepath.Join(t.TempDir(), "build-runs")
+	build := stage("build", nil, script("compile", `echo run >> `+runs+`
+mkdir -p out && echo built > out/bin.txt`))
+	build.Artifacts, build.RunsOn = []string{"out"}, []string{"art-retry-a"}
+	// test fails the first time, after reading the file.
+	marker := filepath.Join(t.TempDir(), "failed-once")
+	test := stage("test", needs("build"), script("use", `echo "got=$(cat out/bin.txt)" >> "$SLUICE_OUTPUT"
+if [ ! -e `+marker+` ]; then touch `+marker+`; exit 1; fi`, "got"))
+	test.RunsOn = []string{"art-retry-b"}
+	ctx := testCtx(t)
+	runID, err := Start(ctx, c, testPlan("artifacts-retry", build, test), StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := waitDone(t, c, runID); st.State != StateFailed {
+		t.Fatalf("first attempt: %s", st.State)
+	}
+	if err := Retry(ctx, c, runID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitDone(t, c, runID)
+	if st.State != StateSucceeded {
+		t.Fatalf("retried run: %s %s", st.State, st.Error)
+	}
+	b := stageOf(t, st, "build")
+	if !b.Steps[0].Resumed || b.Artifacts == nil || b.Artifacts.Files != 1 {
+		t.Errorf("build after the retry: resumed %v, artifacts %+v", b.Steps[0].Resumed, b.Artifacts)
+	}
+	if got := stageOf(t, st, "test").Steps[0].Outputs["got"]; got != "built" {
+		t.Errorf("the retried test read out/bin.txt as %q", got)
+	}
+	if b, _ := os.ReadFile(runs); string(b) != "run\n" {
+		t.Errorf("build ran %q times", b)
 	}
 }
