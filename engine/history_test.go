@@ -10,6 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -123,23 +124,31 @@ func TestRecordHistories(t *testing.T) {
 			if st := waitDone(t, c, runID); st.State != shape.want {
 				t.Fatalf("run ended %s (%s), want %s", st.State, st.Error, shape.want)
 			}
-			var events []*historypb.HistoryEvent
-			it := c.GetWorkflowHistory(ctx, runID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-			for it.HasNext() {
-				ev, err := it.Next()
-				if err != nil {
-					t.Fatal(err)
-				}
-				events = append(events, ev)
-			}
-			b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join("testdata", shape.name+".json"), append(b, '\n'), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			recordHistory(t, c, runID, shape.name)
 		})
+	}
+}
+
+// recordHistory writes a run's history to testdata/<name>.json, which
+// TestReplay replays.
+func recordHistory(t *testing.T, c client.Client, runID, name string) {
+	t.Helper()
+	ctx := testCtx(t)
+	var events []*historypb.HistoryEvent
+	it := c.GetWorkflowHistory(ctx, runID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, ev)
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("testdata", name+".json"), append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

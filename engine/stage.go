@@ -8,6 +8,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
 )
 
 // acts is how workflow code names activities: methods on a nil pointer.
@@ -75,10 +77,15 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 	// run as one activity (see batch.go). Histories recorded before run
 	// every step alone.
 	batches := workflow.GetVersion(ctx, "step-batches", workflow.DefaultVersion, 1) == 1
+	// Verify steps are watched by the workflow (see verify.go).
+	watched := r.watchesVerify(ctx, s)
 	for j := st.first; j < len(s.Steps) && stageErr == "" && stageCtx.Err() == nil; {
 		next := -1
-		if batches {
-			if n := r.batchLen(st, j); n > 1 {
+		if watched && s.Steps[j].Kind == plan.KindVerify {
+			r.runVerify(stageCtx, st, j, &ws)
+			next = j + 1
+		} else if batches {
+			if n := verifyCut(watched, s.Steps, j, r.batchLen(st, j)); n > 1 {
 				next = r.runBatch(stageCtx, st, j, n, &ws)
 			}
 		}
