@@ -195,13 +195,14 @@ func (c *compiler) compileStep(ps *plan.Step, st *stepBlock, ctx *hcl.EvalContex
 	}
 	ps.SetConfig(cfg)
 	if !misspelt {
-		c.checkKind(ps, b)
+		c.checkKind(ps, st)
 	}
 	ps.Refs = ps.CollectRefs()
 }
 
 // checkKind applies the rules of a step kind that a schema cannot say.
-func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
+func (c *compiler) checkKind(s *plan.Step, st *stepBlock) {
+	b := st.block
 	def := &b.DefRange
 	fail := func(summary, detail string) { c.add(errorDiag(summary, detail, def, nil)) }
 	switch s.Kind {
@@ -277,13 +278,43 @@ func (c *compiler) checkKind(s *plan.Step, b *hcl.Block) {
 		}
 	case plan.KindVerify:
 		v := s.Verify
-		if (v.Below == nil) == (v.Above == nil) {
-			fail("Missing bound", fmt.Sprintf("Verify step %q needs exactly one bound: below = <number> (fail when the value reaches it) or above = <number> (fail when the value drops to it).", s.Name))
+		switch {
+		case v.Below == nil && v.Above == nil:
+			fail("Missing bound", fmt.Sprintf("Verify step %q needs a bound: below = <number> (fail when the value reaches it) or above = <number> (fail when the value drops to it); both keep the value inside a band.", s.Name))
+		case v.Below != nil && v.Above != nil && *v.Above >= *v.Below:
+			fail("Empty band", fmt.Sprintf("Verify step %q keeps the value above %g and below %g, which no value is. With both bounds, above must be less than below.", s.Name, *v.Above, *v.Below))
 		}
 		if v.For != 0 && v.Interval > v.For {
 			fail("Interval longer than the watch", fmt.Sprintf("interval (%s) is longer than for (%s), so the query would run at most once. Shorten interval.", v.Interval, v.For))
 		}
+		if v.For <= 0 || v.Interval <= 0 {
+			fail("Watch without time", fmt.Sprintf("Verify step %q needs for and interval longer than zero, like for = \"10m\" and interval = \"30s\".", s.Name))
+		}
+		if v.OnFailure == "rollback" && !c.deploysBefore(st) {
+			fail("Nothing to roll back", fmt.Sprintf("Verify step %q says on_failure = \"rollback\", but no argocd step runs before it in its stage or in a stage it needs, so there is no deploy to roll back. Put it after the argocd step (or in a stage that needs that step's stage), or set on_failure = \"fail\".", s.Name))
+		}
 	}
+}
+
+// deploysBefore reports whether an argocd step runs before st: earlier in
+// its stage, or in a stage its stage needs, directly or not.
+func (c *compiler) deploysBefore(st *stepBlock) bool {
+	for _, other := range st.stage.steps[:st.index] {
+		if other.kind == plan.KindArgoCD {
+			return true
+		}
+	}
+	for _, s := range c.stages {
+		if s == st.stage || !c.needsTransitively(st.stage, s) {
+			continue
+		}
+		for _, other := range s.steps {
+			if other.kind == plan.KindArgoCD {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // guessGitOpsFormat recognises the usual names of GitOps files.
