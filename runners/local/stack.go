@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/engine/logstore"
+	"github.com/sluice-ci/sluice/runners/artifacts"
 	"github.com/sluice-ci/sluice/runners/workspace"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/run"
@@ -145,7 +146,13 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 		Secrets:    engine.HostSecrets{},
 		Logs:       s.Logs,
 	}
-	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Workflows: true})
+	// Stage artifacts go to the stack's registry when it brought one up,
+	// else to a directory of its home.
+	store := artifacts.Store{Dir: filepath.Join(s.home, "artifacts")}
+	if s.Build != nil {
+		store.Registry = s.Build.Registry
+	}
+	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: true})
 	if err != nil {
 		return err
 	}
