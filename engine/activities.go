@@ -124,7 +124,8 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 		return StepResult{}, stepFailure(fmt.Sprintf("runner %q cannot run %q steps: it runs %s steps. Route the stage to a runner that can with runs_on, or run this step kind on a runner that has its executor", a.Runner, in.Step.Kind, strings.Join(kinds, ", ")), "UnknownKind")
 	}
 
-	secrets, err := a.resolveSecrets(ctx, in)
+	dry := dryRun(in.Env)
+	secrets, unresolved, err := a.resolveSecrets(ctx, in, dry)
 	if err != nil {
 		return StepResult{}, stepFailure(err.Error(), "Secret")
 	}
@@ -166,7 +167,8 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 			"SLUICE_SHA":       in.Git.SHA,
 			"SLUICE_REF":       in.Git.Ref,
 		},
-		Git: in.Git,
+		Git:    in.Git,
+		DryRun: dry,
 	}
 	for k, v := range env {
 		req.Env[k] = v.Literal()
@@ -182,6 +184,9 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 	req.Log = masked
 	if in.Attempt > 1 {
 		fmt.Fprintf(masked, "sluice: attempt %d of step %q on runner %q\n", in.Attempt, in.Step.Name, a.Runner)
+	}
+	for _, u := range unresolved {
+		fmt.Fprintf(masked, "sluice: dry run: secret %q is empty for this step: %v\n", u.name, u.err)
 	}
 
 	res, err := exec.Execute(ctx, req)
@@ -202,7 +207,7 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 
 // maskedResult is a step's result with secret values masked in its outputs.
 func maskedResult(res steps.Result, values []string) StepResult {
-	out := StepResult{}
+	out := StepResult{DryRun: res.DryRun}
 	for k, v := range res.Outputs {
 		if out.Outputs == nil {
 			out.Outputs = map[string]string{}
@@ -218,8 +223,16 @@ func stepFailure(msg, typ string) error {
 	return temporal.NewApplicationErrorWithOptions(msg, typ, temporal.ApplicationErrorOptions{NonRetryable: true})
 }
 
-// resolveSecrets resolves every secret the step refers to, by name.
-func (a *Activities) resolveSecrets(ctx context.Context, in StepInput) (map[string]string, error) {
+// unresolvedSecret is a secret a dry run goes on without.
+type unresolvedSecret struct {
+	name string
+	err  error
+}
+
+// resolveSecrets resolves every secret the step refers to, by name. In a
+// dry run a secret the runner cannot resolve is empty, and listed in
+// unresolved for the step's log.
+func (a *Activities) resolveSecrets(ctx context.Context, in StepInput, dry bool) (_ map[string]string, unresolved []unresolvedSecret, _ error) {
 	var names []string
 	collect := func(_ string, t plan.Template) {
 		for _, r := range t.Refs() {
@@ -238,15 +251,17 @@ func (a *Activities) resolveSecrets(ctx context.Context, in StepInput) (map[stri
 	for _, n := range names {
 		i := slices.IndexFunc(in.Secrets, func(s plan.Secret) bool { return s.Name == n })
 		if i < 0 {
-			return nil, fmt.Errorf("secret %q is not declared in the pipeline", n)
+			return nil, nil, fmt.Errorf("secret %q is not declared in the pipeline", n)
 		}
 		v, err := res.Resolve(ctx, in.Secrets[i])
-		if err != nil {
-			return nil, fmt.Errorf("resolving secret %q on runner %q: %w", n, a.Runner, err)
+		if err != nil && dry {
+			unresolved = append(unresolved, unresolvedSecret{n, err})
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("resolving secret %q on runner %q: %w", n, a.Runner, err)
 		}
 		values[n] = v
 	}
-	return values, nil
+	return values, unresolved, nil
 }
 
 // secretValues lists the values to mask, as the log masker does: values

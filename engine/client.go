@@ -33,6 +33,8 @@ type StartOptions struct {
 	// Source is where runners find the code of a run started from a
 	// developer's machine.
 	Source *Source
+	// DryRun starts the run as a dry run (see RunInput.DryRun).
+	DryRun bool
 }
 
 // Start starts a run of a plan and returns its run ID.
@@ -48,7 +50,7 @@ func Start(ctx context.Context, c client.Client, p plan.Plan, o StartOptions) (s
 	if q == "" {
 		q = WorkflowTaskQueue
 	}
-	if err := start(ctx, c, id, q, RunInput{Plan: p, Source: o.Source}, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE); err != nil {
+	if err := start(ctx, c, id, q, RunInput{Plan: p, Source: o.Source, DryRun: o.DryRun}, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -78,7 +78,8 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 	// every step alone.
 	batches := workflow.GetVersion(ctx, "step-batches", workflow.DefaultVersion, 1) == 1
 	// Verify steps are watched by the workflow (see verify.go).
-	watched := r.watchesVerify(ctx, s)
+	// A dry run's verify steps check once, like any step (see dryrun.go).
+	watched := !r.dryRun && r.watchesVerify(ctx, s)
 	for j := st.first; j < len(s.Steps) && stageErr == "" && stageCtx.Err() == nil; {
 		next := -1
 		if watched && s.Steps[j].Kind == plan.KindVerify {
@@ -262,7 +263,7 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 		}).Get(ctx, &res)
 		if err == nil {
 			st.outputs[step.Name] = res.Outputs
-			ss.Outputs = res.Outputs
+			ss.Outputs, ss.DryRun = res.Outputs, res.DryRun
 			end(StateSucceeded, "")
 			return
 		}

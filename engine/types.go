@@ -40,6 +40,10 @@ type RunInput struct {
 	// Resume carries what an earlier attempt of the same run finished, when
 	// the run is retried from a step (see Retry).
 	Resume *Resume `json:"resume,omitempty"`
+	// DryRun runs every step as a dry run (steps.Request.DryRun): the
+	// workflow sets EnvDryRun in each step's environment, approvals do not
+	// wait, and verify steps check once instead of being watched.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Resume is what a retried run keeps from the attempt before it.
@@ -84,8 +88,10 @@ type RunStatus struct {
 	Start time.Time `json:"start,omitzero"`
 	End   time.Time `json:"end,omitzero"`
 	// ResumedFrom is the step a retried run resumed from.
-	ResumedFrom string        `json:"resumed_from,omitempty"`
-	Stages      []StageStatus `json:"stages"`
+	ResumedFrom string `json:"resumed_from,omitempty"`
+	// DryRun says the run was started as a dry run.
+	DryRun bool          `json:"dry_run,omitempty"`
+	Stages []StageStatus `json:"stages"`
 }
 
 // Stage returns the status of the stage with the given ID.
@@ -127,6 +133,9 @@ type StepStatus struct {
 	Outputs map[string]string `json:"outputs,omitempty"`
 	// Resumed is set on a step a retried run kept from an earlier attempt.
 	Resumed bool `json:"resumed,omitempty"`
+	// DryRun names the side effects the step only reported (see
+	// steps.Result.DryRun); empty when it made all of them.
+	DryRun string `json:"dry_run,omitempty"`
 }
 
 // ApprovalStatus is the state of a stage's approval gate.
@@ -203,6 +212,8 @@ type StepInput struct {
 // StepResult is what a step hands back to the workflow.
 type StepResult struct {
 	Outputs map[string]string `json:"outputs,omitempty"`
+	// DryRun is steps.Result.DryRun.
+	DryRun string `json:"dry_run,omitempty"`
 }
 
 // ReleaseInput asks a runner to clean up a stage's workspace.

@@ -40,6 +40,8 @@ func Pipeline(ctx workflow.Context, in RunInput) (RunStatus, error) {
 type run struct {
 	plan   *plan.Plan
 	source *Source
+	// dryRun is RunInput.DryRun.
+	dryRun bool
 	status RunStatus
 	stages []*stageRun
 	byID   map[string]int
@@ -93,6 +95,7 @@ func newRun(ctx workflow.Context, in RunInput) (*run, error) {
 	r := &run{
 		plan:   &p,
 		source: in.Source,
+		dryRun: in.DryRun,
 		byID:   map[string]int{},
 		logger: workflow.GetLogger(ctx),
 		status: RunStatus{
@@ -105,6 +108,7 @@ func newRun(ctx workflow.Context, in RunInput) (*run, error) {
 			},
 			State:  StatePending,
 			Start:  workflow.Now(ctx),
+			DryRun: in.DryRun,
 			Stages: make([]StageStatus, len(p.Stages)),
 		},
 	}
@@ -503,6 +507,10 @@ func (r *run) waitApproval(ctx workflow.Context, st *stageRun) (string, error) {
 	if d := ap.Timeout.Std(); d > 0 {
 		st.status.Approval.Deadline = now.Add(d)
 	}
+	if r.dryRun {
+		dryRunApproval(st.status.Approval, now)
+		return "", nil
+	}
 	st.status.State = StateWaitingApproval
 	decided := func() bool { return st.decision != nil }
 	var err error
@@ -605,6 +613,9 @@ func (r *run) resolve(st *stageRun, step plan.Step) (plan.Step, map[string]plan.
 			}
 			env[k] = t
 		}
+	}
+	if r.dryRun {
+		env[EnvDryRun] = plan.Lit("true")
 	}
 	return resolved, env, nil
 }

@@ -36,6 +36,11 @@ type Request struct {
 // Result is what a finished step hands to the steps after it.
 type Result struct {
 	Outputs map[string]string
+	// DryRun names, in a few words, the side effects the step only
+	// reported ("push", "scan", "tag and release", "sync"), in a dry run or
+	// because nothing is configured to make them; empty when the step made
+	// every side effect it has. The run's summary shows it.
+	DryRun string
 }
 
 // Executor runs one kind of step. It returns an error when the step failed;
