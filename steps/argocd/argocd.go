@@ -114,13 +114,17 @@ func (e *Executor) deploy(ctx context.Context, req steps.Request, image string, 
 	case committed.Changed:
 		fmt.Fprintf(log, "sluice: committed %s to %s\n", short(committed.Revision), where)
 	}
+	dry := "sync"
+	if req.DryRun && committed.Changed {
+		dry = "commit and sync"
+	}
 	switch {
 	case c == nil:
 		fmt.Fprintf(log, "dry run: would sync %s and wait for %s (no Argo CD server configured: set server and token in the step, or ARGOCD_SERVER and ARGOCD_AUTH_TOKEN on the runner)\n", app, s.Wait)
-		return steps.Result{Outputs: out}, nil
+		return steps.Result{Outputs: out, DryRun: dry}, nil
 	case req.DryRun:
 		fmt.Fprintf(log, "dry run: would sync %s on %s and wait for %s\n", app, c.server, s.Wait)
-		return steps.Result{Outputs: out}, nil
+		return steps.Result{Outputs: out, DryRun: dry}, nil
 	}
 	if err := e.syncAndWait(ctx, c, app, committed.Revision, s.Wait, log); err != nil {
 		return steps.Result{}, err

@@ -120,8 +120,8 @@ func TestDeployByTagIntoKustomize(t *testing.T) {
 	if got, want := remote.File("kustomization.yaml"), strings.Replace(kustomization, "digest: "+digestA, "newTag: 1.4.0", 1); got != want {
 		t.Errorf("file:\n%s\nwant:\n%s", got, want)
 	}
-	if res.Outputs["previous_image"] != "registry.example.com/web@"+digestA {
-		t.Errorf("outputs %v", res.Outputs)
+	if res.Outputs["previous_image"] != "registry.example.com/web@"+digestA || res.DryRun != "sync" {
+		t.Errorf("outputs %v, dry run %q (want sync)", res.Outputs, res.DryRun)
 	}
 	if !strings.Contains(log, "dry run: would sync web and wait for healthy (no Argo CD server configured") {
 		t.Errorf("log does not report the sync it would make:\n%s", log)
@@ -297,6 +297,9 @@ func TestDryRunPushesAndSyncsNothing(t *testing.T) {
 	}
 	if remote.Head() != seed || len(argo.Syncs()) != 0 || argo.Gets() != 0 {
 		t.Errorf("a dry run changed something: head %s (seed %s), syncs %v", remote.Head(), seed, argo.Syncs())
+	}
+	if res.DryRun != "commit and sync" {
+		t.Errorf("result's DryRun = %q, want %q", res.DryRun, "commit and sync")
 	}
 	for _, want := range []string{"-    digest: " + digestA, "+    digest: " + digestB, "dry run: would commit kustomization.yaml on branch main of", "dry run: would sync web on " + argo.URL + " and wait for healthy"} {
 		if !strings.Contains(log, want) {

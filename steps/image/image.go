@@ -99,12 +99,21 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		return steps.Result{}, fmt.Errorf("step %q: %s: BuildKit reported no image digest", req.Step.Name, what)
 	}
 	out := map[string]string{"digest": digest, "ref": b.tags[0], "digest_ref": b.repo + "@" + digest}
-	if is.Push {
+	res := steps.Result{Outputs: out}
+	for _, c := range b.skippedCache {
+		fmt.Fprintf(log, "dry run: would export the build cache to %s\n", c)
+		res.DryRun = "cache export"
+	}
+	switch {
+	case is.Push && req.DryRun:
+		fmt.Fprintf(log, "dry run: would push %s (%s)\n", strings.Join(b.tags, ", "), digest)
+		res.DryRun = strings.TrimSuffix("push and "+res.DryRun, " and ")
+	case is.Push:
 		fmt.Fprintf(log, "sluice: pushed %s (%s)\n", strings.Join(b.tags, ", "), digest)
-	} else {
+	default:
 		fmt.Fprintf(log, "sluice: built %s (%s); not pushed, since the step does not set push = true\n", b.tags[0], digest)
 	}
-	return steps.Result{Outputs: out}, nil
+	return res, nil
 }
 
 // build is a step turned into a solve.
@@ -114,6 +123,8 @@ type build struct {
 	repo    string
 	creds   map[string]buildkit.Credentials
 	secrets map[string][]byte
+	// skippedCache are the cache exports a dry run leaves out.
+	skippedCache []string
 }
 
 func (e *Executor) prepare(req steps.Request) (*build, error) {
@@ -218,8 +229,16 @@ func (e *Executor) prepare(req steps.Request) (*build, error) {
 		return nil, fmt.Errorf("opening dockerfile %q: %w", is.Dockerfile, err)
 	}
 	exp := client.ExportEntry{Type: client.ExporterImage, Attrs: map[string]string{"name": strings.Join(b.tags, ",")}}
-	if is.Push {
+	if is.Push && !req.DryRun {
 		exp.Attrs["push"] = "true"
+	}
+	if req.DryRun {
+		// A dry run builds (the digest is known) but writes nothing to a
+		// registry: neither the image nor its cache.
+		for _, c := range exports {
+			b.skippedCache = append(b.skippedCache, c.Type+" "+c.Attrs["ref"])
+		}
+		exports = nil
 	}
 	b.opt = client.SolveOpt{
 		Frontend:      "dockerfile.v0",

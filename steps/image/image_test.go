@@ -177,6 +177,45 @@ func TestNoPushStillReportsDigest(t *testing.T) {
 	}
 }
 
+// TestDryRunPushesNothing: a dry run builds the image and knows its
+// digest, but the registry gets neither the image nor its cache.
+func TestDryRunPushesNothing(t *testing.T) {
+	ws := workspace(t, map[string]string{"Dockerfile": "FROM " + env.Busybox + "\nRUN echo dry > /f\n"})
+	log := &syncBuffer{}
+	tag := env.Registry + "/local/dry:1"
+	cache := env.Registry + "/local/dry:buildcache"
+	req := request(ws, &plan.ImageStep{Tags: tpl(tag), Push: true, CacheTo: tpl(cache)}, log)
+	req.DryRun = true
+	res, err := newExecutor().Execute(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Execute: %v\n%s", err, log)
+	}
+	d := res.Outputs["digest"]
+	if !strings.HasPrefix(d, "sha256:") || res.Outputs["digest_ref"] != env.Registry+"/local/dry@"+d || res.DryRun != "push and cache export" {
+		t.Fatalf("outputs = %v, dry run %q", res.Outputs, res.DryRun)
+	}
+	for _, ref := range []string{tag, cache} {
+		r, _ := name.ParseReference(ref)
+		if _, err := remote.Head(r); err == nil {
+			t.Errorf("a dry run pushed %s", ref)
+		}
+	}
+	for _, want := range []string{"dry run: would push " + tag + " (" + d + ")", "dry run: would export the build cache to registry " + cache} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	// The same build pushed has the digest the dry run reported.
+	req.DryRun = false
+	pushed, err := newExecutor().Execute(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Execute: %v\n%s", err, log)
+	}
+	if pushed.Outputs["digest"] != d || pushed.DryRun != "" {
+		t.Errorf("pushed %v (dry run %q), the dry run reported digest %s", pushed.Outputs, pushed.DryRun, d)
+	}
+}
+
 func TestCacheExportImport(t *testing.T) {
 	ws := workspace(t, map[string]string{"Dockerfile": "FROM " + env.Busybox + "\nARG N\nRUN echo expensive-$N > /a && sleep 0.1\nRUN echo second > /b\n"})
 	cache := env.Registry + "/local/cached:buildcache"

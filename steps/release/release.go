@@ -119,7 +119,7 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		if !req.DryRun {
 			fmt.Fprintf(log, "sluice: no tag or release, since no GitHub credentials are configured: %s\n", credentialsHint)
 		}
-		return steps.Result{Outputs: map[string]string{"tag": t.tag, "url": "", "id": ""}}, nil
+		return steps.Result{Outputs: map[string]string{"tag": t.tag, "url": "", "id": ""}, DryRun: "tag and release"}, nil
 	}
 	if noCreds {
 		return steps.Result{}, fmt.Errorf("step %q: no credentials for GitHub %s: %s", req.Step.Name, t.web, credentialsHint)

@@ -552,6 +552,9 @@ func TestDryRun(t *testing.T) {
 		if c := f.Calls(); len(c) != 0 {
 			t.Errorf("a dry run sent %v", c)
 		}
+		if res.DryRun != "tag and release" {
+			t.Errorf("result's DryRun = %q", res.DryRun)
+		}
 	})
 	t.Run("no credentials", func(t *testing.T) {
 		f := newFake(t, "")
@@ -564,7 +567,7 @@ func TestDryRun(t *testing.T) {
 			!strings.Contains(log, "no GitHub credentials are configured: set token on the step") {
 			t.Errorf("log = %q", log)
 		}
-		if res.Outputs["tag"] != "v1.2.0" || len(f.Calls()) != 0 {
+		if res.Outputs["tag"] != "v1.2.0" || len(f.Calls()) != 0 || res.DryRun != "tag and release" {
 			t.Errorf("outputs %v, requests %v", res.Outputs, f.Calls())
 		}
 	})

@@ -86,7 +86,7 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		if t.harbor == nil {
 			fmt.Fprintf(log, "sluice: no scan, since %s\n", t.why)
 		}
-		return steps.Result{Outputs: map[string]string{}}, nil
+		return steps.Result{Outputs: map[string]string{}, DryRun: "scan"}, nil
 	}
 	if t.username == "" || t.password == "" {
 		missing := "username"

@@ -311,8 +311,8 @@ func TestDryRun(t *testing.T) {
 	if log != want {
 		t.Errorf("log = %q, want %q", log, want)
 	}
-	if len(res.Outputs) != 0 {
-		t.Errorf("outputs %v, want none", res.Outputs)
+	if len(res.Outputs) != 0 || res.DryRun != "scan" {
+		t.Errorf("outputs %v, dry run %q; want none, and the scan reported as a dry run", res.Outputs, res.DryRun)
 	}
 }
 
@@ -379,9 +379,12 @@ func TestResolve(t *testing.T) {
 // reports what it would do and passes.
 func TestNoHarborIsDryRun(t *testing.T) {
 	ref := "localhost:5000/go-service/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	_, log, err := run(t, executor(nil), plan.Step{Name: "scan", Kind: plan.KindScan, Scan: &plan.ScanStep{Image: plan.Lit(ref), FailOn: "critical"}}, false)
+	res, log, err := run(t, executor(nil), plan.Step{Name: "scan", Kind: plan.KindScan, Scan: &plan.ScanStep{Image: plan.Lit(ref), FailOn: "critical"}}, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res.DryRun != "scan" {
+		t.Errorf("dry run %q, want the scan reported as a dry run", res.DryRun)
 	}
 	if !strings.HasPrefix(log, "dry run: would scan "+ref+" in Harbor and fail on critical+\n") || !strings.Contains(log, "SLUICE_HARBOR_URL") {
 		t.Errorf("log:\n%s", log)

@@ -213,7 +213,9 @@ func (e Executor) Execute(ctx context.Context, req steps.Request) (steps.Result,
 		switch {
 		case d.Fail != "":
 			return steps.Result{Outputs: w.Outputs()}, errors.New(d.Fail)
-		case d.Done || req.DryRun:
+		case req.DryRun:
+			return steps.Result{Outputs: w.Outputs(), DryRun: "watch"}, nil
+		case d.Done:
 			return steps.Result{Outputs: w.Outputs()}, nil
 		}
 		if err := sleep(ctx, d.Wait); err != nil {

@@ -163,8 +163,12 @@ func TestExecuteDryRunWithoutPrometheus(t *testing.T) {
 	req, log := request(dead.URL, "sum(rate(errors_total[5m]))", f(0.01), nil, 10*time.Minute, 30*time.Second)
 	req.DryRun = true
 	start := time.Now()
-	if _, err := (Executor{}).Execute(context.Background(), req); err != nil {
+	res, err := (Executor{}).Execute(context.Background(), req)
+	if err != nil {
 		t.Fatalf("dry run failed: %v", err)
+	}
+	if res.DryRun != "watch" {
+		t.Errorf("result's DryRun = %q, want %q", res.DryRun, "watch")
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Error("a dry run waited for the watch")
