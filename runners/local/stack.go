@@ -136,6 +136,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 func (s *Stack) startRunner(o RunnerOptions) error {
 	execs := steps.Registry{plan.KindRun: &run.Executor{}}
+	withDelivery(execs)
 	if s.Build != nil {
 		s.Build.register(execs)
 	}
