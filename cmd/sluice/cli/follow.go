@@ -285,11 +285,21 @@ func writeSummary(w io.Writer, st engine.RunStatus) {
 			if step.Resumed {
 				status += " (kept)"
 			}
+			if step.DryRun != "" {
+				status += " (dry run: " + step.DryRun + ")"
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, step.Name, status, duration(step.Start, step.End))
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nRun %s %s in %s.\n", st.RunID, st.State, duration(st.Start, st.End))
+	what := "Run"
+	if st.DryRun {
+		what = "Dry run"
+	}
+	fmt.Fprintf(w, "\n%s %s %s in %s.\n", what, st.RunID, st.State, duration(st.Start, st.End))
+	if st.DryRun {
+		fmt.Fprintln(w, "Nothing was pushed, scanned, tagged, released, committed or synced; the steps' logs say what would have been (\"dry run: would ...\"). Run and container steps ran.")
+	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "%s\n", st.Error)
 	}

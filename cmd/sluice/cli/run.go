@@ -77,6 +77,7 @@ func newRun(e *env) *cobra.Command {
 	var dirty bool
 	var labels []string
 	var runID string
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "run [PATH]",
 		Short: "Run a pipeline on this machine, durably",
@@ -89,10 +90,20 @@ stage/step prefix, ends with a summary, and exits 1 if the run failed.
 Each stage works in a checkout of the repository at the commit being run;
 with --dirty it gets the working tree as it is instead. Ctrl-C cancels the
 run cleanly. A run survives a crash: run the same command's follow-up,
-sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
+sluice status RUN, or start sluice dev, and it goes on where it stopped.
+
+With --dry-run nothing outside the runner's workspaces changes: image
+steps build but push neither the image nor its cache (their digest is
+known), scan, release and argocd steps log what they would scan, tag,
+release, commit and sync ("dry run: would ..."), verify steps check their
+query once, and approvals do not wait. Run and container steps run for
+real, with SLUICE_DRY_RUN=true in their environment; dagger steps run as
+usual. Secrets the runner does not have are empty. The summary marks
+what each step only reported. A retried dry run is a dry run again.`,
 		Example: `  sluice run
   sluice run examples/hello/.sluice --dirty
   sluice run --event tag --ref v1.2.0
+  sluice run --event tag --ref v1.2.0 --dry-run
   sluice run --progress=plain --var registry=localhost:5000
   sluice run --temporal-address temporal.internal:7233`,
 		Args: maxOneArg,
@@ -146,12 +157,16 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 			for _, msg := range stack.Unplaced(p) {
 				fmt.Fprintln(e.stderr, msg)
 			}
-			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: src, Dirty: dirty}})
+			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: src, Dirty: dirty}, DryRun: dryRun})
 			if err != nil {
 				return err
 			}
 			if mode != progressJSON {
-				fmt.Fprintf(e.stdout, "Run %s of pipeline %s (%s) started; Ctrl-C cancels it.\n", runID, p.Pipeline, eventName(p.Git))
+				what := "Run"
+				if dryRun {
+					what = "Dry run"
+				}
+				fmt.Fprintf(e.stdout, "%s %s of pipeline %s (%s) started; Ctrl-C cancels it.\n", what, runID, p.Pipeline, eventName(p.Git))
 			}
 			return followToEnd(ctx, e, stack, runID, mode)
 		},
@@ -161,6 +176,7 @@ sluice status RUN, or start sluice dev, and it goes on where it stopped.`,
 	cmd.Flags().StringVar(&progress, "progress", progressAuto, "how to show progress: auto, tty, plain or json")
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is, uncommitted changes included, instead of the commit")
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "change nothing outside the workspaces: build without pushing, and only report the scans, releases, commits and syncs the run would make")
 	cmd.Flags().StringVar(&runID, "run-id", "", "ID of the run (default: the pipeline name and a random suffix); an ID already used is refused")
 	return cmd
 }
