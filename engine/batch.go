@@ -26,15 +26,20 @@ import (
 // templates use no output of a step in the same batch (the workflow
 // substitutes outputs before it schedules).
 //
-// A batch keeps the promise of a step per activity, that a step the server
-// recorded as finished never runs again after a crash: before it starts the
-// next step, RunSteps records what finished so far in a heartbeat, sent to
-// the server at once and synchronously (not through the SDK's throttled
-// heartbeats). When the runner is lost, the batch's heartbeat timeout
-// carries that progress back to the workflow, which keeps the finished
-// steps and goes on at the step that was running. Status reads the same
-// progress from the running activity, so that a batch's steps show as they
-// finish.
+// A batch keeps the promise of a step per activity, that a step that
+// finished never runs again after a crash. RunSteps records what finished
+// so far before it starts the next step, in two places: in the workspace's
+// journal (journal.go), which a batch started again on the same runner
+// after a crash reads, and in a heartbeat to the server (not through the
+// SDK's throttled heartbeats), whose progress the workflow keeps when the
+// runner is lost. Without a journal, RunSteps waits until the server has
+// stored each heartbeat; with one, it goes on while the server is at most
+// JournalLead steps behind. When the runner is lost, the batch's heartbeat
+// timeout carries the stored progress back to the workflow, which keeps
+// those steps and starts the rest of the batch again once a runner has
+// taken the stage: in the same workspace, the journal skips the steps that
+// had finished there. Status reads the same progress from the running
+// activity, so that a batch's steps show as they finish.
 
 // RunStepsActivity is the name of the activity that runs a batch of steps.
 const RunStepsActivity = "RunSteps"
@@ -76,6 +81,8 @@ type BatchStepResult struct {
 	Outputs map[string]string `json:"outputs,omitempty"`
 	Start   time.Time         `json:"start"`
 	End     time.Time         `json:"end"`
+	// DryRun is StepResult.DryRun.
+	DryRun string `json:"dry_run,omitempty"`
 }
 
 // HeartbeatRecorder sends an activity's heartbeat to the server and waits
@@ -87,52 +94,47 @@ type HeartbeatRecorder interface {
 // RunSteps runs a batch of steps in order. It stops at a step that failed,
 // unless the step may fail. Each step's failure is in its result, not in
 // the activity's error: the activity fails only when the runner could not
-// go on (cancelled: a CanceledError carrying the progress).
+// go on (cancelled: a CanceledError carrying the progress). A step the
+// workspace's journal holds as finished is not run again: its recorded
+// result stands (see journal.go).
 func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p := a.startProgress(ctx, cancel)
+	j, err := a.openJournal(in)
+	if err != nil {
+		return StepsResult{}, err
+	}
+	defer j.close()
+	lead := 0
+	if j != nil {
+		lead = JournalLead
+	}
+	p := a.startProgress(ctx, cancel, lead)
 	defer p.stop()
 
 	res := StepsResult{StageID: in.StageID, First: in.First}
+	replay := j != nil
 	for i, bs := range in.Steps {
-		r := BatchStepResult{Start: time.Now()}
-		sctx, scancel := context.WithTimeout(ctx, bs.Timeout)
-		out, err := a.runStep(sctx, StepInput{
-			RunID:     in.RunID,
-			Pipeline:  in.Pipeline,
-			StageID:   in.StageID,
-			Workspace: in.Workspace,
-			Step:      bs.Step,
-			Env:       bs.Env,
-			Git:       in.Git,
-			Secrets:   in.Secrets,
-			Attempt:   1,
-		})
-		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
-		scancel()
-		r.End = time.Now()
-		if ctx.Err() != nil {
-			// Cancelled: the step did not finish; what did goes back.
-			return res, temporal.NewCanceledError(res)
-		}
-		r.Outputs = out.Outputs
-		if err != nil {
-			r.Error = err.Error()
-			var ae *temporal.ApplicationError
-			switch {
-			case timedOut:
-				r.Error = fmt.Sprintf("timed out after %s", bs.Timeout)
-			case errors.As(err, &ae):
-				r.Error = ae.Message()
-				var failed StepResult
-				if ae.HasDetails() && ae.Details(&failed) == nil {
-					r.Outputs = failed.Outputs
+		r, ok := j.finished(in.First+i, bs.Step.Name)
+		if replay = replay && ok; !replay {
+			r = a.runBatchStep(ctx, in, bs)
+			if ctx.Err() != nil {
+				// Cancelled: the step did not finish; what did goes back.
+				return res, temporal.NewCanceledError(res)
+			}
+			if j != nil {
+				if err := j.record(in.First+i, bs.Step.Name, r); err != nil {
+					// Without the journal, only the server's copy of the
+					// progress keeps the step from running again.
+					activity.GetLogger(ctx).Warn("writing the step journal; waiting for each heartbeat instead", "error", err)
+					j.close()
+					j, lead = nil, 0
+					p.setLead(0)
 				}
 			}
 		}
 		res.Steps = append(res.Steps, r)
-		if err != nil && !bs.Step.ContinueOnError {
+		if r.Error != "" && !bs.Step.ContinueOnError {
 			break
 		}
 		if i < len(in.Steps)-1 {
@@ -142,21 +144,63 @@ func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, 
 	return res, nil
 }
 
-// progress heartbeats a batch: at once with each finished step, and every
-// HeartbeatInterval in between, always with the latest progress, one
-// heartbeat at a time so that an older one never lands after a newer one.
+// runBatchStep runs one step of a batch and says how it ended.
+func (a *Activities) runBatchStep(ctx context.Context, in StepsInput, bs BatchStep) BatchStepResult {
+	r := BatchStepResult{Start: time.Now()}
+	sctx, scancel := context.WithTimeout(ctx, bs.Timeout)
+	defer scancel()
+	out, err := a.runStep(sctx, StepInput{
+		RunID:     in.RunID,
+		Pipeline:  in.Pipeline,
+		StageID:   in.StageID,
+		Workspace: in.Workspace,
+		Step:      bs.Step,
+		Env:       bs.Env,
+		Git:       in.Git,
+		Secrets:   in.Secrets,
+		Attempt:   1,
+	})
+	r.End = time.Now()
+	r.Outputs, r.DryRun = out.Outputs, out.DryRun
+	if err != nil {
+		r.Error = err.Error()
+		var ae *temporal.ApplicationError
+		switch {
+		case errors.Is(sctx.Err(), context.DeadlineExceeded):
+			r.Error = fmt.Sprintf("timed out after %s", bs.Timeout)
+		case errors.As(err, &ae):
+			r.Error = ae.Message()
+			var failed StepResult
+			if ae.HasDetails() && ae.Details(&failed) == nil {
+				r.Outputs = failed.Outputs
+			}
+		}
+	}
+	return r
+}
+
+// progress heartbeats a batch: as soon as it can after each finished step,
+// and every HeartbeatInterval in between, always with the latest progress,
+// from one goroutine so that an older heartbeat never lands after a newer
+// one. record holds the batch back while more than lead finished steps are
+// not yet stored by the server.
 type progress struct {
 	a      *Activities
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex
-	last   StepsResult
+	wake   chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	last  StepsResult
+	lead  int
+	acked int           // steps the server has stored
+	ack   chan struct{} // closed when acked changes
 }
 
-func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc) *progress {
-	p := &progress{a: a, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc, lead int) *progress {
+	p := &progress{a: a, ctx: ctx, cancel: cancel, lead: lead, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{})}
 	if !activity.IsActivity(ctx) {
 		return p
 	}
@@ -176,38 +220,80 @@ func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFun
 				return
 			case <-ctx.Done():
 				return
+			case <-p.wake:
 			case <-t.C:
-				p.beat()
 			}
+			p.beat()
 		}
 	}()
 	return p
 }
 
-// record makes res the progress and sends it before it returns.
+// record makes res the progress, has it sent, and returns once the server
+// holds all but lead of its steps.
 func (p *progress) record(res StepsResult) {
-	p.mu.Lock()
-	p.last = StepsResult{StageID: res.StageID, First: res.First, Steps: res.Steps[:len(res.Steps):len(res.Steps)]}
-	p.mu.Unlock()
-	p.beat()
-}
-
-func (p *progress) beat() {
 	if !activity.IsActivity(p.ctx) {
 		return
 	}
+	n := len(res.Steps)
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.last = StepsResult{StageID: res.StageID, First: res.First, Steps: res.Steps[:n:n]}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	for {
+		p.mu.Lock()
+		ok, ack := p.acked >= n-p.lead, p.ack
+		p.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ack:
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}
+
+func (p *progress) setLead(lead int) {
+	p.mu.Lock()
+	p.lead = lead
+	p.mu.Unlock()
+}
+
+// beat sends the latest progress; only the progress goroutine calls it.
+func (p *progress) beat() {
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
 	if p.a.Heartbeats == nil {
-		activity.RecordHeartbeat(p.ctx, p.last)
+		// The SDK throttles and stores nothing we could wait for.
+		activity.RecordHeartbeat(p.ctx, last)
+		p.stored(len(last.Steps))
 		return
 	}
-	err := p.a.Heartbeats.RecordActivityHeartbeat(p.ctx, activity.GetInfo(p.ctx).TaskToken, p.last)
+	err := p.a.Heartbeats.RecordActivityHeartbeat(p.ctx, activity.GetInfo(p.ctx).TaskToken, last)
 	var cancelled *temporal.CanceledError
 	var gone *serviceerror.NotFound
-	if errors.As(err, &cancelled) || errors.As(err, &gone) {
+	switch {
+	case err == nil:
+		p.stored(len(last.Steps))
+	case errors.As(err, &cancelled) || errors.As(err, &gone):
 		// The run was cancelled, or the workflow gave the batch up.
 		p.cancel()
+	}
+}
+
+func (p *progress) stored(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n > p.acked {
+		p.acked = n
+		close(p.ack)
+		p.ack = make(chan struct{})
 	}
 }
 
@@ -266,16 +352,13 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 		Secrets:   r.plan.Secrets,
 		First:     j,
 	}
-	var total time.Duration
 	for k := j; k < j+n; k++ {
 		step := st.plan.Steps[k]
 		resolved, env, err := r.resolve(st, step)
 		if err != nil {
 			break
 		}
-		timeout := stepTimeout(step)
-		in.Steps = append(in.Steps, BatchStep{Step: resolved, Env: env, Timeout: timeout})
-		total += timeout
+		in.Steps = append(in.Steps, BatchStep{Step: resolved, Env: env, Timeout: stepTimeout(step)})
 	}
 	if len(in.Steps) < 2 {
 		r.runStep(ctx, st, j, ws)
@@ -283,53 +366,83 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 	}
 	first := &st.status.Steps[j]
 	first.State, first.Start, first.Error, first.Attempt = StateRunning, workflow.Now(ctx), "", 1
-	last := st.plan.Steps[j+len(in.Steps)-1].Name
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              ws.Queue,
-		ScheduleToStartTimeout: RunnerPickupTimeout,
-		StartToCloseTimeout:    total,
-		HeartbeatTimeout:       HeartbeatTimeout,
-		WaitForCancellation:    true,
-		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
-		Summary:                st.plan.ID + "/" + first.Name + ".." + last,
-	})
-	var res StepsResult
-	err := workflow.ExecuteActivity(actx, acts.RunSteps, in).Get(ctx, &res)
-	if err != nil {
-		res = batchProgress(err)
-	}
-	done := min(len(res.Steps), len(in.Steps))
-	for i := range done {
-		step := st.plan.Steps[j+i]
-		res.Steps[i].setStatus(&st.status.Steps[j+i])
-		if res.Steps[i].Error == "" || step.ContinueOnError {
-			st.outputs[step.Name] = res.Steps[i].Outputs
+	lostAt, lostRunners := j, 0
+	for {
+		var total time.Duration
+		for _, bs := range in.Steps {
+			total += bs.Timeout
 		}
-	}
-	next := j + done
-	if err == nil || next == j+len(in.Steps) {
-		return next
-	}
-	// The batch ended while step next ran.
-	ss := &st.status.Steps[next]
-	ss.Attempt = 1
-	if ss.Start.IsZero() {
-		ss.Start = workflow.Now(ctx)
-	}
-	if ctx.Err() != nil {
-		ss.State, ss.End = StateCancelled, workflow.Now(ctx)
-		return next + 1
-	}
-	msg, lost := describeError(err, ws.Runner, in.Steps[done].Timeout)
-	if lost {
-		// As in runStep: the workspace went with the runner, and the step
-		// goes again, alone, on whichever runner takes the stage now.
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:              ws.Queue,
+			ScheduleToStartTimeout: RunnerPickupTimeout,
+			StartToCloseTimeout:    total,
+			HeartbeatTimeout:       HeartbeatTimeout,
+			WaitForCancellation:    true,
+			RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+			Summary:                st.plan.ID + "/" + st.plan.Steps[j].Name + ".." + st.plan.Steps[j+len(in.Steps)-1].Name,
+		})
+		var res StepsResult
+		err := workflow.ExecuteActivity(actx, acts.RunSteps, in).Get(ctx, &res)
+		if err != nil {
+			res = batchProgress(err)
+		}
+		done := min(len(res.Steps), len(in.Steps))
+		for i := range done {
+			step := st.plan.Steps[j+i]
+			res.Steps[i].setStatus(&st.status.Steps[j+i])
+			if res.Steps[i].Error == "" || step.ContinueOnError {
+				st.outputs[step.Name] = res.Steps[i].Outputs
+			}
+		}
+		next := j + done
+		if err == nil || done == len(in.Steps) {
+			return next
+		}
+		// The batch ended while step next ran.
+		ss := &st.status.Steps[next]
+		ss.Attempt = 1
+		if ss.Start.IsZero() {
+			ss.Start = workflow.Now(ctx)
+		}
+		if ctx.Err() != nil {
+			ss.State, ss.End = StateCancelled, workflow.Now(ctx)
+			return next + 1
+		}
+		msg, lost := describeError(err, ws.Runner, in.Steps[done].Timeout)
+		if !lost {
+			ss.State, ss.Error, ss.End = StateFailed, msg, workflow.Now(ctx)
+			return next + 1
+		}
+		// The workspace went with the runner: the stage takes a runner
+		// again (the same one, once it is back). Histories recorded before
+		// step journals run the step that was running alone, then go on.
 		*ws = PrepareResult{}
-		r.runStep(ctx, st, next, ws)
-		return next + 1
+		if workflow.GetVersion(ctx, "step-journal", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			r.runStep(ctx, st, next, ws)
+			return next + 1
+		}
+		// The rest of the batch goes again, so that on the same runner the
+		// steps its journal holds as finished, which the server may not
+		// have heard of yet, are not run again (see journal.go).
+		if next > lostAt {
+			lostAt, lostRunners = next, 0
+		}
+		if lostRunners++; lostRunners > MaxLostRunners {
+			ss.State, ss.End = StateFailed, workflow.Now(ctx)
+			ss.Error = fmt.Sprintf("%s; %d runners were lost running this step", msg, lostRunners)
+			return next + 1
+		}
+		ss.Error = msg
+		if err := r.prepare(ctx, st, ws); err != nil || ctx.Err() != nil {
+			ss.State, ss.End = StateCancelled, workflow.Now(ctx)
+			if err != nil {
+				ss.State, ss.Error = StateFailed, err.Error()
+			}
+			return next + 1
+		}
+		ss.State = StateRunning
+		j, in.First, in.Workspace, in.Steps = next, next, ws.Workspace, in.Steps[done:]
 	}
-	ss.State, ss.Error, ss.End = StateFailed, msg, workflow.Now(ctx)
-	return next + 1
 }
 
 // batchProgress is the progress a failed batch left: in its heartbeat when
@@ -353,7 +466,7 @@ func batchProgress(err error) StepsResult {
 
 // setStatus records in ss how the step ended.
 func (res BatchStepResult) setStatus(ss *StepStatus) {
-	ss.Attempt, ss.Start, ss.End, ss.Error, ss.Outputs = 1, res.Start, res.End, res.Error, res.Outputs
+	ss.Attempt, ss.Start, ss.End, ss.Error, ss.Outputs, ss.DryRun = 1, res.Start, res.End, res.Error, res.Outputs, res.DryRun
 	ss.State = StateSucceeded
 	if res.Error != "" {
 		ss.State = StateFailed

@@ -123,31 +123,25 @@ func TestStepBatches(t *testing.T) {
 
 // TestBatchRunnerLost loses the runner in the middle of a batch: the steps
 // its heartbeat recorded as finished are kept and never run again; the
-// step that was running goes again on a new runner, then the rest.
+// rest of the batch, from the step that was running, goes again on a new
+// runner, then the steps after it.
 func TestBatchRunnerLost(t *testing.T) {
 	h := newHarness(t)
 	var calls activityCalls
 	calls.listen(h)
-	lost := false
-	h.env.OnActivity(h.acts.RunSteps, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, in StepsInput) (StepsResult, error) {
-			if lost {
-				return h.acts.RunSteps(ctx, in)
-			}
-			lost = true
-			now := time.Now()
-			done := StepsResult{StageID: in.StageID, First: in.First, Steps: []BatchStepResult{
-				{Outputs: map[string]string{"x": "1"}, Start: now, End: now},
-				{Start: now, End: now},
-			}}
-			return StepsResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil, done)
-		})
+	loseFirstBatch(h, func(_ context.Context, in StepsInput) StepsResult {
+		now := time.Now()
+		return StepsResult{StageID: in.StageID, First: in.First, Steps: []BatchStepResult{
+			{Outputs: map[string]string{"x": "1"}, Start: now, End: now},
+			{Start: now, End: now},
+		}}
+	})
 	p := testPlan("lost", stage("s", nil, step("a", "ok"), step("b", "ok"), step("c", "ok"), step("d", "ok", tmpl("x=", out("a", "x"))), step("e", "ok")))
 	st := h.run(t, RunInput{Plan: p})
 	if st.State != StateSucceeded {
 		t.Fatalf("run %s (%s)", st.State, st.Error)
 	}
-	if want := "RunSteps a b c; RunStep c; RunSteps d e"; calls.String() != want {
+	if want := "RunSteps a b c; RunSteps c; RunSteps d e"; calls.String() != want {
 		t.Errorf("activities: %s\nwant: %s", calls.String(), want)
 	}
 	for key, want := range map[string]int{"s/a": 0, "s/b": 0, "s/c": 1, "s/d": 1, "s/e": 1} {
@@ -162,6 +156,21 @@ func TestBatchRunnerLost(t *testing.T) {
 	if s.Steps[0].Outputs["x"] != "1" || s.Steps[3].Outputs["x"] != "1" {
 		t.Errorf("the output of a kept step did not reach the step using it: %+v", s.Steps)
 	}
+}
+
+// loseFirstBatch makes the first RunSteps of a test end as one whose runner
+// was lost: a heartbeat timeout carrying the progress that progress
+// returns. Later ones run.
+func loseFirstBatch(h *harness, progress func(context.Context, StepsInput) StepsResult) {
+	lost := false
+	h.env.OnActivity(h.acts.RunSteps, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in StepsInput) (StepsResult, error) {
+			if lost {
+				return h.acts.RunSteps(ctx, in)
+			}
+			lost = true
+			return StepsResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil, progress(ctx, in))
+		})
 }
 
 // TestServerBatchProgress runs a batch on a real server: while a step of

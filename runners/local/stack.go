@@ -219,6 +219,17 @@ func (w workspaces) Release(_ context.Context, req engine.WorkspaceRequest, dir 
 	return workspace.Remove(dir)
 }
 
+// StepJournal implements engine.StepJournals: a stage prepared again on
+// this runner finds its workspace as it was (Reuse), and the journal
+// beside it.
+func (w workspaces) StepJournal(req engine.WorkspaceRequest, _ string) (string, error) {
+	dir, err := workspace.Dir(w.root, req.RunID, req.StageID)
+	if err != nil {
+		return "", err
+	}
+	return workspace.Journal(dir), nil
+}
+
 // project splits the directory a run comes from into the repository that
 // holds it and the path inside the repository where the steps work: the
 // directory holding the pipeline's .sluice. A path outside any repository

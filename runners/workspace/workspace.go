@@ -132,11 +132,24 @@ func Prepare(ctx context.Context, opts Options) (string, error) {
 	if err := removeAll(dir); err != nil {
 		return "", err
 	}
+	// The steps a journal of the old workspace holds did not run in this one.
+	if err := os.Remove(Journal(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("creating workspace: %w", err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", fmt.Errorf("creating workspace: %w", err)
 	}
 	done = true
 	return dir, nil
+}
+
+// Journal names the file beside the workspace dir (as Dir gives it) where
+// the engine records the steps finished in it (engine.StepJournals). It
+// lives and goes with the workspace: Prepare removes it when it makes the
+// workspace anew, and Remove with the workspace.
+func Journal(dir string) string {
+	parent, name := filepath.Split(filepath.Clean(dir))
+	return filepath.Join(parent, "."+name+".journal")
 }
 
 // Remove deletes a workspace made by Prepare, with its lock file, and the
@@ -152,8 +165,10 @@ func Remove(dir string) error {
 		return err
 	}
 	parent, name := filepath.Split(dir)
-	if err := os.Remove(filepath.Join(parent, "."+name+".lock")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing workspace: %w", err)
+	for _, f := range []string{Journal(dir), filepath.Join(parent, "."+name+".lock")} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing workspace: %w", err)
+		}
 	}
 	_ = os.Remove(parent) // fails, as it should, while other stages' workspaces are there
 	return nil

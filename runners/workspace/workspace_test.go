@@ -540,13 +540,20 @@ func TestPrepareReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(dir, "built.bin"), "x")
+	journal := Journal(dir)
+	if filepath.Dir(journal) != filepath.Dir(dir) || strings.HasPrefix(journal, dir+"/") {
+		t.Errorf("Journal(%q) = %q; want a file beside the workspace", dir, journal)
+	}
+	write(t, journal, "step\n")
 	opts.Reuse = true
 	again, err := Prepare(context.Background(), opts)
 	if err != nil || again != dir {
 		t.Fatalf("Prepare again = %q, %v; want %q", again, err, dir)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "built.bin")); err != nil {
-		t.Errorf("the reused workspace lost what a step built: %v", err)
+	for _, f := range []string{filepath.Join(dir, "built.bin"), journal} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("the reused workspace lost %s: %v", f, err)
+		}
 	}
 	opts.Reuse = false
 	if _, err := Prepare(context.Background(), opts); err != nil {
@@ -554,5 +561,15 @@ func TestPrepareReuse(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "built.bin")); err == nil {
 		t.Error("without Reuse the workspace was not recreated")
+	}
+	if _, err := os.Stat(journal); err == nil {
+		t.Error("a workspace made anew kept the journal of the old one")
+	}
+	write(t, journal, "step\n")
+	if err := Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(journal); err == nil {
+		t.Error("Remove left the workspace's journal behind")
 	}
 }

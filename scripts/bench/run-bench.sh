@@ -8,10 +8,14 @@
 # Each sluice run is against a warm `sluice dev` stack, as on a developer's
 # machine; server start-up is measured on its own.
 #
+# sluice dev needs buildkitd: bin/buildkitd from `make tools` unless
+# SLUICE_BUILDKITD_BIN names another.
+#
 # BIN names the directory of the sluice and sluice-temporal binaries
 # (default bin/, from `make build`); BASE_BIN, when set, adds the sluice of
 # another build (an older commit, for a before/after) to the first
-# benchmark, against its own warm stack.
+# benchmark, against its own warm stack. BENCH=steps100 or BENCH=stages50
+# runs only that benchmark; RUNS sets the runs of the first (default 10).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${BIN:-$root/bin}
@@ -65,29 +69,43 @@ done
 
 echo "== embedded server start (sluice dev until ready)"
 start=$(date +%s.%N)
+# wait_dev LOG PID: until sluice dev is ready, or its failure.
+wait_dev() {
+  until grep -q "Sluice dev:" "$1"; do
+    if ! kill -0 "$2" 2>/dev/null; then echo "sluice dev failed:" >&2; cat "$1" >&2; exit 1; fi
+    sleep 0.05
+  done
+}
+export SLUICE_BUILDKITD_BIN=${SLUICE_BUILDKITD_BIN:-$root/bin/buildkitd}
 "$bin/sluice" dev > "$work/dev.log" 2>&1 &
-until grep -q "Sluice dev:" "$work/dev.log"; do sleep 0.05; done
+wait_dev "$work/dev.log" $!
 echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
 base=()
 if [ -n "$base_bin" ]; then
   SLUICE_HOME=$work/base-home "$base_bin/sluice" dev > "$work/base-dev.log" 2>&1 &
-  until grep -q "Sluice dev:" "$work/base-dev.log"; do sleep 0.05; done
+  wait_dev "$work/base-dev.log" $!
   printf '#!/bin/sh\nSLUICE_HOME=%s exec %s run --progress plain\n' "$work/base-home" "$base_bin/sluice" > "$work/base-run.sh"
   chmod +x "$work/base-run.sh"
   base=(-n "sluice run ($base_bin)" "$work/base-run.sh")
 fi
 
+bench=${BENCH:-all}
+: > "$work/steps100.md"; : > "$work/stages50.md"
+if [ "$bench" != stages50 ]; then
 echo "== 100 sequential no-op host steps"
 cd "$repo"
-hyperfine --warmup 2 --runs 10 -N \
+hyperfine --warmup 2 --runs "${RUNS:-10}" -N \
   -n "sluice run" "$bin/sluice run --progress plain" \
   "${base[@]}" \
   -n "act (host)" "act push -P ubuntu-latest=-self-hosted -W .github/workflows/w.yml" \
   -n "shell script" "$work/steps100.sh" \
   --export-markdown "$work/steps100.md"
+fi
+if [ "$bench" != steps100 ]; then
 echo "== 50 independent stages against 50 in a chain (0.2 s each)"
 hyperfine --warmup 1 --runs 5 -N \
   -n "50 parallel stages" "$bin/sluice run --progress plain $par" \
   -n "50 chained stages" "$bin/sluice run --progress plain $seq" \
   --export-markdown "$work/stages50.md"
+fi
 cat "$work/steps100.md" "$work/stages50.md"
