@@ -39,6 +39,8 @@ func TestScripts(t *testing.T) {
 			env.Setenv("SLUICE_HOME", filepath.Join(env.WorkDir, ".sluice-home"))
 			env.Setenv("SLUICE_TEMPORAL_BIN", server)
 			env.Setenv(buildkitd.EnvBinary, buildkitdBin)
+			// Scripts that run the repository's examples copy them from here.
+			env.Setenv("SLUICE_SOURCE", root)
 			env.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(env.WorkDir, ".gitconfig"))
 			return os.WriteFile(filepath.Join(env.WorkDir, ".gitconfig"), []byte("[user]\n\tname = t\n\temail = t@example.com\n[init]\n\tdefaultBranch = main\n"), 0o644)
 		},

@@ -3,11 +3,23 @@
 # A push (or a manual run) builds the image, pushes it and runs the tests in
 # containers of that toolchain; a tag v* also scans and releases it, then
 # deploys it once someone approves, and watches the deploy. Try it with
-# `make demo`, or:
+# `make demo` and `make demo-release`, or:
 #
 #   sluice images                                # the base images, into the local registry
 #   sluice run examples/go-service/.sluice --event manual
-#   sluice plan examples/go-service/.sluice --event tag --ref v1.0.0
+#   sluice run examples/go-service/.sluice --event tag --ref v0.1.0 --dry-run
+#   sluice run examples/go-service/.sluice --event tag --ref v0.1.0
+#   sluice approve <run> deploy                  # from another terminal
+#
+# With nothing configured, the tag run does for real what this machine can:
+# the build, the tests and the GitOps commit (into a local bare
+# repository: see deploy/gitops-repo.sh). It reports as a dry run the scan
+# (no Harbor), the tag and release (no GitHub credentials) and the sync (no
+# Argo CD), and skips the monitor stage (no Prometheus). The runner's
+# environment configures them, as it does for every pipeline it runs:
+# SLUICE_HARBOR_URL, HARBOR_USERNAME and HARBOR_PASSWORD for the scan;
+# GITHUB_TOKEN for the release; ARGOCD_SERVER and ARGOCD_AUTH_TOKEN for the
+# sync; --var gitops_repo and --var prometheus for the rest.
 pipeline "go-service" {
   description = "Build, test, release and deploy the go-service example"
 
@@ -46,8 +58,14 @@ variable "registry" {
 
 variable "gitops_repo" {
   type        = string
-  default     = "https://github.com/sluice-ci/go-service-deploy"
-  description = "the GitOps repository Argo CD watches"
+  default     = ""
+  description = "the GitOps repository Argo CD watches, like https://github.com/acme/go-service-deploy; empty: a local bare repository made from deploy/"
+}
+
+variable "prometheus" {
+  type        = string
+  default     = ""
+  description = "the Prometheus that watches the deploy, like http://prometheus:9090; empty skips the monitor stage"
 }
 
 variable "error_budget" {
@@ -57,14 +75,6 @@ variable "error_budget" {
     condition     = var.error_budget > 0 && var.error_budget < 1
     error_message = "error_budget is a ratio between 0 and 1, like 0.01."
   }
-}
-
-secret "harbor" {
-  env = "HARBOR_ROBOT_TOKEN"
-}
-
-secret "github" {
-  env = "GITHUB_TOKEN"
 }
 
 locals {
@@ -114,12 +124,12 @@ stage "release" {
       until  = "2027-01-31"
       reason = "not reachable: the service does not use ssh"
     }
-    password = secret.harbor
   }
+  # The runner's GITHUB_TOKEN tags and releases; a step can bring its own
+  # with token = secret.<name> and a secret block.
   step "release" "gh" {
     tag   = git.tag
     notes = "generate"
-    token = secret.github
   }
 }
 
@@ -132,12 +142,19 @@ stage "deploy" {
     approvers = ["team:sre"]
     timeout   = "24h"
   }
+  # var.gitops_repo, or the local bare repository deploy/gitops-repo.sh
+  # makes when it is empty.
+  step "run" "gitops-repo" {
+    command = ["sh", "deploy/gitops-repo.sh", var.gitops_repo]
+    outputs = ["repo"]
+  }
   step "argocd" "prod" {
     app   = "go-service-${pipeline.inputs.environment}"
     image = step.api.digest_ref
     gitops {
-      repo = var.gitops_repo
-      file = "apps/go-service/kustomization.yaml"
+      repo       = step.gitops-repo.repo
+      file       = "apps/go-service/kustomization.yaml"
+      image_name = "go-service-api"
     }
     wait = "healthy"
   }
@@ -145,8 +162,9 @@ stage "deploy" {
 
 stage "monitor" {
   needs = [stage.deploy]
+  when  = var.prometheus != ""
   step "verify" "errors" {
-    prometheus = "http://localhost:9090"
+    prometheus = var.prometheus
     query      = "sum(rate(http_requests_total{code=~\"5..\"}[5m])) / sum(rate(http_requests_total[5m]))"
     below      = var.error_budget
     for        = "10m"
