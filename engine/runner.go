@@ -20,6 +20,7 @@ func RegisterWorkflows(r worker.Registry, c client.Client) {
 // NewWorkflowWorker returns a worker that runs the workflows, for a process
 // (such as the server) that hosts no runner.
 func NewWorkflowWorker(c client.Client, o worker.Options) worker.Worker {
+	setBinaryID()
 	w := worker.New(c, WorkflowTaskQueue, o)
 	RegisterWorkflows(w, c)
 	return w
@@ -97,6 +98,7 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 	if wo.DefaultHeartbeatThrottleInterval == 0 {
 		wo.DefaultHeartbeatThrottleInterval = HeartbeatThrottle
 	}
+	setBinaryID()
 	r := &Runner{name: o.Name, queue: a.Queue}
 	for _, q := range append(labelQueues(o.Labels), a.Queue) {
 		w := worker.New(c, q, wo)
