@@ -6,7 +6,7 @@ BIN      := bin/sluice
 FUZZTIME ?= 20s
 PKGS     := ./...
 
-.PHONY: all build tools test test-unit fuzz lint bench demo deps clean
+.PHONY: all build tools test test-unit fuzz lint bench demo demo-release deps clean
 
 all: build
 
@@ -64,6 +64,19 @@ demo: deps build tools
 	$(BIN) images
 	$(BIN) run examples/hello/.sluice --progress plain
 	$(BIN) run examples/go-service/.sluice --event manual --progress plain
+
+# demo-release runs the go-service example as the tag v0.1.0 would, with
+# nothing configured: first as a dry run (nothing leaves the workspaces),
+# then for real: the image built, pushed and tested, the scan and the
+# GitHub release reported as dry runs (no Harbor, no GitHub credentials),
+# the deploy approved by `sluice approve` from a second process, its GitOps
+# commit made in a local bare repository
+# ($$TMPDIR/sluice-gitops/go-service-deploy.git) and the Argo CD sync
+# reported; the monitor stage is skipped (no Prometheus).
+demo-release: deps build tools
+	$(BIN) images
+	$(BIN) run examples/go-service/.sluice --event tag --ref v0.1.0 --dry-run --progress plain
+	BIN=$(BIN) scripts/demo-release.sh
 
 clean:
 	rm -rf bin
