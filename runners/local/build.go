@@ -29,6 +29,10 @@ type BuildOptions struct {
 	Registry string
 	// Out receives the addresses and what happens to buildkitd.
 	Out io.Writer
+	// Optional keeps the stack up without BuildKit when buildkitd cannot
+	// be found or started (sluice dev): the reason is printed, host steps
+	// run, and image steps and run steps in containers fail with it.
+	Optional bool
 }
 
 // Build is the BuildKit daemon and the registry a stack's runner uses.
@@ -41,6 +45,8 @@ type Build struct {
 	Registry string
 
 	reg *registry.Registry
+	// missing is why BuildKit is not there, when it was optional.
+	missing error
 	// conn is the one connection to buildkitd that the image and
 	// container executors share.
 	conn *buildkit.Conn
@@ -90,13 +96,32 @@ func (s *Stack) startBuild(ctx context.Context, o BuildOptions) error {
 		fmt.Fprintf(out, "registry: using %s, served by another sluice of %s\n", reg.Host, s.home)
 	}
 	b.BuildKit, err = buildkitd.Ensure(ctx, buildkitd.Options{Home: s.home, Address: o.BuildKitHost, Registries: []string{reg.Host}, Out: out})
+	if err != nil && o.Optional {
+		b.BuildKit, b.missing = nil, err
+		fmt.Fprintf(out, "buildkitd: not available, so image steps and run steps with an image will fail here: %v\n", err)
+		return nil
+	}
 	return err
+}
+
+// BuildKitAddress is where the stack's buildkitd listens, or why there is
+// none.
+func (b *Build) BuildKitAddress() string {
+	if b.BuildKit == nil {
+		return "unavailable"
+	}
+	return b.BuildKit.Address()
 }
 
 // register gives execs the executors of image steps and of run steps in
 // containers, over one shared connection to buildkitd; run steps without
 // an image stay on the host.
 func (b *Build) register(execs steps.Registry) {
+	if b.BuildKit == nil {
+		execs[plan.KindImage] = unavailable{b.missing}
+		execs[plan.KindRun] = &run.Executor{Container: unavailable{b.missing}}
+		return
+	}
 	b.conn = &buildkit.Conn{Addr: b.BuildKit.Address()}
 	execs[plan.KindImage] = supervised{d: b.BuildKit, next: &image.Executor{BuildKit: b.conn}}
 	execs[plan.KindRun] = &run.Executor{Container: supervised{d: b.BuildKit, next: &container.Executor{BuildKit: b.conn}}}
@@ -123,6 +148,14 @@ func (s supervised) Execute(ctx context.Context, req steps.Request) (steps.Resul
 		err = s.d.Explain(start, err)
 	}
 	return res, err
+}
+
+// unavailable refuses the steps that need the buildkitd the stack could
+// not bring up, with the reason.
+type unavailable struct{ reason error }
+
+func (u unavailable) Execute(_ context.Context, req steps.Request) (steps.Result, error) {
+	return steps.Result{}, fmt.Errorf("step %q needs buildkitd, which this runner could not start: %w", req.Step.Name, u.reason)
 }
 
 // closeBuild stops what this process started.

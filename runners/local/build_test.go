@@ -3,6 +3,8 @@ package local
 import (
 	"bytes"
 	"context"
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/sluice-ci/sluice/internal/buildtest"
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 	"github.com/sluice-ci/sluice/runners/registry"
+	"github.com/sluice-ci/sluice/steps"
 )
 
 func TestStartBuildStartsRegistryAndBuildkitd(t *testing.T) {
@@ -64,5 +67,40 @@ func TestNeedsBuild(t *testing.T) {
 				t.Errorf("NeedsBuild = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// sluice dev stays up without buildkitd: it says why, host steps run, and
+// the steps that need BuildKit fail with that reason.
+func TestOptionalBuildWithoutBuildkitd(t *testing.T) {
+	t.Setenv(buildkitd.EnvBinary, filepath.Join(t.TempDir(), "no-buildkitd"))
+	t.Setenv("PATH", t.TempDir())
+	s := &Stack{home: t.TempDir()}
+	var out bytes.Buffer
+	err := s.startBuild(context.Background(), BuildOptions{Out: &out, Optional: true})
+	defer s.Build.close()
+	if err != nil {
+		t.Fatalf("an optional BuildKit that cannot start failed the stack: %v", err)
+	}
+	if !strings.Contains(out.String(), "buildkitd: not available") {
+		t.Errorf("the stack did not say buildkitd is missing:\n%s", out.String())
+	}
+	if got := s.Build.BuildKitAddress(); got != "unavailable" {
+		t.Errorf("BuildKitAddress = %q, want unavailable", got)
+	}
+	execs := steps.Registry{}
+	s.Build.register(execs)
+	img := plan.Step{Name: "app", Kind: plan.KindImage, Image: &plan.ImageStep{}}
+	_, err = execs[plan.KindImage].Execute(context.Background(), steps.Request{Step: img})
+	if err == nil || !strings.Contains(err.Error(), `step "app" needs buildkitd`) {
+		t.Errorf("an image step without buildkitd: got %v", err)
+	}
+
+	// Without Optional, the same failure stops the stack.
+	s2 := &Stack{home: t.TempDir()}
+	err = s2.startBuild(context.Background(), BuildOptions{Out: io.Discard})
+	defer s2.Build.close()
+	if err == nil {
+		t.Fatal("a required BuildKit that cannot start did not fail the stack")
 	}
 }

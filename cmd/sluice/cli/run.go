@@ -29,6 +29,8 @@ type stackFlags struct {
 	// registry (set by the command before start).
 	registry string
 	build    bool
+	// buildOptional keeps the stack up when buildkitd cannot start.
+	buildOptional bool
 }
 
 func (f *stackFlags) register(cmd *cobra.Command) {
@@ -49,6 +51,7 @@ func (f *stackFlags) start(ctx context.Context, e *env, runner *local.RunnerOpti
 	if f.build {
 		opts.Build = local.BuildFromEnv(e.stderr)
 		opts.Build.Registry = f.registry
+		opts.Build.Optional = f.buildOptional
 	}
 	return local.Start(ctx, opts)
 }

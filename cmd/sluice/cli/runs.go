@@ -359,14 +359,14 @@ and starts it again.`,
 			repo, isRepo := dsl.RepoRoot(wd)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			sf.build = true
+			sf.build, sf.buildOptional = true, true
 			s, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty || !isRepo})
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			home, _ := local.Home()
-			fmt.Fprintf(e.stdout, "Sluice dev: Temporal at %s (namespace %s), runner %s, BuildKit at %s, registry %s, state in %s.\nPress Ctrl-C to stop.\n", s.Address, s.Namespace, local.DefaultRunnerName(), s.Build.BuildKit.Address(), s.Build.Registry, filepath.Clean(home))
+			fmt.Fprintf(e.stdout, "Sluice dev: Temporal at %s (namespace %s), runner %s, BuildKit at %s, registry %s, state in %s.\nPress Ctrl-C to stop.\n", s.Address, s.Namespace, local.DefaultRunnerName(), s.Build.BuildKitAddress(), s.Build.Registry, filepath.Clean(home))
 			<-ctx.Done()
 			fmt.Fprintln(e.stdout, "Stopping.")
 			return nil
