@@ -105,11 +105,7 @@ func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, 
 		return StepsResult{}, err
 	}
 	defer j.close()
-	lead := 0
-	if j != nil {
-		lead = JournalLead
-	}
-	p := a.startProgress(ctx, cancel, lead)
+	p := a.startProgress(ctx, cancel, j != nil)
 	defer p.stop()
 
 	res := StepsResult{StageID: in.StageID, First: in.First}
@@ -128,8 +124,8 @@ func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, 
 					// progress keeps the step from running again.
 					activity.GetLogger(ctx).Warn("writing the step journal; waiting for each heartbeat instead", "error", err)
 					j.close()
-					j, lead = nil, 0
-					p.setLead(0)
+					j = nil
+					p.setJournaled(false)
 				}
 			}
 		}
@@ -182,8 +178,10 @@ func (a *Activities) runBatchStep(ctx context.Context, in StepsInput, bs BatchSt
 // progress heartbeats a batch: as soon as it can after each finished step,
 // and every HeartbeatInterval in between, always with the latest progress,
 // from one goroutine so that an older heartbeat never lands after a newer
-// one. record holds the batch back while more than lead finished steps are
-// not yet stored by the server.
+// one. Without a journal, record holds the batch back until the server has
+// stored every finished step; with one, heartbeats go at most every
+// JournalHeartbeatGap, and record holds the batch back only while a step
+// that finished more than JournalLead ago is not stored yet.
 type progress struct {
 	a      *Activities
 	ctx    context.Context
@@ -192,15 +190,16 @@ type progress struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	last  StepsResult
-	lead  int
-	acked int           // steps the server has stored
-	ack   chan struct{} // closed when acked changes
+	mu        sync.Mutex
+	last      StepsResult
+	journaled bool
+	finished  []time.Time   // when record learnt of each step
+	acked     int           // steps the server has stored
+	ack       chan struct{} // closed when acked changes
 }
 
-func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc, lead int) *progress {
-	p := &progress{a: a, ctx: ctx, cancel: cancel, lead: lead, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{})}
+func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc, journaled bool) *progress {
+	p := &progress{a: a, ctx: ctx, cancel: cancel, journaled: journaled, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{})}
 	if !activity.IsActivity(ctx) {
 		return p
 	}
@@ -224,20 +223,39 @@ func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFun
 			case <-t.C:
 			}
 			p.beat()
+			p.mu.Lock()
+			journaled := p.journaled
+			p.mu.Unlock()
+			if journaled {
+				// The journal keeps finished steps on this runner; the
+				// server's copy is for another runner, and fewer
+				// heartbeats leave the server's CPU to the steps.
+				select {
+				case <-p.done:
+					return
+				case <-ctx.Done():
+					return
+				case <-time.After(JournalHeartbeatGap):
+				}
+			}
 		}
 	}()
 	return p
 }
 
 // record makes res the progress, has it sent, and returns once the server
-// holds all but lead of its steps.
+// holds enough of it (see progress).
 func (p *progress) record(res StepsResult) {
 	if !activity.IsActivity(p.ctx) {
 		return
 	}
 	n := len(res.Steps)
+	now := time.Now()
 	p.mu.Lock()
 	p.last = StepsResult{StageID: res.StageID, First: res.First, Steps: res.Steps[:n:n]}
+	for len(p.finished) < n {
+		p.finished = append(p.finished, now)
+	}
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -245,7 +263,8 @@ func (p *progress) record(res StepsResult) {
 	}
 	for {
 		p.mu.Lock()
-		ok, ack := p.acked >= n-p.lead, p.ack
+		ok := p.acked >= n || p.journaled && time.Since(p.finished[p.acked]) < JournalLead
+		ack := p.ack
 		p.mu.Unlock()
 		if ok {
 			return
@@ -258,9 +277,9 @@ func (p *progress) record(res StepsResult) {
 	}
 }
 
-func (p *progress) setLead(lead int) {
+func (p *progress) setJournaled(j bool) {
 	p.mu.Lock()
-	p.lead = lead
+	p.journaled = j
 	p.mu.Unlock()
 }
 

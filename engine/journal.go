@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // Step journals. A batch's synchronous heartbeat costs a round trip through
@@ -25,11 +26,15 @@ import (
 // the steps it finds there as finished instead of running them. Writing a
 // line to a file survives the death of the process (it is in the kernel's
 // page cache once write returns), which is what a crash of the runner is.
+// The journal is not synced to disk: when the whole machine goes down, the
+// steps of its last moments (those the server had not stored either) run
+// again, as does the step that was running.
 // For the second, the workspace and its journal stay behind, and what
-// counts is the progress the server stored: heartbeats still carry it, but
-// the batch does not wait for each one. It goes on while at most
-// JournalLead finished steps are not yet stored, so that a runner cut off
-// from the server stops soon instead of running the stage alone.
+// counts is the progress the server stored: heartbeats still carry it, at
+// most every JournalHeartbeatGap, but the batch does not wait for them. It
+// stops before the next step only when a step that finished JournalLead ago
+// is not stored yet, so that a runner cut off from the server stops soon
+// instead of running the stage alone.
 
 // StepJournals is implemented by Workspaces that keep a stage's workspace
 // in place when its runner restarts (PrepareWorkspace gives it back as it
@@ -42,9 +47,13 @@ type StepJournals interface {
 	StepJournal(req WorkspaceRequest, dir string) (string, error)
 }
 
-// JournalLead is how many finished steps a batch with a journal may have
-// that the server has not yet stored when it starts the next step.
-const JournalLead = 8
+// JournalLead is how long a finished step of a batch with a journal may go
+// unstored by the server before the batch waits for it.
+const JournalLead = 5 * time.Second
+
+// JournalHeartbeatGap is the least time between two heartbeats of a batch
+// with a journal.
+const JournalHeartbeatGap = 50 * time.Millisecond
 
 // journalEntry is a line of a journal: a finished step of a stage, and the
 // workspace it ran in.

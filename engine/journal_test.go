@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/steps"
@@ -169,5 +171,73 @@ func TestBatchRunnerLostJournal(t *testing.T) {
 	s := stageOf(t, st, "s")
 	if s.Steps[3].Outputs["x"] != "2" || s.Steps[1].State != StateSucceeded {
 		t.Errorf("the output of the step from the journal did not reach the step using it: %+v", s.Steps)
+	}
+}
+
+// cutOff is a HeartbeatRecorder for a runner cut off from the server until
+// reconnect is called.
+type cutOff struct {
+	mu        sync.Mutex
+	connected bool
+}
+
+func (c *cutOff) RecordActivityHeartbeat(context.Context, []byte, ...any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.connected {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func (c *cutOff) reconnect() {
+	c.mu.Lock()
+	c.connected = true
+	c.mu.Unlock()
+}
+
+// TestJournalLeadStopsCutOffRunner runs a batch with a journal on a runner
+// that cannot reach the server: it goes on without waiting for heartbeats
+// at first, but does not start a step while one that finished JournalLead
+// ago is not stored, so that it does not run the stage alone for long.
+func TestJournalLeadStopsCutOffRunner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits JournalLead")
+	}
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(quietLogger())
+	env := s.NewTestActivityEnvironment()
+	exec := newFakeExec()
+	ws := &keptWorkspaces{root: t.TempDir()}
+	net := &cutOff{}
+	a := &Activities{Runner: "r1", Workspaces: ws, Executors: steps.Registry{plan.KindRun: exec}, Heartbeats: net, HeartbeatInterval: 20 * time.Millisecond}
+	env.RegisterActivity(a)
+	dir, _ := ws.Prepare(context.Background(), WorkspaceRequest{RunID: "run-1", StageID: "s"})
+	in := batchOf(dir, step("a", "ok"), step("b", "sleep", (JournalLead+500*time.Millisecond).String()), step("c", "ok"))
+
+	reconnected := make(chan time.Time, 1)
+	go func() {
+		for !slices.Contains(exec.events(), "end s/b") {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		reconnected <- time.Now()
+		net.reconnect()
+	}()
+	if _, err := env.ExecuteActivity(a.RunSteps, in); err != nil {
+		t.Fatal(err)
+	}
+	events := exec.events()
+	if i := slices.Index(events, "start s/b"); i != 2 {
+		t.Errorf("step b did not start at once after a, unstored: %q", events)
+	}
+	if exec.count("s/c") != 1 {
+		t.Fatalf("step c ran %d times, want once", exec.count("s/c"))
+	}
+	// c started only after the server could store a again.
+	select {
+	case <-reconnected:
+	default:
+		t.Error("step c started while the runner was cut off, with a unstored for longer than JournalLead")
 	}
 }
