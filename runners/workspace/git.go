@@ -76,6 +76,14 @@ type repository struct {
 var errNotRepository = errors.New("not a git repository")
 
 func openRepository(ctx context.Context, dir string) (repository, error) {
+	// One git for the usual case, a working tree; it fails elsewhere
+	// (--show-toplevel needs a working tree), and the questions are then
+	// asked one by one.
+	if out, err := git(ctx, dir, "rev-parse", "--absolute-git-dir", "--is-inside-work-tree", "--show-toplevel"); err == nil {
+		if l := strings.Split(strings.TrimSpace(string(out)), "\n"); len(l) == 3 && l[1] == "true" {
+			return repository{source: l[2], top: l[2]}, nil
+		}
+	}
 	gitDir, err := gitLine(ctx, dir, "rev-parse", "--absolute-git-dir")
 	if err != nil {
 		if _, lookErr := exec.LookPath("git"); lookErr != nil || ctx.Err() != nil {
