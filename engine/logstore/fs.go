@@ -24,7 +24,11 @@ const DefaultPollInterval = 100 * time.Millisecond
 // and several machines can share a volume. The log of a step is the file
 // Dir/<run>/<stage>/<step>.log; each name is escaped into a safe path
 // element (stage IDs hold `[`, `=` and `,`), reversibly, so List gives the
-// original names back. A log is complete while <step>.done exists beside it.
+// original names back. A log is complete once its file is read-only: the
+// writer takes the write permission away when it closes the log, which
+// costs no file of its own (creating a file is the dearest thing a short
+// step does here). Logs written by Sluice before that are complete while
+// <step>.done exists beside them.
 //
 // FS holds no state besides its fields: any number of FS values, in any
 // number of processes, may share a Dir.
@@ -66,25 +70,53 @@ func (s FS) Writer(run, stage, step string) (io.WriteCloser, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating log of step %q of stage %q in run %q: %w", step, stage, run, err)
 	}
-	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, logMode)
+	if errors.Is(err, fs.ErrPermission) {
+		// A complete log, written again (a retry, or a runner restarted
+		// after a crash).
+		if os.Chmod(logPath, logMode) == nil {
+			f, err = os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating log of step %q of stage %q in run %q: %w", step, stage, run, err)
 	}
-	// The log is being written again (a retry, or a runner restarted after
-	// a crash): followers must keep waiting.
-	if err := os.Remove(donePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// A log written again is not complete any more: followers must keep
+	// waiting.
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm()&0o200 == 0 {
+		err = f.Chmod(logMode)
+	}
+	if err == nil {
+		if err = os.Remove(donePath); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("reopening log of step %q of stage %q in run %q: %w", step, stage, run, err)
 	}
 	notify(logPath)
-	return &fileWriter{f: f, path: logPath, done: donePath}, nil
+	return &fileWriter{f: f, path: logPath}, nil
+}
+
+// logMode is the mode of a log being written; complete, it is read-only.
+const logMode = 0o640
+
+// complete says whether the log at path is complete.
+func complete(path, done string) bool {
+	fi, err := os.Stat(path)
+	if err == nil && fi.Mode().Perm()&0o200 == 0 {
+		return true
+	}
+	_, err = os.Stat(done)
+	return err == nil
 }
 
 type fileWriter struct {
 	mu     sync.Mutex
 	f      *os.File
 	path   string
-	done   string
 	closed bool
 }
 
@@ -101,8 +133,8 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the file and marks the log complete. The marker is written
-// after the file is closed, so a follower that sees it has seen all data.
+// Close marks the log complete and closes the file. The mark comes after
+// the last write, so a follower that sees it can see all data.
 func (w *fileWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -110,15 +142,13 @@ func (w *fileWriter) Close() error {
 		return nil
 	}
 	w.closed = true
-	errClose := w.f.Close()
 	var errDone error
-	if d, err := os.OpenFile(w.done, os.O_WRONLY|os.O_CREATE, 0o640); err != nil {
+	if err := w.f.Chmod(logMode &^ 0o222); err != nil {
 		errDone = fmt.Errorf("marking log %s complete: %w", w.path, err)
-	} else {
-		errDone = d.Close()
 	}
+	errClose := w.f.Close()
 	notify(w.path)
-	return errors.Join(errClose, errDone)
+	return errors.Join(errDone, errClose)
 }
 
 // Open implements Store.
@@ -215,7 +245,7 @@ func (r *follower) read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		return 0, fmt.Errorf("following log: %w", err)
 	}
-	if _, err := os.Stat(r.done); err != nil {
+	if !complete(r.path, r.done) {
 		return 0, nil
 	}
 	// The marker is written after the writer's last write, so one more

@@ -420,3 +420,35 @@ func TestFollowClose(t *testing.T) {
 		t.Errorf("follower ended with %v, want os.ErrClosed", err)
 	}
 }
+
+// TestFollowOlderCompleteLog follows a log that an older Sluice completed
+// with a .done file beside it, not by making it read-only.
+func TestFollowOlderCompleteLog(t *testing.T) {
+	s := FS{Dir: t.TempDir(), PollInterval: time.Hour}
+	dir := filepath.Join(s.Dir, "run", "build")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "compile.log"), []byte("old\n"), 0o640)
+	os.WriteFile(filepath.Join(dir, "compile.done"), nil, 0o640)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := s.Follow(ctx, "run", "build", "compile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || string(b) != "old\n" {
+		t.Errorf("ReadAll = %q, %v; want the log and its end", b, err)
+	}
+	// Written again, it is not complete until this writer closes it.
+	w, err := s.Writer("run", "build", "compile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compile.done")); err == nil {
+		t.Error("the old marker survived a new writer")
+	}
+	w.Close()
+}
