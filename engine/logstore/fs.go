@@ -188,8 +188,12 @@ type follower struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	mu sync.Mutex // guards f
+	mu sync.Mutex // guards f, changed and unwatch
 	f  *os.File
+	// changed wakes the follower when another process changes the file
+	// (inotify on Linux; nil elsewhere, or before the file exists).
+	changed <-chan struct{}
+	unwatch func()
 }
 
 func (r *follower) Read(p []byte) (int, error) {
@@ -204,9 +208,13 @@ func (r *follower) Read(p []byte) (int, error) {
 		if n > 0 || err != nil {
 			return n, err
 		}
+		r.mu.Lock()
+		changed := r.changed
+		r.mu.Unlock()
 		timer := time.NewTimer(r.poll)
 		select {
 		case <-wake:
+		case <-changed:
 		case <-timer.C:
 		case <-r.ctx.Done():
 			timer.Stop()
@@ -237,6 +245,9 @@ func (r *follower) read(p []byte) (int, error) {
 			return 0, fmt.Errorf("following log: %w", err)
 		}
 		r.f = f
+		// Watched from before the first read: a change after it wakes
+		// the follower.
+		r.changed, r.unwatch = watch(r.path)
 	}
 	n, err := r.f.Read(p)
 	if n > 0 {
@@ -268,8 +279,9 @@ func (r *follower) Close() error {
 	if r.f == nil {
 		return nil
 	}
+	r.unwatch()
 	err := r.f.Close()
-	r.f = nil
+	r.f, r.changed = nil, nil
 	return err
 }
 
