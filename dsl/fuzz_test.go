@@ -12,13 +12,7 @@ import (
 // passes when nothing panics or hangs: every input gives a plan or
 // diagnostics. The seeds are the golden cases and the examples.
 func FuzzCompile(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/compile/*.txtar")
-	examples, _ := filepath.Glob("../examples/*/.sluice/*.hcl")
-	for _, s := range append(seeds, examples...) {
-		if b, err := os.ReadFile(s); err == nil {
-			f.Add(b)
-		}
-	}
+	addSeeds(f)
 	f.Add([]byte("pipeline \"p\" {}\nstage \"s\" {\n  matrix { a = [1, 2] }\n  step \"run\" \"x\" { command = [\"echo\", matrix.a] }\n}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, diags := Parse(b, "fuzz.hcl")
@@ -35,6 +29,17 @@ func FuzzCompile(f *testing.F) {
 		}
 		_ = WriteDiagnostics(discard{}, src, append(diags, cdiags...), 80, false)
 	})
+}
+
+// addSeeds adds the golden cases and the examples to a fuzz test's corpus.
+func addSeeds(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/compile/*.txtar")
+	examples, _ := filepath.Glob("../examples/*/.sluice/*.hcl")
+	for _, s := range append(seeds, examples...) {
+		if b, err := os.ReadFile(s); err == nil {
+			f.Add(b)
+		}
+	}
 }
 
 type discard struct{}

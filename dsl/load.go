@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	hcljson "github.com/hashicorp/hcl/v2/json"
 )
 
@@ -121,7 +120,7 @@ func Parse(b []byte, filename string) (*hcl.File, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return &hcl.File{Body: hcl.EmptyBody(), Bytes: b}, diags
 	}
-	f, diags := hclsyntax.ParseConfig(b, filename, hcl.InitialPos)
+	f, diags := parseConfig(b, filename)
 	if f == nil {
 		f = &hcl.File{Bytes: b}
 	}
