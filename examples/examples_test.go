@@ -43,7 +43,8 @@ func TestExamples(t *testing.T) {
 }
 
 // TestGoServiceStages pins what the go-service example promises: build to
-// monitor, with the release stages only on a tag.
+// monitor, with the release stages only on a tag, and the monitor stage
+// only when a Prometheus is given.
 func TestGoServiceStages(t *testing.T) {
 	src, diags := dsl.Load("go-service/.sluice")
 	if diags.HasErrors() {
@@ -52,15 +53,17 @@ func TestGoServiceStages(t *testing.T) {
 	tests := []struct {
 		name string
 		git  plan.Git
+		vars map[string]string
 		runs []string
 	}{
-		{"push to main", plan.Git{Event: "push", Branch: "main"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]"}},
-		{"manual", plan.Git{Event: "manual", Branch: "main"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]"}},
-		{"tag", plan.Git{Event: "tag", Tag: "v1.0.0"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]", "release", "deploy", "monitor"}},
+		{"push to main", plan.Git{Event: "push", Branch: "main"}, nil, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]"}},
+		{"manual", plan.Git{Event: "manual", Branch: "main"}, nil, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]"}},
+		{"tag", plan.Git{Event: "tag", Tag: "v1.0.0"}, nil, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]", "release", "deploy"}},
+		{"tag with a Prometheus", plan.Git{Event: "tag", Tag: "v1.0.0"}, map[string]string{"prometheus": "http://127.0.0.1:9090"}, []string{"build", "test[flags=-cover]", "test[flags=-shuffle=on]", "release", "deploy", "monitor"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, diags := dsl.Compile(src, dsl.Options{Git: tt.git})
+			p, diags := dsl.Compile(src, dsl.Options{Git: tt.git, Vars: tt.vars})
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
