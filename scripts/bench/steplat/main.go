@@ -23,6 +23,7 @@ import (
 func main() {
 	address := flag.String("address", "127.0.0.1:7233", "Temporal frontend")
 	namespace := flag.String("namespace", "sluice", "namespace")
+	list := flag.Bool("events", false, "also list every event with its time from the first")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: steplat [-address HOST:PORT] [-namespace NS] RUN_ID")
@@ -68,6 +69,15 @@ func main() {
 			s := byID[e.GetActivityTaskCompletedEventAttributes().GetStartedEventId()]
 			actStartToDone = append(actStartToDone, at(e).Sub(at(s)))
 			lastActDone = at(e)
+		}
+	}
+	if *list {
+		for _, e := range events {
+			name := e.GetEventType().String()
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+				name += " " + a.GetActivityType().GetName()
+			}
+			fmt.Printf("%8.1f ms  %s\n", float64(at(e).Sub(at(events[0])).Microseconds())/1000, name)
 		}
 	}
 	fmt.Printf("events %d, workflow %s\n", len(events), at(events[len(events)-1]).Sub(at(events[0])))
