@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi2"
 	"github.com/getkin/kin-openapi/openapi2conv"
@@ -153,4 +154,23 @@ func (c *Checker) Handler(h http.Handler, violation func(error)) http.Handler {
 		w.WriteHeader(res.StatusCode)
 		w.Write(body)
 	})
+}
+
+// moduleSpecs holds the descriptions ModuleSpec loaded, one per module
+// version and file, so that every test of a process reads each once.
+var moduleSpecs sync.Map // string -> func() (*openapi3.T, error)
+
+// ModuleSpec returns the Swagger 2.0 description file of module@version,
+// brought into the module cache and converted to OpenAPI 3, loaded once
+// per process.
+func ModuleSpec(module, version, file string) (*openapi3.T, error) {
+	key := module + "@" + version + "/" + file
+	load, _ := moduleSpecs.LoadOrStore(key, sync.OnceValues(func() (*openapi3.T, error) {
+		path, err := ModuleFile(module, version, file)
+		if err != nil {
+			return nil, fmt.Errorf("bringing the API description of %s: %w", module, err)
+		}
+		return LoadSwagger(path)
+	}))
+	return load.(func() (*openapi3.T, error))()
 }

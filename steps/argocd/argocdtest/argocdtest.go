@@ -28,23 +28,9 @@ const (
 	SpecFile = "assets/swagger.json"
 )
 
-var spec struct {
-	once sync.Once
-	doc  *openapi3.T
-	err  error
-}
-
 // Spec returns Argo CD's API description, converted to OpenAPI 3.
 func Spec() (*openapi3.T, error) {
-	spec.once.Do(func() {
-		file, err := apicheck.ModuleFile(Module, Version, SpecFile)
-		if err != nil {
-			spec.err = fmt.Errorf("bringing Argo CD's API description: %w", err)
-			return
-		}
-		spec.doc, spec.err = apicheck.LoadSwagger(file)
-	})
-	return spec.doc, spec.err
+	return apicheck.ModuleSpec(Module, Version, SpecFile)
 }
 
 // Resource is a Kubernetes resource of an application.

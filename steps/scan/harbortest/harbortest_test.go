@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -93,5 +94,17 @@ func TestValidationCatchesMalformedRequest(t *testing.T) {
 	ref = s2.Push(t, "web/team/api")
 	if resp := get(t, s2, artifactPath("web/team/api", digestOf(ref))); resp.StatusCode != http.StatusOK {
 		t.Fatalf("twice-encoded repository: status %d, want 200", resp.StatusCode)
+	}
+}
+
+// The fake obeys the API description of the go-client version the scan
+// step is built with.
+func TestClientVersion(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", ClientModule).Output()
+	if err != nil {
+		t.Fatalf("go list -m %s: %v", ClientModule, err)
+	}
+	if got := strings.TrimSpace(string(out)); got != ClientVersion {
+		t.Errorf("go.mod requires %s %s; the fake checks against %s: update ClientVersion", ClientModule, got, ClientVersion)
 	}
 }

@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -15,31 +12,20 @@ import (
 	"github.com/sluice-ci/sluice/internal/apicheck"
 )
 
-// ClientModule is the Harbor client whose API description the fake obeys.
-const ClientModule = "github.com/goharbor/go-client"
+// ClientModule is the Harbor client whose API description the fake obeys,
+// at ClientVersion, the version go.mod requires (TestClientVersion).
+const (
+	ClientModule  = "github.com/goharbor/go-client"
+	ClientVersion = "v0.213.1"
+)
 
 // SpecPath is the API description's path inside ClientModule.
 const SpecPath = "api/v2.0/swagger.yaml"
 
-var spec struct {
-	once sync.Once
-	doc  *openapi3.T
-	err  error
-}
-
-// Spec returns Harbor's API description from the go-client module this
-// module requires (read from the module cache, found with `go list -m`),
-// converted to OpenAPI 3.
+// Spec returns Harbor's API description from the go-client module at the
+// version this module requires, converted to OpenAPI 3.
 func Spec() (*openapi3.T, error) {
-	spec.once.Do(func() {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", ClientModule).Output()
-		if err != nil {
-			spec.err = fmt.Errorf("finding %s in the module cache (go list -m): %w", ClientModule, err)
-			return
-		}
-		spec.doc, spec.err = apicheck.LoadSwagger(filepath.Join(strings.TrimSpace(string(out)), SpecPath))
-	})
-	return spec.doc, spec.err
+	return apicheck.ModuleSpec(ClientModule, ClientVersion, SpecPath)
 }
 
 // validator checks requests to /api/v2.0 and their responses against the
