@@ -203,19 +203,29 @@ func (r *run) release(ctx workflow.Context, st *stageRun, ws PrepareResult) {
 	}
 }
 
-// runStep runs step j of a stage with its retries, and records the outcome
-// in the step's status.
-func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResult) {
-	step := st.plan.Steps[j]
-	ss := &st.status.Steps[j]
-	ss.State, ss.Start, ss.Error, ss.Attempt = StateRunning, workflow.Now(ctx), "", 0
-	end := func(s State, msg string) {
+// beginStep marks step j of a stage running at attempt and resolves its
+// templates; end records how it ended. A step that cannot be resolved has
+// failed, and ok is false.
+func (r *run) beginStep(ctx workflow.Context, st *stageRun, j, attempt int) (step plan.Step, ss *StepStatus, end func(State, string), resolved plan.Step, env map[string]plan.Template, ok bool) {
+	step = st.plan.Steps[j]
+	ss = &st.status.Steps[j]
+	ss.State, ss.Start, ss.Error, ss.Attempt = StateRunning, workflow.Now(ctx), "", attempt
+	end = func(s State, msg string) {
 		ss.State, ss.Error, ss.End = s, msg, workflow.Now(ctx)
 	}
-
 	resolved, env, err := r.resolve(st, step)
 	if err != nil {
 		end(StateFailed, err.Error())
+		return step, ss, end, resolved, env, false
+	}
+	return step, ss, end, resolved, env, true
+}
+
+// runStep runs step j of a stage with its retries, and records the outcome
+// in the step's status.
+func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResult) {
+	step, ss, end, resolved, env, ok := r.beginStep(ctx, st, j, 0)
+	if !ok {
 		return
 	}
 	policy := stepRetry(st, step)

@@ -162,15 +162,8 @@ func verifyCut(watched bool, steps []plan.Step, j, n int) int {
 
 // runVerify watches verify step j of a stage and records the outcome.
 func (r *run) runVerify(ctx workflow.Context, st *stageRun, j int, ws *PrepareResult) {
-	step := st.plan.Steps[j]
-	ss := &st.status.Steps[j]
-	ss.State, ss.Start, ss.Error, ss.Attempt = StateRunning, workflow.Now(ctx), "", 1
-	end := func(s State, msg string) {
-		ss.State, ss.Error, ss.End = s, msg, workflow.Now(ctx)
-	}
-	resolved, env, err := r.resolve(st, step)
-	if err != nil {
-		end(StateFailed, err.Error())
+	step, ss, end, resolved, env, ok := r.beginStep(ctx, st, j, 1)
+	if !ok {
 		return
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
