@@ -5,6 +5,7 @@ package steps
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -51,3 +52,17 @@ type Executor interface {
 
 // Registry maps step kinds to their executors.
 type Registry map[string]Executor
+
+// Begin checks that an executor of kind was given a step of its kind that
+// carries its configuration cfg (req.Step.Image for an image executor, and
+// so on), and returns cfg and the log to write to: req.Log, or a writer
+// that drops everything when the request has none.
+func Begin[T any](req Request, kind string, cfg *T) (*T, io.Writer, error) {
+	if req.Step.Kind != kind || cfg == nil {
+		return nil, nil, fmt.Errorf("%s executor given step %q of kind %q", kind, req.Step.Name, req.Step.Kind)
+	}
+	if req.Log == nil {
+		return cfg, io.Discard, nil
+	}
+	return cfg, req.Log, nil
+}

@@ -42,10 +42,11 @@ var _ steps.Executor = (*Executor)(nil)
 // Execute commits the step's image to the GitOps repository, then syncs
 // the application and waits for it.
 func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
-	if req.Step.Kind != plan.KindArgoCD || req.Step.ArgoCD == nil {
-		return steps.Result{}, fmt.Errorf("argocd executor given step %q of kind %q", req.Step.Name, req.Step.Kind)
+	as, _, err := steps.Begin(req, plan.KindArgoCD, req.Step.ArgoCD)
+	if err != nil {
+		return steps.Result{}, err
 	}
-	res, err := e.deploy(ctx, req, req.Step.ArgoCD.Image.Literal(), false)
+	res, err := e.deploy(ctx, req, as.Image.Literal(), false)
 	if err != nil {
 		return steps.Result{}, fmt.Errorf("step %q: %w", req.Step.Name, err)
 	}

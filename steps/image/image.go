@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,13 +44,9 @@ const (
 
 // Execute builds the image, pushes it when asked, and returns its digest.
 func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
-	is := req.Step.Image
-	if req.Step.Kind != plan.KindImage || is == nil {
-		return steps.Result{}, fmt.Errorf("image executor given step %q of kind %q", req.Step.Name, req.Step.Kind)
-	}
-	log := req.Log
-	if log == nil {
-		log = io.Discard
+	is, log, err := steps.Begin(req, plan.KindImage, req.Step.Image)
+	if err != nil {
+		return steps.Result{}, err
 	}
 	b, err := e.prepare(req)
 	if err != nil {

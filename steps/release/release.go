@@ -101,13 +101,9 @@ func (t *target) server() string {
 // Execute makes sure the tag exists at the commit and a release exists
 // for it, and returns the release.
 func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
-	rs := req.Step.Release
-	if req.Step.Kind != plan.KindRelease || rs == nil {
-		return steps.Result{}, fmt.Errorf("release executor given step %q of kind %q", req.Step.Name, req.Step.Kind)
-	}
-	log := req.Log
-	if log == nil {
-		log = io.Discard
+	rs, log, err := steps.Begin(req, plan.KindRelease, req.Step.Release)
+	if err != nil {
+		return steps.Result{}, err
 	}
 	t, err := e.resolve(rs, req.Git)
 	if err != nil {

@@ -92,9 +92,9 @@ var _ steps.Executor = (*Executor)(nil)
 // A step that exits non-zero returns an *ExitError together with the
 // exit_code output; a cancelled step returns an error wrapping ctx.Err().
 func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
-	rs := req.Step.Run
-	if req.Step.Kind != plan.KindRun || rs == nil {
-		return steps.Result{}, fmt.Errorf("run executor given step %q of kind %q", req.Step.Name, req.Step.Kind)
+	rs, _, err := steps.Begin(req, plan.KindRun, req.Step.Run)
+	if err != nil {
+		return steps.Result{}, err
 	}
 	if !rs.Image.IsZero() {
 		if e.Container != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -61,13 +60,9 @@ type target struct {
 
 // Execute scans the step's image and judges the report.
 func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
-	ss := req.Step.Scan
-	if req.Step.Kind != plan.KindScan || ss == nil {
-		return steps.Result{}, fmt.Errorf("scan executor given step %q of kind %q", req.Step.Name, req.Step.Kind)
-	}
-	log := req.Log
-	if log == nil {
-		log = io.Discard
+	ss, log, err := steps.Begin(req, plan.KindScan, req.Step.Scan)
+	if err != nil {
+		return steps.Result{}, err
 	}
 	t, err := e.resolve(ss)
 	if err != nil {
