@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/proc"
@@ -124,11 +123,5 @@ func (p *process) status() string {
 
 // stop asks buildkitd to stop and waits, killing it if it hangs.
 func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	proc.Stop(p.cmd.Process, p.done, 10*time.Second)
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/proc"
@@ -112,13 +111,7 @@ func startServer(ctx context.Context, home, namespace string) (*serverProcess, e
 // stop asks the server to stop and waits for it, killing it if it hangs.
 func (p *serverProcess) stop() {
 	_ = p.stdin.Close()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	proc.Stop(p.cmd.Process, p.done, 15*time.Second)
 }
 
 // tailBuffer keeps the last max bytes written to it.
