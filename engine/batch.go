@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +57,11 @@ type StepsInput struct {
 	// First is the index of Steps[0] among the stage's steps.
 	First int         `json:"first"`
 	Steps []BatchStep `json:"steps"`
+	// Take makes the batch the whole rest of a stage that no runner holds
+	// yet: scheduled on the stage's shared queue, it prepares the
+	// workspace (Workspace is then empty), runs the steps and releases the
+	// workspace, in one activity (see runStage).
+	Take *PrepareInput `json:"take,omitempty"`
 }
 
 // BatchStep is one step of a batch, with outputs substituted, as in
@@ -69,9 +75,11 @@ type BatchStep struct {
 // StepsResult is what RunSteps returns, and the progress it records in its
 // heartbeats: one entry per finished step, in order.
 type StepsResult struct {
-	StageID string            `json:"stage_id"`
-	First   int               `json:"first"`
-	Steps   []BatchStepResult `json:"steps"`
+	StageID string `json:"stage_id"`
+	// Runner is the runner that runs the batch.
+	Runner string            `json:"runner,omitempty"`
+	First  int               `json:"first"`
+	Steps  []BatchStepResult `json:"steps"`
 }
 
 // BatchStepResult is how one step of a batch ended.
@@ -100,15 +108,30 @@ type HeartbeatRecorder interface {
 func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	res := StepsResult{StageID: in.StageID, First: in.First, Runner: a.Runner}
+	if in.Take != nil {
+		ws, err := a.PrepareWorkspace(ctx, *in.Take)
+		if err != nil {
+			return res, temporal.NewNonRetryableApplicationError(err.Error(), NotTakenError, err)
+		}
+		in.Workspace = ws.Workspace
+		defer func() {
+			// Cancelled or not, the stage ends here.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReleaseTimeout)
+			defer cancel()
+			if err := a.ReleaseWorkspace(rctx, ReleaseInput{RunID: in.RunID, StageID: in.StageID, Workspace: ws.Workspace, Git: in.Git}); err != nil {
+				activity.GetLogger(ctx).Warn("releasing workspace", "stage", in.StageID, "error", err)
+			}
+		}()
+	}
 	j, err := a.openJournal(in)
 	if err != nil {
-		return StepsResult{}, err
+		return res, err
 	}
 	defer j.close()
-	p := a.startProgress(ctx, cancel, j != nil)
+	p := a.startProgress(ctx, cancel, j != nil, res)
 	defer p.stop()
 
-	res := StepsResult{StageID: in.StageID, First: in.First}
 	replay := j != nil
 	for i, bs := range in.Steps {
 		r, ok := j.finished(in.First+i, bs.Step.Name)
@@ -198,8 +221,8 @@ type progress struct {
 	ack       chan struct{} // closed when acked changes
 }
 
-func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc, journaled bool) *progress {
-	p := &progress{a: a, ctx: ctx, cancel: cancel, journaled: journaled, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{})}
+func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc, journaled bool, first StepsResult) *progress {
+	p := &progress{a: a, ctx: ctx, cancel: cancel, journaled: journaled, last: first, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{})}
 	if !activity.IsActivity(ctx) {
 		return p
 	}
@@ -252,7 +275,7 @@ func (p *progress) record(res StepsResult) {
 	n := len(res.Steps)
 	now := time.Now()
 	p.mu.Lock()
-	p.last = StepsResult{StageID: res.StageID, First: res.First, Steps: res.Steps[:n:n]}
+	p.last = StepsResult{StageID: res.StageID, Runner: res.Runner, First: res.First, Steps: res.Steps[:n:n]}
 	for len(p.finished) < n {
 		p.finished = append(p.finished, now)
 	}
@@ -356,8 +379,17 @@ func (r *run) batchLen(st *stageRun, j int) int {
 
 // runBatch runs up to n steps from the j-th in one RunSteps activity and
 // returns the index of the first step it did not finish.
-func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *PrepareResult) int {
-	if ws.Queue == "" {
+//
+// With take, the n steps are the rest of a stage that no runner holds yet
+// (see takesStage): the batch goes to the stage's shared queue and the
+// runner that takes it prepares the workspace first and releases it last,
+// saving the workflow the round trips of a PrepareWorkspace and a
+// ReleaseWorkspace activity. runBatch returns -1, having changed nothing,
+// when the batch cannot take the stage: a step cannot be resolved yet, or
+// the runner could not prepare the workspace; the stage then goes the
+// usual way, whose PrepareWorkspace retries and reports.
+func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *PrepareResult, take bool) int {
+	if ws.Queue == "" && !take {
 		// No runner holds the stage (it was lost): the step takes one.
 		r.runStep(ctx, st, j, ws)
 		return j + 1
@@ -379,7 +411,10 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 		}
 		in.Steps = append(in.Steps, BatchStep{Step: resolved, Env: env, Timeout: stepTimeout(step)})
 	}
-	if len(in.Steps) < 2 {
+	switch {
+	case take && len(in.Steps) < n:
+		return -1
+	case len(in.Steps) < 2 && !take:
 		r.runStep(ctx, st, j, ws)
 		return j + 1
 	}
@@ -391,7 +426,7 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 		for _, bs := range in.Steps {
 			total += bs.Timeout
 		}
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		opts := workflow.ActivityOptions{
 			TaskQueue:              ws.Queue,
 			ScheduleToStartTimeout: RunnerPickupTimeout,
 			StartToCloseTimeout:    total,
@@ -399,11 +434,36 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 			WaitForCancellation:    true,
 			RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
 			Summary:                st.plan.ID + "/" + st.plan.Steps[j].Name + ".." + st.plan.Steps[j+len(in.Steps)-1].Name,
-		})
+		}
+		if take {
+			// Like a PrepareWorkspace: any runner of the stage's labels,
+			// however long they are all busy.
+			in.Take = &PrepareInput{RunID: r.status.RunID, Pipeline: r.plan.Pipeline, StageID: st.plan.ID, Git: r.plan.Git, Source: r.source}
+			opts.TaskQueue = StageQueue(st.plan.RunsOn)
+			opts.ScheduleToStartTimeout = 0
+			opts.StartToCloseTimeout += PrepareTimeout + ReleaseTimeout
+			opts.Summary = "take " + opts.Summary
+			st.status.Runner = ""
+			st.status.Reason = waitingForRunner(opts.TaskQueue)
+		}
 		var res StepsResult
-		err := workflow.ExecuteActivity(actx, acts.RunSteps, in).Get(ctx, &res)
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.RunSteps, in).Get(ctx, &res)
 		if err != nil {
 			res = batchProgress(err)
+		}
+		if take {
+			st.status.Reason = ""
+			if res.Runner != "" {
+				st.status.Runner = res.Runner
+			}
+			var ae *temporal.ApplicationError
+			if errors.As(err, &ae) && ae.Type() == NotTakenError && ctx.Err() == nil {
+				first.State, first.Start, first.Attempt = StatePending, time.Time{}, 0
+				return -1
+			}
+			// Whatever happens next, the workspace of this batch is gone:
+			// released by the batch, or lost with its runner.
+			take, in.Take = false, nil
 		}
 		done := min(len(res.Steps), len(in.Steps))
 		for i := range done {
@@ -524,6 +584,13 @@ func applyBatchProgress(st *RunStatus, desc *workflowservice.DescribeWorkflowExe
 			s := &st.Stages[i]
 			if s.ID != p.StageID || p.First < 0 || p.First+len(p.Steps) > len(s.Steps) {
 				continue
+			}
+			if p.Runner != "" && s.Runner == "" {
+				// A batch that took its stage (StepsInput.Take) has begun.
+				s.Runner = p.Runner
+				if strings.HasPrefix(s.Reason, waitingForRunnerPrefix) {
+					s.Reason = ""
+				}
 			}
 			for k, res := range p.Steps {
 				if ss := &s.Steps[p.First+k]; !ss.State.Done() {

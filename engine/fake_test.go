@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -60,6 +61,22 @@ func (f *fakeExec) gate(name string) chan struct{} {
 }
 
 func (f *fakeExec) open(name string) { close(f.gate(name)) }
+
+// stopActivity ends the waits of the steps that activity id runs. The test
+// environment tells a running activity of its cancellation only in the
+// answer to a heartbeat, which the SDK holds back for most of the heartbeat
+// timeout; a server answers the runner's next heartbeat (NewRunner sends
+// them unthrottled).
+func (f *fakeExec) stopActivity(id string) {
+	c := f.gate("activity " + id)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
+}
 
 func (f *fakeExec) count(key string) int {
 	f.mu.Lock()
@@ -105,10 +122,19 @@ func (f *fakeExec) Execute(ctx context.Context, req steps.Request) (steps.Result
 		}
 		return res
 	}
+	var stopped <-chan struct{}
+	if activity.IsActivity(ctx) {
+		stopped = f.gate("activity " + activity.GetInfo(ctx).ActivityID)
+	}
 	wait := func(c <-chan struct{}) error {
 		select {
 		case <-c:
 			return nil
+		case <-stopped:
+			f.mu.Lock()
+			f.cancelled = append(f.cancelled, key)
+			f.mu.Unlock()
+			return context.Canceled
 		case <-ctx.Done():
 			f.mu.Lock()
 			f.cancelled = append(f.cancelled, key)
@@ -240,6 +266,19 @@ func (c *countingWorkspaces) Release(ctx context.Context, req WorkspaceRequest, 
 	c.released = append(c.released, req.StageID)
 	c.mu.Unlock()
 	return c.TempWorkspaces.Release(ctx, req, dir)
+}
+
+// settled returns the counts once every prepared workspace was released,
+// or after five seconds. The test environment hands a cancelled activity's
+// cancellation to the workflow at once, while the activity (a batch that
+// took its stage) still releases its workspace; a server waits for it.
+func (c *countingWorkspaces) settled() (int, int) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if p, r := c.counts(); r >= p {
+			break
+		}
+	}
+	return c.counts()
 }
 
 func (c *countingWorkspaces) counts() (int, int) {

@@ -61,6 +61,10 @@ const (
 	ReleaseTimeout = 5 * time.Minute
 )
 
+// NotTakenError is the error type of a RunSteps activity that was to take
+// its stage (StepsInput.Take) and could not prepare the workspace.
+const NotTakenError = "NotTaken"
+
 // Search attributes of a run. The server registers them as Keyword
 // attributes (see SearchAttributes); Start sets the first four and the
 // workflow keeps SluiceStatus current.

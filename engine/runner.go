@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -114,22 +115,34 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 // Queue is the runner's own task queue.
 func (r *Runner) Queue() string { return r.queue }
 
-// Start starts every worker of the runner.
+// Start starts every worker of the runner, all at once: each asks the
+// server about the namespace before it polls.
 func (r *Runner) Start() error {
-	for _, w := range r.workers {
-		if err := w.Start(); err != nil {
-			r.Stop()
-			return fmt.Errorf("starting runner %q: %w", r.name, err)
+	errs := make([]error, len(r.workers))
+	var wg sync.WaitGroup
+	for i, w := range r.workers {
+		wg.Go(func() { errs[i] = w.Start() })
+	}
+	wg.Wait()
+	for i, w := range r.workers {
+		if errs[i] == nil {
+			r.started = append(r.started, w)
 		}
-		r.started = append(r.started, w)
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.Stop()
+		return fmt.Errorf("starting runner %q: %w", r.name, err)
 	}
 	return nil
 }
 
-// Stop stops the runner's workers; running activities are cancelled.
+// Stop stops the runner's workers, all at once; running activities are
+// cancelled.
 func (r *Runner) Stop() {
+	var wg sync.WaitGroup
 	for _, w := range r.started {
-		w.Stop()
+		wg.Go(w.Stop)
 	}
+	wg.Wait()
 	r.started = nil
 }

@@ -70,8 +70,13 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 	defer func() { r.release(cleanupCtx, st, ws) }()
 
 	var stageErr string
-	if err := r.prepare(stageCtx, st, &ws); err != nil {
-		stageErr = err.Error()
+	// A stage whose steps can all run as one batch is taken by that batch
+	// (see runBatch), unless its history was recorded before.
+	take := r.takesStage(st) && workflow.GetVersion(ctx, "stage-batch", workflow.DefaultVersion, 1) == 1
+	if !take {
+		if err := r.prepare(stageCtx, st, &ws); err != nil {
+			stageErr = err.Error()
+		}
 	}
 	// Consecutive steps that need nothing from the workflow between them
 	// run as one activity (see batch.go). Histories recorded before run
@@ -82,12 +87,23 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 	watched := !r.dryRun && r.watchesVerify(ctx, s)
 	for j := st.first; j < len(s.Steps) && stageErr == "" && stageCtx.Err() == nil; {
 		next := -1
-		if watched && s.Steps[j].Kind == plan.KindVerify {
+		if take {
+			take = false
+			if next = r.runBatch(stageCtx, st, j, len(s.Steps)-j, &ws, true); next < 0 {
+				if err := r.prepare(stageCtx, st, &ws); err != nil {
+					stageErr = err.Error()
+					continue
+				}
+			}
+		}
+		if next >= 0 {
+			// Taken above.
+		} else if watched && s.Steps[j].Kind == plan.KindVerify {
 			r.runVerify(stageCtx, st, j, &ws)
 			next = j + 1
 		} else if batches {
 			if n := verifyCut(watched, s.Steps, j, r.batchLen(st, j)); n > 1 {
-				next = r.runBatch(stageCtx, st, j, n, &ws)
+				next = r.runBatch(stageCtx, st, j, n, &ws, false)
 			}
 		}
 		if next < 0 {
@@ -126,6 +142,28 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 	}
 }
 
+// takesStage says whether the stage's steps, from the first to run, can
+// all run in one batch that takes the stage: steps the workflow need not
+// see between them (batchLen), no verify step for the workflow to watch,
+// and no artifacts to fetch before the steps or store after them.
+func (r *run) takesStage(st *stageRun) bool {
+	s := st.plan
+	if st.first >= len(s.Steps) || len(s.Artifacts) > 0 {
+		return false
+	}
+	for _, step := range s.Steps[st.first:] {
+		if step.Kind == plan.KindVerify {
+			return false
+		}
+	}
+	for _, a := range st.ancestors {
+		if r.stages[a].status.Artifacts != nil {
+			return false
+		}
+	}
+	return r.batchLen(st, st.first) == len(s.Steps)-st.first
+}
+
 func (r *run) cancelReason() string {
 	if r.stopped != "" {
 		return r.stopped
@@ -146,7 +184,7 @@ func (r *run) endSteps(st *stageRun, first int, s State) {
 func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) error {
 	queue := StageQueue(st.plan.RunsOn)
 	st.status.Runner = ""
-	st.status.Reason = fmt.Sprintf("waiting for a runner on queue %q", queue)
+	st.status.Reason = waitingForRunner(queue)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           queue,
 		StartToCloseTimeout: PrepareTimeout,
@@ -178,6 +216,14 @@ func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) err
 	st.status.Runner = res.Runner
 	return r.downloadArtifacts(ctx, st, ws)
 }
+
+// waitingForRunner is the reason of a stage that waits for a runner to
+// take it.
+func waitingForRunner(queue string) string {
+	return fmt.Sprintf("%s %q", waitingForRunnerPrefix, queue)
+}
+
+const waitingForRunnerPrefix = "waiting for a runner on queue"
 
 // release cleans up the stage's workspace on its runner; a failure is
 // logged, not reported, since the stage's result stands.

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -53,6 +55,8 @@ func newHarness(t *testing.T) *harness {
 	h.env.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: WorkflowName})
 	h.env.RegisterActivity(h.acts)
 	h.env.SetTestTimeout(30 * time.Second)
+	// See stopActivity.
+	h.env.SetOnActivityCanceledListener(func(info *activity.Info) { h.exec.stopActivity(info.ActivityID) })
 	return h
 }
 
@@ -218,7 +222,7 @@ func TestFailFast(t *testing.T) {
 	if h.exec.count("lint/vet") != 1 {
 		t.Errorf("lint/vet ran %d times", h.exec.count("lint/vet"))
 	}
-	if p, r := h.ws.counts(); p != 2 || r != 2 {
+	if p, r := h.ws.settled(); p != 2 || r != 2 {
 		t.Errorf("prepared %d and released %d workspaces, want 2 and 2", p, r)
 	}
 }
@@ -318,7 +322,7 @@ func TestTimeouts(t *testing.T) {
 		if a.Steps[0].State != StateFailed || a.Steps[1].State != StateSkipped {
 			t.Errorf("steps %+v", a.Steps)
 		}
-		if _, r := h.ws.counts(); r != 1 {
+		if _, r := h.ws.settled(); r != 1 {
 			t.Errorf("workspace released %d times", r)
 		}
 	})
@@ -502,7 +506,8 @@ func TestCancel(t *testing.T) {
 	}
 	wantStage(t, st, "b", StateSkipped, "needs a which was cancelled")
 	wantStage(t, st, "gate", StateCancelled, "cancelled")
-	if p, r := h.ws.counts(); p != 1 || r != 1 {
+	// Stage a's batch may be cancelled before it prepared its workspace.
+	if p, r := h.ws.settled(); p > 1 || r != p {
 		t.Errorf("prepared %d, released %d workspaces", p, r)
 	}
 }
@@ -525,7 +530,9 @@ func TestRunnerLost(t *testing.T) {
 		wantPrep  int
 	}{
 		{"the step goes again without using an attempt", 1, StateSucceeded, 2},
-		{"a step whose runners keep getting lost fails", MaxLostRunners + 1, StateFailed, MaxLostRunners + 1},
+		// The step has two attempts: the first ends after MaxLostRunners+1
+		// losses, the second at its first loss.
+		{"a step whose runners keep getting lost fails", MaxLostRunners + 2, StateFailed, MaxLostRunners + 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -538,8 +545,9 @@ func TestRunnerLost(t *testing.T) {
 					}
 					return StepResult{Outputs: map[string]string{"attempt": fmt.Sprint(in.Attempt)}}, nil
 				})
+			// Retried by the workflow, the step runs as its own activity.
 			s := step("s", "ok")
-			s.Retry = &plan.Retry{Attempts: 1}
+			s.Retry = &plan.Retry{Attempts: 2}
 			st := h.run(t, RunInput{Plan: testPlan("lost", stage("a", nil, s))})
 			if st.State != tc.wantState {
 				t.Fatalf("run %s (%s)", st.State, st.Error)
@@ -733,5 +741,78 @@ func TestFailedStepOutputs(t *testing.T) {
 	}
 	if got := a.Steps[1].Outputs; got["code"] != "3" || got["report"] != "partial" {
 		t.Errorf("use saw %v; want code=3 and report=partial", got)
+	}
+}
+
+func TestStageTakenByOneActivity(t *testing.T) {
+	h := newHarness(t)
+	var started []string
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		started = append(started, info.ActivityType.Name)
+	})
+	// Stage a's steps can run as one batch, and the batch takes the stage;
+	// stage b's second step needs the first one's output from the
+	// workflow, so b is prepared, run step by step and released.
+	uses := step("uses", "ok")
+	uses.Env = map[string]plan.Template{"N": tmpl(out("makes", "n"))}
+	uses.Refs = append(uses.Refs, out("makes", "n"))
+	p := testPlan("take",
+		stage("a", nil, step("one", "ok"), step("two", "ok")),
+		stage("b", needs("a"), step("makes", "ok", "n=1"), uses),
+	)
+	st := h.run(t, RunInput{Plan: p})
+	if st.State != StateSucceeded {
+		t.Fatalf("run %s (%s)", st.State, st.Error)
+	}
+	want := []string{RunStepsActivity, "PrepareWorkspace", "RunStep", "RunStep", "ReleaseWorkspace"}
+	if !slices.Equal(started, want) {
+		t.Errorf("activities %v, want %v", started, want)
+	}
+	if p, r := h.ws.counts(); p != 2 || r != 2 {
+		t.Errorf("prepared %d, released %d workspaces, want 2 and 2", p, r)
+	}
+	for _, id := range []string{"a", "b"} {
+		if s := stageOf(t, st, id); s.Runner != "r1" || s.Reason != "" {
+			t.Errorf("stage %s: runner %q, reason %q", id, s.Runner, s.Reason)
+		}
+	}
+	for _, k := range []string{"a/one", "a/two", "b/makes", "b/uses"} {
+		if n := h.exec.count(k); n != 1 {
+			t.Errorf("%s ran %d times", k, n)
+		}
+	}
+}
+
+func TestTakenStageRunnerLost(t *testing.T) {
+	h := newHarness(t)
+	var calls []StepsInput
+	h.env.OnActivity(h.acts.RunSteps, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in StepsInput) (StepsResult, error) {
+			calls = append(calls, in)
+			if len(calls) == 1 {
+				// The runner that took the stage is lost after its first
+				// step finished, which its last heartbeat recorded.
+				return StepsResult{}, temporal.NewHeartbeatTimeoutError(StepsResult{StageID: "a", Runner: "r1", Steps: []BatchStepResult{{Outputs: map[string]string{"n": "1"}}}})
+			}
+			return h.acts.RunSteps(ctx, in)
+		})
+	st := h.run(t, RunInput{Plan: testPlan("lost", stage("a", nil, step("one", "ok", "n=1"), step("two", "ok"), step("three", "ok")))})
+	if st.State != StateSucceeded {
+		t.Fatalf("run %s (%s)", st.State, st.Error)
+	}
+	if len(calls) != 2 || calls[0].Take == nil || calls[1].Take != nil || calls[1].First != 1 || len(calls[1].Steps) != 2 {
+		t.Fatalf("batches: %+v", calls)
+	}
+	// The second batch went to the runner that took the stage again, in
+	// the workspace PrepareWorkspace made, which ReleaseWorkspace removed.
+	if calls[1].Workspace == "" {
+		t.Error("second batch has no workspace")
+	}
+	if p, r := h.ws.counts(); p != 1 || r != 1 {
+		t.Errorf("prepared %d, released %d workspaces, want 1 and 1", p, r)
+	}
+	a := stageOf(t, st, "a")
+	if a.Steps[0].Outputs["n"] != "1" || h.exec.count("a/one") != 0 || h.exec.count("a/two") != 1 || h.exec.count("a/three") != 1 {
+		t.Errorf("steps %+v, runs one %d two %d three %d", a.Steps, h.exec.count("a/one"), h.exec.count("a/two"), h.exec.count("a/three"))
 	}
 }

@@ -50,6 +50,10 @@ type RunnerOptions struct {
 	Repo string
 	// Dirty copies the working tree as it is instead of the commit.
 	Dirty bool
+	// Background starts the runner's workers while Start returns, so that
+	// the caller can start its run meanwhile: tasks wait on their queues
+	// until a worker polls. RunnerStarted says how the start went.
+	Background bool
 }
 
 // Stack is a client connection to Temporal, maybe the embedded server
@@ -69,6 +73,10 @@ type Stack struct {
 	home   string
 	server *serverProcess
 	runner *engine.Runner
+	// runnerStarted delivers the outcome of a runner started in the
+	// background once; runnerErr keeps it.
+	runnerStarted chan error
+	runnerErr     error
 	// labels are the runner's, and daggerErr why it reaches no Dagger
 	// engine (see withDagger).
 	labels    []string
@@ -157,15 +165,28 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := r.Start(); err != nil {
-		return err
-	}
 	s.runner = r
-	return nil
+	if o.Background {
+		s.runnerStarted = make(chan error, 1)
+		go func() { s.runnerStarted <- r.Start() }()
+		return nil
+	}
+	return r.Start()
+}
+
+// RunnerStarted waits until the runner started in the background (see
+// RunnerOptions.Background) has started, and says whether it could.
+func (s *Stack) RunnerStarted() error {
+	if s.runnerStarted != nil {
+		s.runnerErr = <-s.runnerStarted
+		s.runnerStarted = nil
+	}
+	return s.runnerErr
 }
 
 // Close stops the runner, the client and the server, in that order.
 func (s *Stack) Close() {
+	s.RunnerStarted()
 	if s.runner != nil {
 		s.runner.Stop()
 	}

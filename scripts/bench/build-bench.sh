@@ -74,6 +74,32 @@ echo "== warm: every layer cached"
 hyperfine --warmup 1 --runs "$warm_runs" \
   --export-json "$work/warm.json" \
   -n buildctl "$buildctl_build" -n "sluice run" "$sluice_run"
+# The build itself, side by side: the image step's duration as the run
+# records it (the step's activity on the runner: BuildKit session, solve,
+# export and push, its log) against buildctl build's wall time, alternated
+# run by run.
+echo "== warm, the image step against buildctl build, alternated ($warm_runs pairs)"
+python3 - "$warm_runs" "$work/steps.json" "$buildctl_build" "$sluice_run" <<'PY'
+import json, re, shlex, statistics, subprocess, sys, time
+n, out, buildctl, sluice = int(sys.argv[1]), sys.argv[2], shlex.split(sys.argv[3]), shlex.split(sys.argv[4])
+def ms(d):
+    m = re.fullmatch(r"([0-9.]+)(µs|ms|s)", d)
+    return float(m.group(1)) * {"µs": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+b, s, w = [], [], []
+for _ in range(n):
+    t = time.perf_counter()
+    subprocess.run(buildctl, check=True, capture_output=True)
+    b.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    r = subprocess.run(sluice, check=True, capture_output=True, text=True)
+    w.append((time.perf_counter() - t) * 1000)
+    m = re.search(r"^build\s+api\s+succeeded\s+(\S+)$", r.stdout, re.M)
+    s.append(ms(m.group(1)))
+json.dump({"buildctl_ms": b, "image_step_ms": s, "sluice_run_ms": w}, open(out, "w"))
+mb, ms_, mw = statistics.median(b), statistics.median(s), statistics.median(w)
+print(f"buildctl build {mb:.1f} ms ({min(b):.1f}-{max(b):.1f}), image step {ms_:.1f} ms ({min(s):.1f}-{max(s):.1f}), whole sluice run {mw:.1f} ms ({min(w):.1f}-{max(w):.1f})")
+print(f"step: median image step / buildctl build = {ms_/mb:.2f}x")
+PY
 for f in cold warm; do
   python3 - "$work/$f.json" "$f" <<'PY'
 import json, statistics, sys

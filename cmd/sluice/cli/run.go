@@ -147,7 +147,7 @@ what each step only reported. A retried dry run is a dry run again.`,
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			sf.build = local.NeedsBuild(p)
-			stack, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty})
+			stack, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty, Background: true})
 			if err != nil {
 				return err
 			}
@@ -163,6 +163,9 @@ what each step only reported. A retried dry run is a dry run again.`,
 			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: src, Dirty: dirty}, DryRun: dryRun})
 			if err != nil {
 				return err
+			}
+			if err := stack.RunnerStarted(); err != nil {
+				return fmt.Errorf("run %s started, but this machine's runner did not: %w; sluice dev or any runner can run it", runID, err)
 			}
 			if mode != progressJSON {
 				what := "Run"
