@@ -12,6 +12,7 @@ all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/sluice ./cmd/sluice-temporal
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/sluice-exec
 
 # tools builds the BuildKit daemon and CLI that Sluice starts when no
 # BUILDKIT_HOST is given, pinned by tools/buildkit/go.mod; buildkitd runs

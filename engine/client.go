@@ -253,6 +253,11 @@ func Retry(ctx context.Context, c client.Client, runID, from string) error {
 	if err != nil {
 		return err
 	}
+	if from == "" {
+		if from, err = firstNotSucceeded(&in.Plan, prev); err != nil {
+			return fmt.Errorf("retrying run %q: %w", runID, err)
+		}
+	}
 	res, err := resumeFrom(&in.Plan, prev, from)
 	if err != nil {
 		return fmt.Errorf("retrying run %q from %q: %w", runID, from, err)
@@ -260,6 +265,16 @@ func Retry(ctx context.Context, c client.Client, runID, from string) error {
 	res.Previous = execution
 	in.Resume = res
 	return start(ctx, c, runID, info.GetTaskQueue(), in, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE)
+}
+
+// RunPlan returns the plan of a run's latest execution: what a retry runs
+// again.
+func RunPlan(ctx context.Context, c client.Client, runID string) (plan.Plan, error) {
+	if _, err := c.DescribeWorkflowExecution(ctx, runID, ""); err != nil {
+		return plan.Plan{}, runError("looking up", runID, err)
+	}
+	in, err := runInput(ctx, c, runID, "")
+	return in.Plan, err
 }
 
 // runInput reads the input a run was started with from its history.
@@ -281,6 +296,27 @@ func runInput(ctx context.Context, c client.Client, runID, execution string) (Ru
 		return RunInput{}, fmt.Errorf("decoding the plan of run %q: %w", runID, err)
 	}
 	return in, nil
+}
+
+// firstNotSucceeded names, as STAGE/STEP, the first step in the plan's
+// order that did not succeed (a failed step that may fail counts as
+// succeeded): where a retry without --from starts.
+func firstNotSucceeded(p *plan.Plan, prev RunStatus) (string, error) {
+	for _, s := range p.Stages {
+		ps, ok := prev.Stage(s.ID)
+		if !ok || len(ps.Steps) != len(s.Steps) {
+			return "", fmt.Errorf("the status of the run does not match its plan at stage %q", s.ID)
+		}
+		if s.Skip != "" {
+			continue
+		}
+		for j, st := range ps.Steps {
+			if st.State != StateSucceeded && (st.State != StateFailed || !s.Steps[j].ContinueOnError) {
+				return s.ID + "/" + st.Name, nil
+			}
+		}
+	}
+	return "", errors.New("every step succeeded; say where to start again with --from STEP")
 }
 
 // findStep locates the step a retry starts from.

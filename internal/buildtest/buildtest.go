@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -38,6 +39,8 @@ type Env struct {
 	User, Password string
 	// Home is the $SLUICE_HOME the daemon and registry keep state in.
 	Home string
+	// Helper is a sluice-exec built for the tests (see BuildHelper).
+	Helper string
 
 	out     *Log
 	reg     *registry.Registry
@@ -107,7 +110,22 @@ func New() (_ *Env, err error) {
 		return nil, err
 	}
 	e.Busybox = e.Registry + "/" + baseimage.BusyboxName + ":" + baseimage.Tag
+	if e.Helper, err = BuildHelper(home); err != nil {
+		return nil, err
+	}
 	return e, nil
+}
+
+// BuildHelper builds sluice-exec, which container steps run their commands
+// with, as make build does (static), into dir and returns its path.
+func BuildHelper(dir string) (string, error) {
+	out := filepath.Join(dir, "sluice-exec")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/sluice-ci/sluice/cmd/sluice-exec")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building sluice-exec: %v\n%s", err, b)
+	}
+	return out, nil
 }
 
 // Golang pushes golang:local (this machine's Go toolchain) to the registry

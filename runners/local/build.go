@@ -27,6 +27,9 @@ type BuildOptions struct {
 	// Registry is an existing registry (host:port) to use
 	// (SLUICE_REGISTRY); empty uses the home's or serves one.
 	Registry string
+	// RegistryPort is the port to serve the home's registry on, when this
+	// process serves it, if it is free; 0 means the registry's default.
+	RegistryPort int
 	// Out receives the addresses and what happens to buildkitd.
 	Out io.Writer
 	// Optional keeps the stack up without BuildKit when buildkitd cannot
@@ -81,7 +84,7 @@ func (s *Stack) startBuild(ctx context.Context, o BuildOptions) error {
 	if out == nil {
 		out = io.Discard
 	}
-	reg, err := registry.Start(ctx, registry.Options{Home: s.home, Address: o.Registry})
+	reg, err := registry.Start(ctx, registry.Options{Home: s.home, Address: o.Registry, Port: o.RegistryPort})
 	if err != nil {
 		return err
 	}
@@ -124,7 +127,7 @@ func (b *Build) register(execs steps.Registry) {
 	}
 	b.conn = &buildkit.Conn{Addr: b.BuildKit.Address()}
 	execs[plan.KindImage] = supervised{d: b.BuildKit, next: &image.Executor{BuildKit: b.conn}}
-	execs[plan.KindRun] = &run.Executor{Container: supervised{d: b.BuildKit, next: &container.Executor{BuildKit: b.conn}}}
+	execs[plan.KindRun] = &run.Executor{Container: supervised{d: b.BuildKit, next: &container.Executor{BuildKit: b.conn, Helper: container.FindHelper()}}}
 }
 
 // supervised runs a step that needs buildkitd: it waits for the daemon to

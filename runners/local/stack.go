@@ -174,6 +174,20 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 	return r.Start()
 }
 
+// AddRunner starts a runner on a stack started without one, after the
+// build stack when build is set (see Options).
+func (s *Stack) AddRunner(ctx context.Context, build *BuildOptions, o RunnerOptions) error {
+	if s.runner != nil {
+		return errors.New("the stack already has a runner")
+	}
+	if build != nil && s.Build == nil {
+		if err := s.startBuild(ctx, *build); err != nil {
+			return err
+		}
+	}
+	return s.startRunner(o)
+}
+
 // RunnerStarted waits until the runner started in the background (see
 // RunnerOptions.Background) has started, and says whether it could.
 func (s *Stack) RunnerStarted() error {

@@ -55,7 +55,23 @@ func Lost(err error) bool {
 		return true
 	}
 	msg := err.Error()
+	if registryCall(msg) {
+		// buildkitd answered: its own request to a registry failed.
+		return false
+	}
 	for _, m := range []string{"connection reset", "transport is closing", "error reading from server", "connection refused", "broken pipe", "rpc error: code = Unavailable", "EOF"} {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// registryCall says whether a solve's error is buildkitd's report of a
+// request to a registry that failed (a pull's resolve, a push), rather
+// than of the connection to buildkitd.
+func registryCall(msg string) bool {
+	for _, m := range []string{"failed to resolve source metadata", "failed to do request", "failed to push", "failed to fetch", "failed to copy"} {
 		if strings.Contains(msg, m) {
 			return true
 		}
@@ -92,6 +108,10 @@ func Describe(ctx context.Context, err error, addr, what string) error {
 			img = parts[len(parts)-2]
 		}
 		hint := "check the image name and tag, that it was pushed, and that the runner may pull it (docker login on the runner, or the step's username and password)"
+		if strings.Contains(msg, "connection refused") {
+			host, _, _ := strings.Cut(img, "/")
+			return fmt.Errorf("%s: could not resolve image %s: nothing answers at %s (%s); start that registry (sluice dev and sluice run serve the local one) or fix the address", what, img, host, lastPart(msg))
+		}
 		if strings.Contains(msg, "not found") {
 			return fmt.Errorf("%s: image %s was not found in its registry: %s", what, img, hint)
 		}

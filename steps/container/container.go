@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/buildkit"
 	"github.com/sluice-ci/sluice/steps/run"
@@ -33,8 +34,20 @@ import (
 const Workspace = "/workspace"
 
 // outputDir holds $SLUICE_OUTPUT in the container: a mount of its own, so
-// the file is not left in the workspace.
+// the file is not left in the workspace. The exit code sluice-exec records
+// is there too.
 const outputDir = "/run/sluice"
+
+// helperDir is where the runner's sluice-exec is mounted in the container.
+const helperDir = "/run/sluice-exec"
+
+// Helper is the program that runs a step's command in its container and
+// records its exit code (cmd/sluice-exec).
+const Helper = "sluice-exec"
+
+// FindHelper locates sluice-exec: $SLUICE_EXEC_BIN, next to the running
+// executable, or on PATH; "" when it is nowhere.
+func FindHelper() string { return proc.Find("SLUICE_EXEC_BIN", Helper) }
 
 // Executor runs plan.KindRun steps that set an image.
 type Executor struct {
@@ -47,6 +60,11 @@ type Executor struct {
 	// Outputs reads $SLUICE_OUTPUT as the host executor does (its
 	// MaxOutputSize applies).
 	Outputs run.Executor
+	// Helper is the path of a static sluice-exec (see FindHelper), which
+	// runs each command so that a command that fails keeps the files it
+	// changed and the outputs it set. Without it, BuildKit drops them, and
+	// a failed step has only its exit code.
+	Helper string
 }
 
 var _ steps.Executor = (*Executor)(nil)
@@ -112,6 +130,19 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		"SLUICE_GIT_BRANCH": req.Git.Branch,
 	})
 	secretValues := map[string][]byte{}
+	locals := map[string]fsutil.FS{"workspace": ws}
+	var helperOpts []llb.RunOption
+	if e.Helper != "" {
+		hfs, err := fsutil.NewFS(filepath.Dir(e.Helper))
+		if err != nil {
+			return fail(fmt.Errorf("opening %s: %w", e.Helper, err))
+		}
+		locals["sluice-exec"] = hfs
+		name := filepath.Base(e.Helper)
+		src := llb.Local("sluice-exec", llb.IncludePatterns([]string{name}), llb.SharedKeyHint("sluice-exec:"+e.Helper))
+		helperOpts = append(helperOpts, llb.AddMount(helperDir, src, llb.Readonly))
+		argv = append([]string{path.Join(helperDir, name), path.Join(outputDir, "exit"), "--"}, argv...)
+	}
 	runOpts := []llb.RunOption{
 		llb.Args(argv),
 		llb.Dir(path.Join(Workspace, rs.WorkingDir)),
@@ -149,7 +180,7 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 	build := func(ctx context.Context, gw gateway.Client) (*gateway.Result, error) {
 		base := llb.Image(image, llb.WithMetaResolver(gw))
 		src := llb.Local("workspace", llb.SharedKeyHint(req.Workspace))
-		exec := base.Run(append(runOpts, llb.AddMount(Workspace, src))...)
+		exec := base.Run(append(append(runOpts, helperOpts...), llb.AddMount(Workspace, src))...)
 		changed := llb.Diff(src, exec.GetMount(Workspace))
 		out := llb.Scratch().File(llb.Copy(exec.GetMount(outputDir), "/", "/"+outRel+"/", &llb.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true, AllowEmptyWildcard: true}))
 		def, err := llb.Merge([]llb.State{changed, out}).Marshal(ctx)
@@ -159,7 +190,7 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		return gw.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), Evaluate: true})
 	}
 	opt := client.SolveOpt{
-		LocalMounts: map[string]fsutil.FS{"workspace": ws},
+		LocalMounts: locals,
 		// The files the command changed or added are written back into
 		// the workspace; a file it deleted stays on the host.
 		Exports: []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: req.Workspace}},
@@ -181,21 +212,39 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		err = buildkit.Describe(ctx, err, conn.Addr, fmt.Sprintf("running %q in image %s", argv[0], image))
 		var exit *buildkit.ExitError
 		if errors.As(err, &exit) {
+			if e.Helper == "" {
+				fmt.Fprintf(log, "sluice: the files this step changed and the outputs it set are lost, since this runner has no %s to run it with; build it next to sluice (make build)\n", Helper)
+			}
 			result.Outputs["exit_code"] = strconv.Itoa(exit.Code)
 			return result, exit
 		}
 		return fail(err)
 	}
 	outputs, rerr := os.ReadFile(filepath.Join(req.Workspace, outRel, "output"))
+	status, serr := os.ReadFile(filepath.Join(req.Workspace, outRel, "exit"))
 	if err := os.RemoveAll(filepath.Join(req.Workspace, outRel)); err != nil {
 		return fail(fmt.Errorf("removing the step's outputs from the workspace: %w", err))
 	}
 	if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		return fail(fmt.Errorf("reading the step's outputs: %w", rerr))
 	}
+	code := 0
+	if e.Helper != "" {
+		if code, err = strconv.Atoi(strings.TrimSpace(string(status))); serr != nil || err != nil {
+			return fail(fmt.Errorf("%s did not record how the command ended (%q, %v); the command's output is in the step log", Helper, status, serr))
+		}
+	}
 	vals, err := e.Outputs.ParseOutputs(outputs, req.Step, log)
 	maps.Copy(result.Outputs, vals)
-	result.Outputs["exit_code"] = "0"
+	result.Outputs["exit_code"] = strconv.Itoa(code)
+	if code != 0 {
+		// As on the host: the outputs set before the command failed stand,
+		// and a malformed one is only a warning.
+		if err != nil {
+			fmt.Fprintf(log, "sluice: warning: %v\n", err)
+		}
+		return result, &buildkit.ExitError{Code: code}
+	}
 	if err != nil {
 		return result, fmt.Errorf("step %q: %w", req.Step.Name, err)
 	}

@@ -28,7 +28,7 @@ var conn = &buildkit.Conn{}
 
 func executor() *run.Executor {
 	conn.Addr = env.Addr
-	return &run.Executor{Container: &Executor{BuildKit: conn, DockerConfig: os.TempDir() + "/no-docker-config"}}
+	return &run.Executor{Container: &Executor{BuildKit: conn, DockerConfig: os.TempDir() + "/no-docker-config", Helper: env.Helper}}
 }
 
 func step(name string, rs plan.RunStep) plan.Step {
@@ -110,6 +110,46 @@ func TestExitCode(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), ".go:") || strings.Contains(err.Error(), "goroutine") {
 		t.Errorf("error carries a stack trace: %v", err)
+	}
+}
+
+// A step that fails keeps what it did before it failed, as on the host:
+// the report it wrote into the workspace and the outputs it set.
+func TestFailedStepKeepsFilesAndOutputs(t *testing.T) {
+	ws := t.TempDir()
+	s := step("tests", plan.RunStep{
+		Script: plan.Lit(`mkdir -p reports
+echo '<testsuite failures="1"/>' > reports/junit.xml
+echo "failed=3" >> "$SLUICE_OUTPUT"
+echo "2 passed, 3 failed" >&2
+exit 3`),
+		Outputs: []string{"failed"},
+	})
+	res, log, err := execute(t, ws, s, nil)
+	var exit *buildkit.ExitError
+	if !errors.As(err, &exit) || exit.Code != 3 || err.Error() != "command exited with code 3" {
+		t.Fatalf("error = %v, want exit code 3; log:\n%s", err, log)
+	}
+	if res.Outputs["exit_code"] != "3" || res.Outputs["failed"] != "3" {
+		t.Errorf("outputs %v, want exit_code 3 and failed 3", res.Outputs)
+	}
+	if b, err := os.ReadFile(filepath.Join(ws, "reports", "junit.xml")); err != nil || !strings.Contains(string(b), "failures") {
+		t.Errorf("report of the failed step: %q, %v", b, err)
+	}
+	if !strings.Contains(log, "2 passed, 3 failed") {
+		t.Errorf("log:\n%s", log)
+	}
+	entries, _ := os.ReadDir(ws)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".sluice-output-") {
+			t.Errorf("the step's output directory %s was left in the workspace", e.Name())
+		}
+	}
+
+	// A command that is not in the image fails like in a shell, 127.
+	_, log, err = execute(t, t.TempDir(), step("missing", plan.RunStep{Command: []plan.Template{plan.Lit("no-such-tool"), plan.Lit("--version")}}), nil)
+	if !errors.As(err, &exit) || exit.Code != 127 || !strings.Contains(log, `"no-such-tool": executable file not found`) {
+		t.Errorf("missing command: %v\nlog:\n%s", err, log)
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -47,13 +49,20 @@ func (f *stackFlags) start(ctx context.Context, e *env, runner *local.RunnerOpti
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(logFile(home), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger}
-	if f.build {
-		opts.Build = local.BuildFromEnv(e.stderr)
-		opts.Build.Registry = f.registry
-		opts.Build.Optional = f.buildOptional
-	}
+	opts := local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger, Build: f.buildOptions(e)}
 	return local.Start(ctx, opts)
+}
+
+// buildOptions are the settings of buildkitd and the registry, when the
+// command needs them.
+func (f *stackFlags) buildOptions(e *env) *local.BuildOptions {
+	if !f.build {
+		return nil
+	}
+	o := local.BuildFromEnv(e.stderr)
+	o.Registry = f.registry
+	o.Optional = f.buildOptional
+	return o
 }
 
 // logFile is where the server's and SDK's own warnings go, so that the
@@ -236,6 +245,23 @@ func lineUpRegistry(e *env, p *plan.Plan, actual, path string, opts dsl.Options)
 	opts.Vars["registry"] = moved
 	np, _, err := compile(e, path, opts)
 	return np, err
+}
+
+// localRegistryPort is the port of the registry a compiled plan's variable
+// "registry" names when it is on this machine's loopback (see
+// lineUpRegistry), else 0.
+func localRegistryPort(p *plan.Plan) int {
+	var val string
+	if raw, ok := p.Vars["registry"]; !ok || json.Unmarshal(raw, &val) != nil {
+		return 0
+	}
+	hostport, _, _ := strings.Cut(val, "/")
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || (host != "localhost" && host != "127.0.0.1" && host != "::1") {
+		return 0
+	}
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // isDefaultLocalRegistry says whether host is the local registry's

@@ -317,11 +317,27 @@ sluice run.`,
 			repo, isRepo := dsl.RepoRoot(wd)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			s, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Repo: repo, Dirty: dirty || !isRepo})
+			s, err := sf.start(context.Background(), e, nil)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			// The runner brings up buildkitd and the registry when the
+			// run's plan has image steps or containers, as sluice run does.
+			p, err := engine.RunPlan(context.Background(), s.Client, args[0])
+			if err != nil {
+				return err
+			}
+			sf.build = local.NeedsBuild(&p)
+			build := sf.buildOptions(e)
+			if build != nil {
+				// The run's images name the registry its first run
+				// served; serve it there again if the port is free.
+				build.RegistryPort = localRegistryPort(&p)
+			}
+			if err := s.AddRunner(context.Background(), build, local.RunnerOptions{Name: local.DefaultRunnerName(), Repo: repo, Dirty: dirty || !isRepo}); err != nil {
+				return err
+			}
 			if err := engine.Retry(context.Background(), s.Client, args[0], from); err != nil {
 				return err
 			}

@@ -30,6 +30,11 @@ func TestScripts(t *testing.T) {
 	// Runs with image steps or containers start the buildkitd that make
 	// tools builds.
 	buildkitdBin := buildtest.Binary(root)
+	// Container steps run their commands with sluice-exec.
+	helper, err := buildtest.BuildHelper(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -38,6 +43,7 @@ func TestScripts(t *testing.T) {
 			// Runs use a fresh home and the embedded server built here.
 			env.Setenv("SLUICE_HOME", filepath.Join(env.WorkDir, ".sluice-home"))
 			env.Setenv("SLUICE_TEMPORAL_BIN", server)
+			env.Setenv("SLUICE_EXEC_BIN", helper)
 			env.Setenv(buildkitd.EnvBinary, buildkitdBin)
 			// Scripts that run the repository's examples copy them from here.
 			env.Setenv("SLUICE_SOURCE", root)
