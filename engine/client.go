@@ -108,19 +108,34 @@ func NewRunID(pipeline string) string {
 // Status returns the status of a run: from the running workflow's status
 // query, or from the result a finished run left behind.
 func Status(ctx context.Context, c client.Client, runID string) (RunStatus, error) {
+	st, _, err := status(ctx, c, runID, false)
+	return st, err
+}
+
+// Progress is Status for following a run: while the workflow is busy with
+// a task, which a query would wait for, it returns ok false instead.
+func Progress(ctx context.Context, c client.Client, runID string) (st RunStatus, ok bool, err error) {
+	return status(ctx, c, runID, true)
+}
+
+func status(ctx context.Context, c client.Client, runID string, unlessBusy bool) (RunStatus, bool, error) {
 	desc, err := c.DescribeWorkflowExecution(ctx, runID, "")
 	if err != nil {
-		return RunStatus{}, runError("looking up", runID, err)
+		return RunStatus{}, false, runError("looking up", runID, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		if unlessBusy && desc.GetPendingWorkflowTask() != nil {
+			return RunStatus{}, false, nil
+		}
 		st, err := queryStatus(ctx, c, runID, "")
 		if err == nil {
 			applyBatchProgress(&st, desc)
 		}
-		return st, err
+		return st, err == nil, err
 	}
-	return finalStatus(ctx, c, runID, info.GetExecution().GetRunId(), info.GetStatus())
+	st, err := finalStatus(ctx, c, runID, info.GetExecution().GetRunId(), info.GetStatus())
+	return st, err == nil, err
 }
 
 func queryStatus(ctx context.Context, c client.Client, runID, execution string) (RunStatus, error) {
@@ -135,21 +150,40 @@ func queryStatus(ctx context.Context, c client.Client, runID, execution string) 
 	return st, nil
 }
 
+// statusInError reads into st the status a run that failed or was
+// cancelled left in the details of its error.
+func statusInError(err error, st *RunStatus) bool {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.HasDetails() && ae.Details(st) == nil {
+		return true
+	}
+	var ce *temporal.CanceledError
+	return errors.As(err, &ce) && ce.HasDetails() && ce.Details(st) == nil
+}
+
+// Wait waits until a run ends and returns its final status. An error that
+// is Temporary() is the call's, not the run's: the caller may wait again.
+func Wait(ctx context.Context, c client.Client, runID string) (RunStatus, error) {
+	var st RunStatus
+	err := c.GetWorkflow(ctx, runID, "").Get(ctx, &st)
+	if err == nil || statusInError(err, &st) {
+		return st, nil
+	}
+	var temporary interface{ Temporary() bool }
+	if errors.As(err, &temporary) || ctx.Err() != nil {
+		return RunStatus{}, err
+	}
+	// Terminated or timed out: the run left no status of its own.
+	return Status(ctx, c, runID)
+}
+
 // finalStatus reads the status a finished run returned, or left in the
 // details of its failure or cancellation. A terminated or timed-out run
 // left none; its status comes from a query, which needs a worker.
 func finalStatus(ctx context.Context, c client.Client, runID, execution string, status enumspb.WorkflowExecutionStatus) (RunStatus, error) {
 	var st RunStatus
 	err := c.GetWorkflow(ctx, runID, execution).Get(ctx, &st)
-	if err == nil {
-		return st, nil
-	}
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&st) == nil {
-		return st, nil
-	}
-	var ce *temporal.CanceledError
-	if errors.As(err, &ce) && ce.HasDetails() && ce.Details(&st) == nil {
+	if err == nil || statusInError(err, &st) {
 		return st, nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -98,7 +99,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.Namespace == "" {
 		s.Namespace = "sluice"
 	}
+	// BuildKit and the registry come up while the server starts and the
+	// client connects.
+	built := make(chan error, 1)
+	if opts.Build != nil {
+		go func() { built <- s.startBuild(ctx, *opts.Build) }()
+	} else {
+		built <- nil
+	}
+	waitBuild := sync.OnceValue(func() error { return <-built })
 	defer func() {
+		if berr := waitBuild(); err == nil && berr != nil {
+			err = berr
+		}
 		if err != nil {
 			s.Close()
 		}
@@ -119,20 +132,21 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 	c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Namespace: s.Namespace, Logger: sdkLogger(opts.Logger)})
-	if err != nil {
-		return nil, fmt.Errorf("connecting to Temporal at %s: %w", s.Address, err)
+	if err == nil && opts.TemporalAddress != "" {
+		// An existing cluster may not know Sluice's search attributes yet
+		// (an embedded server, ours or another sluice's, registers them).
+		if err = engine.RegisterSearchAttributes(ctx, c, s.Namespace); err != nil {
+			err = fmt.Errorf("registering Sluice's search attributes in namespace %q: %w", s.Namespace, err)
+		}
+	} else if err != nil {
+		err = fmt.Errorf("connecting to Temporal at %s: %w", s.Address, err)
 	}
 	s.Client = c
-	if !s.Embedded {
-		// An existing cluster may not know Sluice's search attributes yet.
-		if err := engine.RegisterSearchAttributes(ctx, c, s.Namespace); err != nil {
-			return nil, fmt.Errorf("registering Sluice's search attributes in namespace %q: %w", s.Namespace, err)
-		}
+	if berr := waitBuild(); err == nil {
+		err = berr
 	}
-	if opts.Build != nil {
-		if err := s.startBuild(ctx, *opts.Build); err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
 	}
 	if opts.Runner != nil {
 		if err := s.startRunner(*opts.Runner); err != nil {

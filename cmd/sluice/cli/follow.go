@@ -213,26 +213,41 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 	f := &follower{out: out, mode: mode, logs: logs, runID: runID, seen: map[string]engine.State{}, tailing: map[string]bool{}}
 	tailCtx, stopTails := context.WithCancel(context.Background())
 	defer stopTails()
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
-	// The end of the run wakes the loop at once, not at the next tick.
+	// The end of the run wakes the loop at once, not at the next tick, with
+	// the run's final status.
 	ended := make(chan struct{})
+	var final *engine.RunStatus
 	go func() {
 		defer close(ended)
 		for tailCtx.Err() == nil {
-			// Get returns with the run's error when it fails; either way it
-			// has ended, unless the call itself failed (then wait again).
-			err := c.GetWorkflow(tailCtx, runID, "").Get(tailCtx, nil)
+			st, err := engine.Wait(tailCtx, c, runID)
+			if err == nil {
+				final = &st
+				return
+			}
 			var notEnded interface{ Temporary() bool }
-			if err == nil || !errors.As(err, &notEnded) {
+			if !errors.As(err, &notEnded) {
 				return
 			}
 		}
 	}()
-	cancelled := false
+	cancelled, hasEnded := false, false
 	for {
-		st, err := engine.Status(context.Background(), c, runID)
-		if err == nil {
+		var st engine.RunStatus
+		var ok bool
+		var err error
+		if hasEnded && final != nil {
+			st, ok = *final, true
+		} else {
+			st, ok, err = engine.Progress(context.Background(), c, runID)
+		}
+		// While the workflow is busy (its first task, a step just ended),
+		// look again soon rather than wait on it.
+		soon := time.After(250 * time.Millisecond)
+		if err == nil && !ok {
+			soon = time.After(20 * time.Millisecond)
+		}
+		if ok {
 			f.update(tailCtx, st)
 			f.setStatus(st)
 			if st.State.Done() {
@@ -260,9 +275,9 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 			} else {
 				return st, errors.New("stopped waiting; the run goes on being cancelled")
 			}
-		case <-ticker.C:
+		case <-soon:
 		case <-ended:
-			ended = nil // from now on the loop reads the final status
+			ended, hasEnded = nil, true // from now on the loop reads the final status
 		}
 	}
 }
