@@ -12,7 +12,8 @@
 # runs the step and prints the summary.
 #
 # BIN names the directory of sluice, sluice-temporal and buildctl
-# (default bin/); COLD_RUNS and WARM_RUNS the number of runs (3 and 10).
+# (default bin/); COLD_RUNS and WARM_RUNS the number of runs (3 and 10;
+# COLD_RUNS=0 leaves the cold runs out).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${BIN:-$root/bin}
@@ -66,10 +67,12 @@ $sluice_run > "$work/sluice.log" 2>&1 || { cat "$work/sluice.log"; exit 1; }
 grep -q "succeeded" "$work/sluice.log"
 $buildctl_build > "$work/buildctl.log" 2>&1 || { cat "$work/buildctl.log"; exit 1; }
 
-echo "== cold: buildctl prune --all before each run"
-hyperfine --runs "$cold_runs" --prepare "$prune" \
-  --export-json "$work/cold.json" \
-  -n buildctl "$buildctl_build" -n "sluice run" "$sluice_run"
+if [ "$cold_runs" -gt 0 ]; then
+  echo "== cold: buildctl prune --all before each run"
+  hyperfine --runs "$cold_runs" --prepare "$prune" \
+    --export-json "$work/cold.json" \
+    -n buildctl "$buildctl_build" -n "sluice run" "$sluice_run"
+fi
 echo "== warm: every layer cached"
 hyperfine --warmup 1 --runs "$warm_runs" \
   --export-json "$work/warm.json" \
@@ -101,6 +104,7 @@ print(f"buildctl build {mb:.1f} ms ({min(b):.1f}-{max(b):.1f}), image step {ms_:
 print(f"step: median image step / buildctl build = {ms_/mb:.2f}x")
 PY
 for f in cold warm; do
+  [ -f "$work/$f.json" ] || continue
   python3 - "$work/$f.json" "$f" <<'PY'
 import json, statistics, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
