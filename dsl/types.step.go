@@ -2,8 +2,10 @@ package dsl
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,6 +221,11 @@ func (c *compiler) checkKind(s *plan.Step, st *stepBlock) {
 		}
 		if path.IsAbs(r.WorkingDir) || strings.HasPrefix(path.Clean(r.WorkingDir), "..") {
 			fail("Invalid working_dir", fmt.Sprintf("working_dir %q must be a path inside the workspace, relative to it.", r.WorkingDir))
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.Secrets)) {
+			if !plan.ValidSecretFile(k) {
+				fail("Invalid secret file name", fmt.Sprintf("%q in secrets of run step %q is not a file name: the key names the file the secret is written to in $SLUICE_SECRETS. Use letters, digits, '.', '-' and '_', like \"kubeconfig\" or \"npmrc\".", k, s.Name))
+			}
 		}
 	case plan.KindImage:
 		for _, pl := range s.Image.Platforms {

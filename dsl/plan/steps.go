@@ -36,6 +36,9 @@ type RunStep struct {
 	Image      Template `json:"image,omitzero" hcl:"image"`
 	WorkingDir string   `json:"working_dir,omitempty" hcl:"working_dir"`
 	Cache      []string `json:"cache,omitempty" hcl:"cache"`
+	// Secrets are files the command reads: each key is a file name in the
+	// directory $SLUICE_SECRETS (/run/secrets in a container).
+	Secrets map[string]Template `json:"secrets,omitempty" hcl:"secrets"`
 	// Outputs names what the step writes to $SLUICE_OUTPUT as name=value
 	// lines; only declared outputs can be referenced by later steps.
 	Outputs []string `json:"outputs,omitempty" hcl:"outputs"`
@@ -202,4 +205,19 @@ func (s *Step) SetConfig(cfg any) {
 	default:
 		panic("plan: SetConfig with unknown configuration type")
 	}
+}
+
+// ValidSecretFile says whether name can name a file of a run step's
+// secrets: one path element of letters, digits, '.', '-' and '_', neither
+// "." nor "..".
+func ValidSecretFile(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 255 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

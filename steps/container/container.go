@@ -38,6 +38,10 @@ const Workspace = "/workspace"
 // is there too.
 const outputDir = "/run/sluice"
 
+// secretsDir holds a step's secrets in the container ($SLUICE_SECRETS): a
+// BuildKit secret mount per file, never in the image, cache or workspace.
+const secretsDir = "/run/secrets"
+
 // helperDir is where the runner's sluice-exec is mounted in the container.
 const helperDir = "/run/sluice-exec"
 
@@ -130,6 +134,20 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		"SLUICE_GIT_BRANCH": req.Git.Branch,
 	})
 	secretValues := map[string][]byte{}
+	var secretOpts []llb.RunOption
+	for _, k := range slices.Sorted(maps.Keys(rs.Secrets)) {
+		if !plan.ValidSecretFile(k) {
+			return fail(fmt.Errorf("secret file name %q is not valid", k))
+		}
+		// Readable by the image's user, whoever it is: the container is
+		// the step's alone.
+		id := "file." + k
+		secretValues[id] = []byte(rs.Secrets[k].Literal())
+		secretOpts = append(secretOpts, llb.AddSecret(path.Join(secretsDir, k), llb.SecretID(id), llb.SecretFileOpt(0, 0, 0o444)))
+	}
+	if len(secretOpts) > 0 {
+		env["SLUICE_SECRETS"] = secretsDir
+	}
 	locals := map[string]fsutil.FS{"workspace": ws}
 	var helperOpts []llb.RunOption
 	if e.Helper != "" {
@@ -153,6 +171,7 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 		llb.AddEnv("SLUICE_EXEC_ID", identity.NewID()),
 		llb.WithCustomName(req.Step.Name),
 	}
+	runOpts = append(runOpts, secretOpts...)
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fail(fmt.Errorf("environment variable name %q is not valid", k))

@@ -153,6 +153,36 @@ exit 3`),
 	}
 }
 
+// A step's secrets are files in /run/secrets ($SLUICE_SECRETS), mounted by
+// BuildKit for the command alone: not written back into the workspace.
+func TestSecretFiles(t *testing.T) {
+	ws := t.TempDir()
+	s := step("deploy", plan.RunStep{
+		Script: plan.Lit(`echo "dir=$SLUICE_SECRETS"
+cat /run/secrets/kubeconfig; echo
+cat "$SLUICE_SECRETS/npmrc"; echo
+cp "$SLUICE_SECRETS/npmrc" copied-on-purpose`),
+		Secrets: map[string]plan.Template{"kubeconfig": plan.Lit("apiVersion: v1"), "npmrc": plan.Lit("_authToken=t0ken")},
+	})
+	_, log, err := execute(t, ws, s, nil)
+	if err != nil {
+		t.Fatalf("Execute: %v\nlog:\n%s", err, log)
+	}
+	for _, want := range []string{"dir=/run/secrets\n", "apiVersion: v1\n", "_authToken=t0ken\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log does not hold %q:\n%s", want, log)
+		}
+	}
+	entries, _ := os.ReadDir(ws)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "copied-on-purpose" {
+		t.Errorf("workspace holds %v, want only the file the step copied", names)
+	}
+}
+
 func TestCacheMountPersists(t *testing.T) {
 	script := `if [ -f /cache/seen ]; then echo "cache hit: $(cat /cache/seen)"; else echo "cache miss"; fi
 echo "$SLUICE_STEP" > /cache/seen`

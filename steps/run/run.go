@@ -121,7 +121,14 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 	out.Close()
 	defer os.Remove(outPath)
 
-	env, err := e.environ(req, outPath)
+	secretsDir, err := writeSecrets(e.TempDir, rs.Secrets)
+	if err != nil {
+		return steps.Result{}, fmt.Errorf("step %q: %w", req.Step.Name, err)
+	}
+	if secretsDir != "" {
+		defer os.RemoveAll(secretsDir)
+	}
+	env, err := e.environ(req, outPath, secretsDir)
 	if err != nil {
 		return steps.Result{}, fmt.Errorf("step %q: %w", req.Step.Name, err)
 	}
@@ -256,7 +263,31 @@ func workingDir(workspace, wd string) (string, error) {
 // environ builds the step's environment: the runner's variables named by
 // PassEnv, then the step's env, then the SLUICE_* variables and CI, which
 // come last so that a step cannot redirect them.
-func (e *Executor) environ(req steps.Request, outPath string) ([]string, error) {
+// writeSecrets writes a step's secrets as files of a directory only this
+// user can read, which the step finds as $SLUICE_SECRETS; "" when the step
+// has none. The caller removes the directory.
+func writeSecrets(tmp string, secrets map[string]plan.Template) (string, error) {
+	if len(secrets) == 0 {
+		return "", nil
+	}
+	dir, err := os.MkdirTemp(tmp, "sluice-secrets-*")
+	if err != nil {
+		return "", fmt.Errorf("creating the directory of its secrets: %w", err)
+	}
+	for k, v := range secrets {
+		if !plan.ValidSecretFile(k) {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("secret file name %q is not valid", k)
+		}
+		if err := os.WriteFile(filepath.Join(dir, k), []byte(v.Literal()), 0o400); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("writing secret file %s: %w", k, err)
+		}
+	}
+	return dir, nil
+}
+
+func (e *Executor) environ(req steps.Request, outPath, secretsDir string) ([]string, error) {
 	vars := map[string]string{}
 	host := e.Environ
 	if host == nil {
@@ -296,6 +327,9 @@ func (e *Executor) environ(req steps.Request, outPath string) ([]string, error) 
 		"SLUICE_GIT_TAG":    req.Git.Tag,
 	} {
 		vars[k] = v
+	}
+	if secretsDir != "" {
+		vars["SLUICE_SECRETS"] = secretsDir
 	}
 	env := make([]string, 0, len(vars))
 	for _, k := range slices.Sorted(maps.Keys(vars)) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -761,4 +762,39 @@ func resolved(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// A step's secrets are files in $SLUICE_SECRETS, readable by the step
+// alone while it runs, and gone after it.
+func TestSecretFiles(t *testing.T) {
+	ws := t.TempDir()
+	rs := script(`ls -l "$SLUICE_SECRETS" | grep -c '^-r--------'
+cat "$SLUICE_SECRETS/kubeconfig"; echo
+cat "$SLUICE_SECRETS/npmrc"; echo
+echo "dir=$SLUICE_SECRETS" >> "$SLUICE_OUTPUT"`)
+	rs.Secrets = map[string]plan.Template{"kubeconfig": plan.Lit("apiVersion: v1\nkind: Config"), "npmrc": plan.Lit("//registry/:_authToken=t0ken")}
+	rs.Outputs = []string{"dir"}
+	log := &logBuffer{}
+	e := testExecutor()
+	e.TempDir = t.TempDir()
+	res, err := e.Execute(context.Background(), request(ws, rs, log))
+	if err != nil {
+		t.Fatalf("Execute: %v\n%s", err, log)
+	}
+	if want := "2\napiVersion: v1\nkind: Config\n//registry/:_authToken=t0ken\n"; log.String() != want {
+		t.Errorf("log %q, want %q", log.String(), want)
+	}
+	dir := res.Outputs["dir"]
+	if !strings.HasPrefix(dir, e.TempDir) {
+		t.Errorf("SLUICE_SECRETS = %q, not under the runner's temporary directory", dir)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the secrets' directory is left after the step: %v", err)
+	}
+
+	// A step without secrets has no SLUICE_SECRETS.
+	log = &logBuffer{}
+	if _, err := e.Execute(context.Background(), request(ws, script(`echo "[${SLUICE_SECRETS-unset}]"`), log)); err != nil || log.String() != "[unset]\n" {
+		t.Errorf("without secrets: %v, log %q", err, log)
+	}
 }
