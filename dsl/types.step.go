@@ -222,6 +222,11 @@ func (c *compiler) checkKind(s *plan.Step, st *stepBlock) {
 		if path.IsAbs(r.WorkingDir) || strings.HasPrefix(path.Clean(r.WorkingDir), "..") {
 			fail("Invalid working_dir", fmt.Sprintf("working_dir %q must be a path inside the workspace, relative to it.", r.WorkingDir))
 		}
+		if r.Image.IsZero() && (!r.Username.IsZero() || !r.Password.IsZero()) {
+			fail("Credentials without an image", fmt.Sprintf("Run step %q sets username or password, which pull the step's image; it has no image, so it runs on the host. Set image, or drop them.", s.Name))
+		} else if r.Username.IsZero() != r.Password.IsZero() {
+			fail("Incomplete credentials", fmt.Sprintf("Run step %q needs both username and password (usually secret.<name>) to pull its image, or neither (then the runner's docker login is used).", s.Name))
+		}
 		for _, k := range slices.Sorted(maps.Keys(r.Secrets)) {
 			if !plan.ValidSecretFile(k) {
 				fail("Invalid secret file name", fmt.Sprintf("%q in secrets of run step %q is not a file name: the key names the file the secret is written to in $SLUICE_SECRETS. Use letters, digits, '.', '-' and '_', like \"kubeconfig\" or \"npmrc\".", k, s.Name))

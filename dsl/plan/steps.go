@@ -39,6 +39,10 @@ type RunStep struct {
 	// Secrets are files the command reads: each key is a file name in the
 	// directory $SLUICE_SECRETS (/run/secrets in a container).
 	Secrets map[string]Template `json:"secrets,omitempty" hcl:"secrets"`
+	// Username and Password pull Image from its registry, instead of the
+	// runner's docker login.
+	Username Template `json:"username,omitzero" hcl:"username"`
+	Password Template `json:"password,omitzero" hcl:"password"`
 	// Outputs names what the step writes to $SLUICE_OUTPUT as name=value
 	// lines; only declared outputs can be referenced by later steps.
 	Outputs []string `json:"outputs,omitempty" hcl:"outputs"`

@@ -197,7 +197,10 @@ func (e *Env) Close() {
 // registry with access control does.
 func (e *Env) auth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v2/private/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// Pushes to private/ and every request to pullers-only/ need the
+		// test's credentials.
+		if strings.HasPrefix(r.URL.Path, "/v2/private/") && r.Method != http.MethodGet && r.Method != http.MethodHead ||
+			strings.HasPrefix(r.URL.Path, "/v2/pullers-only/") {
 			if u, p, ok := r.BasicAuth(); !ok || u != e.User || p != e.Password {
 				w.Header().Set("WWW-Authenticate", `Basic realm="sluice-test"`)
 				w.Header().Set("Content-Type", "application/json")

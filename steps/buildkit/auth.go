@@ -2,10 +2,12 @@ package buildkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/distribution/reference"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 	"github.com/docker/cli/cli/config/types"
@@ -16,6 +18,32 @@ import (
 // Credentials are the registry credentials a step gives for some hosts.
 type Credentials struct {
 	Username, Password string
+}
+
+// StepCredentials gives a step's username and password to the registry
+// of every one of refs (image references; those that do not parse are
+// skipped): nil when the step gives neither, an error when it gives one.
+func StepCredentials(username, password string, refs ...string) (map[string]Credentials, error) {
+	if username == "" && password == "" {
+		return nil, nil
+	}
+	if username == "" || password == "" {
+		return nil, errors.New("set both username and password, or neither (then the runner's docker login is used)")
+	}
+	creds := map[string]Credentials{}
+	for _, r := range refs {
+		ref, err := reference.ParseNormalizedNamed(r)
+		if err != nil {
+			continue
+		}
+		h := reference.Domain(ref)
+		creds[h] = Credentials{Username: username, Password: password}
+		if h == "docker.io" {
+			// Docker Hub's registry answers under another name.
+			creds["registry-1.docker.io"] = creds[h]
+		}
+	}
+	return creds, nil
 }
 
 // Auth is the session attachable that answers buildkitd's requests for

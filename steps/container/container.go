@@ -59,7 +59,8 @@ type Executor struct {
 	// image executor.
 	BuildKit *buildkit.Conn
 	// DockerConfig is the directory of the runner's Docker config.json,
-	// for pulling private images; empty means $DOCKER_CONFIG or ~/.docker.
+	// for pulling private images the step gives no username and password
+	// for; empty means $DOCKER_CONFIG or ~/.docker.
 	DockerConfig string
 	// Outputs reads $SLUICE_OUTPUT as the host executor does (its
 	// MaxOutputSize applies).
@@ -111,7 +112,11 @@ func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result
 	if err != nil {
 		return fail(err)
 	}
-	auth, err := buildkit.Auth(e.DockerConfig, nil)
+	creds, err := buildkit.StepCredentials(rs.Username.Literal(), rs.Password.Literal(), image)
+	if err != nil {
+		return fail(err)
+	}
+	auth, err := buildkit.Auth(e.DockerConfig, creds)
 	if err != nil {
 		return fail(err)
 	}

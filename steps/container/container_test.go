@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-ci/sluice/internal/buildtest"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/buildkit"
+	"github.com/sluice-ci/sluice/steps/image"
 	"github.com/sluice-ci/sluice/steps/run"
 )
 
@@ -193,6 +194,33 @@ echo "$SLUICE_STEP" > /cache/seen`
 	_, log, err = execute(t, t.TempDir(), step("second", plan.RunStep{Script: plan.Lit(script), Cache: []string{"/cache"}}), nil)
 	if err != nil || !strings.Contains(log, "cache hit: first") {
 		t.Fatalf("second run did not see the first one's cache: %v\n%s", err, log)
+	}
+}
+
+// An image from a registry that wants credentials is pulled with the
+// step's username and password; without them the step says what to do.
+func TestPrivateImage(t *testing.T) {
+	ws := t.TempDir()
+	os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM "+env.Busybox+"\nRUN echo private > /where\n"), 0o644)
+	ref := env.Registry + "/pullers-only/box:1"
+	conn.Addr = env.Addr
+	build := plan.Step{Name: "box", Kind: plan.KindImage, Image: &plan.ImageStep{
+		Context: ".", Dockerfile: "Dockerfile", Tags: []plan.Template{plan.Lit(ref)}, Push: true,
+		Username: plan.Lit(env.User), Password: plan.Lit(env.Password),
+	}}
+	if _, err := (&image.Executor{BuildKit: conn, DockerConfig: os.TempDir() + "/no-docker-config"}).Execute(context.Background(), steps.Request{RunID: "run-1", StageID: "build", Step: build, Workspace: ws, Log: &syncBuffer{}}); err != nil {
+		t.Fatalf("pushing the private image: %v", err)
+	}
+
+	s := step("inside", plan.RunStep{Image: plan.Lit(ref), Command: []plan.Template{plan.Lit("cat"), plan.Lit("/where")}})
+	_, log, err := execute(t, t.TempDir(), s, nil)
+	if err == nil || !strings.Contains(err.Error(), "the registry refused access") || !strings.Contains(err.Error(), "username and password") {
+		t.Fatalf("without credentials: %v\nlog:\n%s", err, log)
+	}
+	s.Run.Username, s.Run.Password = plan.Lit(env.User), plan.Lit(env.Password)
+	_, log, err = execute(t, t.TempDir(), s, nil)
+	if err != nil || !strings.Contains(log, "private") {
+		t.Fatalf("with credentials: %v\nlog:\n%s", err, log)
 	}
 }
 

@@ -144,11 +144,10 @@ func (e *Executor) prepare(req steps.Request) (*build, error) {
 		return nil, fmt.Errorf("context %q is not a directory of the workspace; set context to a directory relative to the repository root", is.Context)
 	}
 
-	b := &build{creds: map[string]buildkit.Credentials{}, secrets: map[string][]byte{}}
+	b := &build{secrets: map[string][]byte{}}
 	if len(is.Tags) == 0 {
 		return nil, errors.New("the step has no tags; give it at least one, such as tags = [\"registry.example.com/app:1.0\"]")
 	}
-	hosts := map[string]bool{}
 	for i, t := range is.Tags {
 		ref, err := reference.ParseNormalizedNamed(t.Literal())
 		if err != nil {
@@ -156,7 +155,6 @@ func (e *Executor) prepare(req steps.Request) (*build, error) {
 		}
 		ref = reference.TagNameOnly(ref)
 		b.tags = append(b.tags, ref.String())
-		hosts[reference.Domain(ref)] = true
 		if i == 0 {
 			b.repo = ref.Name()
 		}
@@ -196,23 +194,14 @@ func (e *Executor) prepare(req steps.Request) (*build, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u, p := is.Username.Literal(), is.Password.Literal(); u != "" || p != "" {
-		if u == "" || p == "" {
-			return nil, errors.New("set both username and password, or neither (then the runner's docker login is used)")
-		}
-		// The step's credentials are for its tags' registries and the
-		// registries of its cache.
-		for _, c := range append(slices.Clone(imports), exports...) {
-			if ref, err := reference.ParseNormalizedNamed(c.Attrs["ref"]); err == nil {
-				hosts[reference.Domain(ref)] = true
-			}
-		}
-		for h := range hosts {
-			b.creds[h] = buildkit.Credentials{Username: u, Password: p}
-			if h == "docker.io" {
-				b.creds["registry-1.docker.io"] = b.creds[h]
-			}
-		}
+	// The step's credentials are for its tags' registries and the
+	// registries of its cache.
+	refs := slices.Clone(b.tags)
+	for _, c := range append(slices.Clone(imports), exports...) {
+		refs = append(refs, c.Attrs["ref"])
+	}
+	if b.creds, err = buildkit.StepCredentials(is.Username.Literal(), is.Password.Literal(), refs...); err != nil {
+		return nil, err
 	}
 
 	ctxFS, err := fsutil.NewFS(ctxDir)
