@@ -2,8 +2,9 @@ package artifacts
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,10 +18,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -45,14 +46,15 @@ type Store struct {
 	// configuration.
 	Keychain authn.Keychain
 	// MaxSize bounds the bytes of one stage's files; zero means
-	// DefaultMaxSize. The artifact is packed in memory.
+	// DefaultMaxSize.
 	MaxSize int64
 }
 
-// DefaultMaxSize is the most a stage's artifacts may hold: what a runner
-// can pack in memory next to its steps. Larger outputs belong in an image
-// or a package registry.
-const DefaultMaxSize = 512 << 20
+// DefaultMaxSize is the most a stage's artifacts may hold. The files are
+// packed into a temporary file and streamed to the registry, never held in
+// memory; the bound keeps one stage from filling the runner's disk and the
+// registry. Larger outputs belong in an image or a package registry.
+const DefaultMaxSize = 8 << 30
 
 // NoMatchError says which patterns matched no file of the workspace. A
 // pattern that matches nothing is taken for a mistake (a typo, or a step
@@ -111,24 +113,39 @@ func (s Store) Upload(ctx context.Context, runID, stageID, workspace string, pat
 	if limit <= 0 {
 		limit = DefaultMaxSize
 	}
-	data, n, err := Pack(workspace, patterns, limit)
-	if err != nil {
-		return "", 0, err
-	}
 	dest := s.Ref(runID, stageID)
+	tmpDir := ""
 	if s.Registry == "" {
 		if s.Dir == "" {
 			return "", 0, errors.New("storing artifacts: the runner has neither a registry nor an artifacts directory")
 		}
+		// Packed beside its place, so that it lands there in one rename.
 		if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 			return "", 0, fmt.Errorf("storing artifacts: %w", err)
 		}
-		if err := os.WriteFile(dest, data, 0o644); err != nil {
+		tmpDir = s.Dir
+	}
+	f, err := os.CreateTemp(tmpDir, ".sluice-artifact-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("storing artifacts: %w", err)
+	}
+	defer os.Remove(f.Name())
+	h := sha256.New()
+	n, err := Pack(io.MultiWriter(f, h), workspace, patterns, limit)
+	size, serr := f.Seek(0, io.SeekCurrent)
+	if cerr := f.Close(); err == nil {
+		err = errors.Join(serr, cerr)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if s.Registry == "" {
+		if err := os.Rename(f.Name(), dest); err != nil {
 			return "", 0, fmt.Errorf("storing artifacts: %w", err)
 		}
 		return dest, n, nil
 	}
-	layer := static.NewLayer(data, LayerType)
+	layer := fileLayer{path: f.Name(), size: size, digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}}
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{Layer: layer})
 	if err != nil {
 		return "", 0, err
@@ -147,6 +164,21 @@ func (s Store) Upload(ctx context.Context, runID, stageID, workspace string, pat
 	}
 	return ref.Context().Digest(d.String()).String(), n, nil
 }
+
+// fileLayer is an artifact's tar in a file, as the one layer of its
+// manifest: stored as it is, so its digest is the file's.
+type fileLayer struct {
+	path   string
+	size   int64
+	digest v1.Hash
+}
+
+func (l fileLayer) Digest() (v1.Hash, error)             { return l.digest, nil }
+func (l fileLayer) DiffID() (v1.Hash, error)             { return l.digest, nil }
+func (l fileLayer) Compressed() (io.ReadCloser, error)   { return os.Open(l.path) }
+func (l fileLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l.path) }
+func (l fileLayer) Size() (int64, error)                 { return l.size, nil }
+func (l fileLayer) MediaType() (types.MediaType, error)  { return LayerType, nil }
 
 // Download unpacks the artifact ref (as Upload returned it) into the
 // workspace.
@@ -186,14 +218,13 @@ func (s Store) keychain() authn.Keychain {
 	return authn.DefaultKeychain
 }
 
-// Pack tars the regular files (and symbolic links) of the workspace whose
-// path matches a pattern; a pattern matching a directory takes everything
-// under it. Modification times are zeroed so the same files make the same
+// Pack writes to w a tar of the regular files (and symbolic links) of the
+// workspace whose path matches a pattern, and returns how many it holds; a
+// pattern matching a directory takes everything under it. Modification times are zeroed so the same files make the same
 // artifact. Every pattern must match a file (else a *NoMatchError), and
 // the files may hold at most limit bytes (else a *TooLargeError).
-func Pack(workspace string, patterns []string, limit int64) ([]byte, int, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+func Pack(w io.Writer, workspace string, patterns []string, limit int64) (int, error) {
+	tw := tar.NewWriter(w)
 	n := 0
 	var size int64
 	matched := make([]bool, len(patterns))
@@ -254,7 +285,7 @@ func Pack(workspace string, patterns []string, limit int64) ([]byte, int, error)
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("packing artifacts: %w", err)
+		return 0, fmt.Errorf("packing artifacts: %w", err)
 	}
 	var none []string
 	for i, ok := range matched {
@@ -263,12 +294,12 @@ func Pack(workspace string, patterns []string, limit int64) ([]byte, int, error)
 		}
 	}
 	if none != nil {
-		return nil, 0, &NoMatchError{Patterns: none}
+		return 0, &NoMatchError{Patterns: none}
 	}
 	if err := tw.Close(); err != nil {
-		return nil, 0, err
+		return 0, fmt.Errorf("packing artifacts: %w", err)
 	}
-	return buf.Bytes(), n, nil
+	return n, nil
 }
 
 var zeroTime = time.Unix(0, 0)

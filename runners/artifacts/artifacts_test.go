@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -115,6 +116,49 @@ func TestUnpackRefusesPathsLeavingTheWorkspace(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(ws, "..", "escape")); err == nil {
 			t.Errorf("%s was written outside the workspace", name)
+		}
+	}
+}
+
+// Artifacts stream from a temporary file to the registry and back: their
+// size is not held in memory, and no temporary file stays behind.
+func TestLargeArtifactStreams(t *testing.T) {
+	ws := t.TempDir()
+	os.MkdirAll(filepath.Join(ws, "out"), 0o755)
+	big := make([]byte, 64<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	os.WriteFile(filepath.Join(ws, "out", "data.bin"), big, 0o644)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dir := t.TempDir()
+	for _, store := range []Store{{Registry: env.Registry}, {Dir: dir}} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		ref, n, err := store.Upload(context.Background(), "run-big", "build", ws, []string{"out"})
+		runtime.ReadMemStats(&after)
+		if err != nil || n != 1 {
+			t.Fatalf("Upload = %q, %d, %v", ref, n, err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+			t.Errorf("store %+v: uploading 64 MiB allocated %d MiB", store, alloc>>20)
+		}
+		consumer := t.TempDir()
+		if n, err := store.Download(context.Background(), ref, consumer); err != nil || n != 1 {
+			t.Fatalf("Download = %d, %v", n, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(consumer, "out", "data.bin")); err != nil || !bytes.Equal(b, big) {
+			t.Errorf("store %+v: the file came back different (%d bytes, %v)", store, len(b), err)
+		}
+	}
+	for _, d := range []string{tmp, dir} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".sluice-artifact-") {
+				t.Errorf("temporary file %s left in %s", e.Name(), d)
+			}
 		}
 	}
 }
