@@ -133,17 +133,23 @@ func TestVerifyWatch(t *testing.T) {
 		prom.Target.SetErrorRate(0.01)
 		prom.WaitFor(t, promtest.ErrorRateQuery, func(v float64) bool { return v < 0.015 }, 30*time.Second)
 	}
-
-	t.Run("passes after for", func(t *testing.T) {
+	// watch starts, at a low error rate, a runner and a run whose verify
+	// step watches for d; the caller stops the runner.
+	watch := func(t *testing.T, name string, d time.Duration, onFailure string, o StartOptions) (*verifyRunner, string) {
+		t.Helper()
 		lowRate(t)
-		argo := &fakeArgo{}
-		vr := startVerifyRunner(t, c, argo)
-		defer vr.r.Stop()
-		ctx := testCtx(t)
-		runID, err := Start(ctx, c, verifyPlan("verify-pass", prom.URL, 6*time.Second, "rollback"), StartOptions{})
+		vr := startVerifyRunner(t, c, &fakeArgo{})
+		runID, err := Start(testCtx(t), c, verifyPlan(name, prom.URL, d, onFailure), o)
 		if err != nil {
+			vr.r.Stop()
 			t.Fatal(err)
 		}
+		return vr, runID
+	}
+
+	t.Run("passes after for", func(t *testing.T) {
+		vr, runID := watch(t, "verify-pass", 6*time.Second, "rollback", StartOptions{})
+		defer vr.r.Stop()
 		st := waitDone(t, c, runID)
 		vs := verifyStep(t, st)
 		if st.State != StateSucceeded || vs.State != StateSucceeded {
@@ -159,23 +165,17 @@ func TestVerifyWatch(t *testing.T) {
 			// 7 when each check takes no time; fewer on a busy machine.
 			t.Errorf("checks %v; want up to 7 (one a second for 6s)", n)
 		}
-		if calls := argo.calls(); len(calls) != 0 {
+		if calls := vr.argo.calls(); len(calls) != 0 {
 			t.Errorf("rollbacks %v after a passing watch", calls)
 		}
 	})
 
 	t.Run("resumes after the worker restarts", func(t *testing.T) {
-		lowRate(t)
-		argo := &fakeArgo{}
-		first := startVerifyRunner(t, c, argo)
-		ctx := testCtx(t)
 		// The watch outlasts the restart by far, so that a loaded machine
 		// (slow status queries, a slow stop) still sees checks after it.
 		const watchFor = 20 * time.Second
-		runID, err := Start(ctx, c, verifyPlan("verify-restart", prom.URL, watchFor, "fail"), StartOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		first, runID := watch(t, "verify-restart", watchFor, "fail", StartOptions{})
+		argo := first.argo
 		waitFor(t, c, runID, "three checks", func(RunStatus) bool { return len(checkNumbers(first.logs.get("monitor/errors"))) >= 3 })
 		first.r.Stop()
 		stopped := time.Now()
@@ -198,15 +198,8 @@ func TestVerifyWatch(t *testing.T) {
 	})
 
 	t.Run("rolls back when the error rate rises", func(t *testing.T) {
-		lowRate(t)
-		argo := &fakeArgo{}
-		vr := startVerifyRunner(t, c, argo)
+		vr, runID := watch(t, "verify-rollback", 15*time.Second, "rollback", StartOptions{RunID: "verify-rollback-" + NewRunID("")})
 		defer vr.r.Stop()
-		ctx := testCtx(t)
-		runID, err := Start(ctx, c, verifyPlan("verify-rollback", prom.URL, 15*time.Second, "rollback"), StartOptions{RunID: "verify-rollback-" + NewRunID("")})
-		if err != nil {
-			t.Fatal(err)
-		}
 		running := waitFor(t, c, runID, "a first value", func(st RunStatus) bool {
 			vs := verifyStep(t, st)
 			return vs.State == StateRunning && vs.Outputs["value"] != ""
@@ -231,7 +224,7 @@ func TestVerifyWatch(t *testing.T) {
 		if took := vs.End.Sub(vs.Start); took > 12*time.Second {
 			t.Errorf("the step failed after %s; it should fail at the first check over the bound", took)
 		}
-		if calls := argo.calls(); len(calls) != 1 || calls[0] != "web registry.local/web:1.0" {
+		if calls := vr.argo.calls(); len(calls) != 1 || calls[0] != "web registry.local/web:1.0" {
 			t.Errorf("rollbacks %v; want one of app web to registry.local/web:1.0", calls)
 		}
 		if log := vr.logs.get("deploy/ship"); !strings.Contains(log, "rolling back step \"ship\" to registry.local/web:1.0") {
