@@ -37,6 +37,11 @@ type StartOptions struct {
 	DryRun bool
 }
 
+// ErrRunExists says a run with the ID given to Start exists already (it may
+// have ended): the server starts runs with IDs derived from what triggered
+// them, so a second start of the same run finds the first.
+var ErrRunExists = errors.New("a run with this ID exists")
+
 // Start starts a run of a plan and returns its run ID.
 func Start(ctx context.Context, c client.Client, p plan.Plan, o StartOptions) (string, error) {
 	if err := validatePlan(&p); err != nil {
@@ -76,7 +81,7 @@ func start(ctx context.Context, c client.Client, id, queue string, in RunInput, 
 	}, WorkflowName, in)
 	var dup *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &dup) {
-		return fmt.Errorf("starting pipeline %q: the run ID %q is already used; give another one, or none to get a new one", p.Pipeline, id)
+		return fmt.Errorf("starting pipeline %q: the run ID %q is already used; give another one, or none to get a new one: %w", p.Pipeline, id, ErrRunExists)
 	}
 	if err != nil {
 		return fmt.Errorf("starting run %q of pipeline %q: %w", id, p.Pipeline, err)

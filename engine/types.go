@@ -168,13 +168,22 @@ type Decision struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Source is a local repository a run's workspaces are made from.
+// Source is the repository a run's workspaces are made from: a directory
+// on the machine that started the run (sluice run), or a URL every runner
+// can clone (runs the server starts for pushes and webhooks).
 type Source struct {
 	// Path is the repository's directory on the machine that started the
 	// run.
-	Path string `json:"path"`
+	Path string `json:"path,omitempty"`
 	// Dirty takes the working tree as it is instead of the commit.
 	Dirty bool `json:"dirty,omitempty"`
+	// URL is a clone URL of the repository (a path on a shared file
+	// system, file://, https:// or ssh); runners fetch the run's commit
+	// from it into a mirror of their own.
+	URL string `json:"url,omitempty"`
+	// Dir is the directory inside the repository that holds the
+	// pipeline's .sluice, where steps work; empty for the top.
+	Dir string `json:"dir,omitempty"`
 }
 
 // PrepareInput asks a runner for a workspace for a stage.

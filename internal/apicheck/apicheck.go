@@ -63,6 +63,16 @@ func LoadSwagger(file string) (*openapi3.T, error) {
 	return doc, nil
 }
 
+// LoadOpenAPI3 reads an OpenAPI 3.0 description in JSON, with its
+// internal references resolved.
+func LoadOpenAPI3(file string) (*openapi3.T, error) {
+	doc, err := openapi3.NewLoader().LoadFromFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("loading the API description %s: %w", file, err)
+	}
+	return doc, nil
+}
+
 // Checker validates requests and responses against one description.
 type Checker struct {
 	// Name names the service in violations, like "Argo CD".

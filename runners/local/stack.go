@@ -235,6 +235,9 @@ type workspaces struct {
 }
 
 func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
+	if req.Source != nil && req.Source.URL != "" {
+		return w.prepareURL(ctx, req)
+	}
 	path, dirty := w.repo, w.dirty
 	if req.Source != nil {
 		// The run says where its code is: sluice run from any directory
@@ -256,6 +259,25 @@ func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (s
 	d := filepath.Join(dir, sub)
 	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("the pipeline's directory %s is not in the workspace of commit %s; commit it, or run with --dirty", filepath.ToSlash(sub), req.Git.SHA)
+	}
+	return d, nil
+}
+
+// prepareURL checks a stage out of a repository the runner clones: runs
+// the server starts for pushes. The commit is fetched into the runner's
+// mirror of the repository once, and each workspace is cloned from there.
+func (w workspaces) prepareURL(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
+	mirror, err := workspace.Mirror(ctx, filepath.Join(filepath.Dir(w.root), "mirrors"), req.Source.URL, req.Git.SHA)
+	if err != nil {
+		return "", err
+	}
+	dir, err := workspace.Prepare(ctx, workspace.Options{Root: w.root, Run: req.RunID, Stage: req.StageID, Repo: mirror, SHA: req.Git.SHA, Reuse: true})
+	if err != nil || req.Source.Dir == "" {
+		return dir, err
+	}
+	d := filepath.Join(dir, filepath.FromSlash(req.Source.Dir))
+	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("the pipeline's directory %s is not in commit %s of %s", req.Source.Dir, req.Git.SHA, req.Source.URL)
 	}
 	return d, nil
 }

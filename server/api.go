@@ -1,0 +1,395 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/server/webhook"
+)
+
+// The JSON API, /api/v1: see docs/api.md. Every request carries a bearer
+// token (sluice server token create); the token names the user that
+// approvals and manual runs are recorded as.
+
+type ctxKey struct{}
+
+func (s *Server) apiRoutes(mux *http.ServeMux) {
+	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request, user string)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			user, ok := s.authenticate(r)
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+				httpError(w, http.StatusUnauthorized, "this needs an API token: Authorization: Bearer <token> (sluice server token create --user NAME, then sluice login URL)")
+				return
+			}
+			f(w, r, user)
+		})
+	}
+	h("GET /api/v1/whoami", func(w http.ResponseWriter, _ *http.Request, user string) {
+		writeJSON(w, http.StatusOK, map[string]string{"user": user})
+	})
+	h("GET /api/v1/runs", s.apiListRuns)
+	h("POST /api/v1/runs", s.apiStartRun)
+	h("GET /api/v1/runs/{id}", s.apiGetRun)
+	h("GET /api/v1/runs/{id}/plan", s.apiGetPlan)
+	h("GET /api/v1/runs/{id}/logs", s.apiGetLogs)
+	h("POST /api/v1/runs/{id}/approve", s.apiDecide(true))
+	h("POST /api/v1/runs/{id}/reject", s.apiDecide(false))
+	h("POST /api/v1/runs/{id}/cancel", s.apiCancel)
+	h("POST /api/v1/runs/{id}/retry", s.apiRetry)
+	h("GET /api/v1/deliveries/{id}", s.apiGetDelivery)
+	h("GET /api/v1/runners", s.apiRunners)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path))
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (string, bool) {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok {
+		return "", false
+	}
+	return s.tokens.User(strings.TrimSpace(tok))
+}
+
+func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request, _ string) {
+	q := r.URL.Query()
+	var conds []string
+	for param, attr := range map[string]string{
+		"pipeline": engine.AttrPipeline.GetName(),
+		"status":   engine.AttrStatus.GetName(),
+		"repo":     engine.AttrRepo.GetName(),
+		"ref":      engine.AttrRef.GetName(),
+		"sha":      engine.AttrSHA.GetName(),
+	} {
+		if v := q.Get(param); v != "" {
+			if strings.ContainsAny(v, `'"\`) {
+				httpError(w, http.StatusBadRequest, fmt.Sprintf("%s %q has a quote in it", param, v))
+				return
+			}
+			conds = append(conds, fmt.Sprintf("%s = '%s'", attr, v))
+		}
+	}
+	slices.Sort(conds)
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			httpError(w, http.StatusBadRequest, "limit is a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	runs, err := engine.List(r.Context(), s.client, strings.Join(conds, " AND "))
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	if len(runs) > limit {
+		runs = runs[:limit]
+	}
+	if runs == nil {
+		runs = []engine.RunInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": runs})
+}
+
+// StartRunRequest starts a manual run of a repository's pipelines at a
+// ref or commit (POST /api/v1/runs).
+type StartRunRequest struct {
+	// Repository is the repository's name, as the server knows it (a
+	// repository block, or owner/name on GitHub).
+	Repository string `json:"repository"`
+	// Ref is a branch or tag (refs/heads/main or main); SHA the commit.
+	// For git repositories the SHA is needed when the ref is not given.
+	Ref      string            `json:"ref,omitempty"`
+	SHA      string            `json:"sha,omitempty"`
+	Pipeline string            `json:"pipeline,omitempty"`
+	Inputs   map[string]string `json:"inputs,omitempty"`
+}
+
+func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string) {
+	var req StartRunRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return
+	}
+	var url string
+	for _, repo := range s.cfg.Repositories {
+		if repo.Name == req.Repository {
+			url = repo.URL
+		}
+	}
+	if url == "" {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not one of this server's repositories (repository blocks of server.hcl)", req.Repository))
+		return
+	}
+	ref := req.Ref
+	if ref != "" && !strings.HasPrefix(ref, "refs/") {
+		ref = "refs/heads/" + ref
+	}
+	sha := req.SHA
+	if sha == "" {
+		if ref == "" {
+			httpError(w, http.StatusBadRequest, "give the ref (a branch or tag) or the commit to run")
+			return
+		}
+		out, err := gitOut(r.Context(), ".", "ls-remote", "--", url, ref)
+		fields := strings.Fields(string(out))
+		if err != nil || len(fields) == 0 {
+			httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q has no ref %s", req.Repository, ref))
+			return
+		}
+		sha = fields[0]
+	}
+	if !shaPattern.MatchString(sha) {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a full commit ID", sha))
+		return
+	}
+	ev := webhook.Event{Kind: KindManual, Name: "manual", Repo: req.Repository, CloneURL: url, Actor: user, Ref: ref, After: sha}
+	ev.Branch, _ = strings.CutPrefix(ref, "refs/heads/")
+	ev.Tag, _ = strings.CutPrefix(ref, "refs/tags/")
+	id := "api-" + engine.NewRunID("manual")
+	ev.Delivery = id
+	in := DeliveryInput{Via: ViaAPI, Event: ev, Inputs: req.Inputs}
+	if req.Pipeline != "" {
+		in.Pipelines = []string{req.Pipeline}
+	}
+	if _, status, err := s.deliver(r.Context(), id, in); err != nil {
+		httpError(w, status, err.Error())
+		return
+	}
+	res, err := s.deliveryResult(r.Context(), id, 60*time.Second)
+	if err != nil {
+		httpError(w, http.StatusGatewayTimeout, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, res)
+}
+
+// deliveryResult waits for a delivery's result.
+func (s *Server) deliveryResult(ctx context.Context, id string, wait time.Duration) (DeliveryResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var res DeliveryResult
+	err := s.client.GetWorkflow(ctx, id, "").Get(ctx, &res)
+	if err != nil {
+		return res, fmt.Errorf("delivery %s: %w", id, err)
+	}
+	return res, nil
+}
+
+func (s *Server) apiGetDelivery(w http.ResponseWriter, r *http.Request, _ string) {
+	id := r.PathValue("id")
+	desc, err := s.client.DescribeWorkflowExecution(r.Context(), id, "")
+	if err != nil {
+		apiTemporalError(w, "delivery", id, err)
+		return
+	}
+	out := map[string]any{"id": id, "status": strings.ToLower(strings.TrimPrefix(desc.GetWorkflowExecutionInfo().GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"))}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		res, err := s.deliveryResult(r.Context(), id, 10*time.Second)
+		if err != nil {
+			httpError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		out["result"] = res
+	} else if p := desc.GetPendingActivities(); len(p) > 0 && p[0].GetLastFailure() != nil {
+		out["last_failure"] = p[0].GetLastFailure().GetMessage()
+		out["attempt"] = p[0].GetAttempt()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request, _ string) {
+	st, err := engine.Status(r.Context(), s.client, r.PathValue("id"))
+	if err != nil {
+		apiTemporalError(w, "run", r.PathValue("id"), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) apiGetPlan(w http.ResponseWriter, r *http.Request, _ string) {
+	p, err := engine.RunPlan(r.Context(), s.client, r.PathValue("id"))
+	if err != nil {
+		apiTemporalError(w, "run", r.PathValue("id"), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) apiGetLogs(w http.ResponseWriter, r *http.Request, _ string) {
+	run := r.PathValue("id")
+	keys, err := s.stack.Logs.List(run)
+	if err != nil || len(keys) == 0 {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("run %q has no logs on this server", run))
+		return
+	}
+	want := r.URL.Query().Get("step")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	n := 0
+	for _, k := range keys {
+		if want != "" && want != k.Step && want != k.Stage+"/"+k.Step {
+			continue
+		}
+		rc, err := s.stack.Logs.Open(k.Run, k.Stage, k.Step)
+		if err != nil {
+			continue
+		}
+		n++
+		if want == "" {
+			fmt.Fprintf(w, "==> %s/%s <==\n", k.Stage, k.Step)
+		}
+		_, _ = io.Copy(w, rc)
+		rc.Close()
+	}
+	if n == 0 {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("run %q has no step %q", run, want))
+	}
+}
+
+// DecisionRequest approves or rejects a stage.
+type DecisionRequest struct {
+	Stage  string `json:"stage"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) apiDecide(approve bool) func(w http.ResponseWriter, r *http.Request, user string) {
+	return func(w http.ResponseWriter, r *http.Request, user string) {
+		run := r.PathValue("id")
+		var req DecisionRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Stage == "" {
+			httpError(w, http.StatusBadRequest, `give the stage: {"stage": "deploy", "reason": "..."}`)
+			return
+		}
+		p, err := engine.RunPlan(r.Context(), s.client, run)
+		if err != nil {
+			apiTemporalError(w, "run", run, err)
+			return
+		}
+		st, ok := findStage(p, req.Stage)
+		if !ok {
+			httpError(w, http.StatusNotFound, fmt.Sprintf("run %q has no stage %q", run, req.Stage))
+			return
+		}
+		if st.Approval != nil {
+			allowed, err := s.mayApprove(r.Context(), p, st.Approval.Approvers, user)
+			if err != nil {
+				httpError(w, http.StatusBadGateway, err.Error())
+				return
+			}
+			if !allowed {
+				httpError(w, http.StatusForbidden, fmt.Sprintf("%s may not approve or reject stage %q: its approvers are %s", user, req.Stage, strings.Join(st.Approval.Approvers, ", ")))
+				return
+			}
+		}
+		decide := engine.Reject
+		if approve {
+			decide = engine.Approve
+		}
+		if err := decide(r.Context(), s.client, run, req.Stage, user, req.Reason); err != nil {
+			httpError(w, http.StatusConflict, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"run": run, "stage": req.Stage, "by": user})
+	}
+}
+
+func findStage(p plan.Plan, id string) (plan.Stage, bool) {
+	for _, st := range p.Stages {
+		if st.ID == id {
+			return st, true
+		}
+	}
+	return plan.Stage{}, false
+}
+
+// mayApprove checks user against a stage's approvers: logins, and
+// team:NAME or team:ORG/NAME, from server.hcl's team blocks or, for a
+// repository on GitHub, the organisation's team through the App. No
+// approvers means anyone with a token.
+func (s *Server) mayApprove(ctx context.Context, p plan.Plan, approvers []string, user string) (bool, error) {
+	if len(approvers) == 0 {
+		return true, nil
+	}
+	for _, a := range approvers {
+		team, isTeam := strings.CutPrefix(a, "team:")
+		if !isTeam {
+			if strings.EqualFold(a, user) {
+				return true, nil
+			}
+			continue
+		}
+		if members, ok := s.cfg.Teams[team]; ok {
+			if slices.ContainsFunc(members, func(m string) bool { return strings.EqualFold(m, user) }) {
+				return true, nil
+			}
+			continue
+		}
+		if s.triggers.GitHub == nil {
+			continue
+		}
+		org, slug, found := strings.Cut(team, "/")
+		if !found {
+			org, _, _ = strings.Cut(p.Git.Repo, "/")
+			slug = team
+		}
+		ok, err := s.teamMember(ctx, p, org, slug, user)
+		if err != nil {
+			return false, fmt.Errorf("checking whether %s is in team %s/%s: %w", user, org, slug, err)
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Server) apiCancel(w http.ResponseWriter, r *http.Request, _ string) {
+	if err := engine.Cancel(r.Context(), s.client, r.PathValue("id")); err != nil {
+		apiTemporalError(w, "run", r.PathValue("id"), err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"run": r.PathValue("id"), "state": "cancelling"})
+}
+
+func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request, _ string) {
+	var req struct {
+		From string `json:"from"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			httpError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+			return
+		}
+	}
+	if err := engine.Retry(r.Context(), s.client, r.PathValue("id"), req.From); err != nil {
+		httpError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"run": r.PathValue("id"), "from": req.From})
+}
+
+func apiTemporalError(w http.ResponseWriter, what, id string, err error) {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) || strings.Contains(err.Error(), "not found") {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("no %s %q", what, id))
+		return
+	}
+	httpError(w, http.StatusBadGateway, err.Error())
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// DefaultListen is where the server listens unless told otherwise: this
+// machine only, as a laptop's local server should.
+const DefaultListen = "127.0.0.1:8080"
+
+// DefaultIdleTimeout is how long a server started in the background by a
+// command (sluice run, sluice runs) stays up with nothing to do.
+const DefaultIdleTimeout = 15 * time.Minute
+
+// Config is the server's configuration: flags, then the environment, then
+// server.hcl, then defaults.
+type Config struct {
+	// Listen is the HTTP address.
+	Listen string
+	// PublicURL is how GitHub and browsers reach the server; links in
+	// answers and in the hook's output use it.
+	PublicURL string
+	// Home holds the server's state: the embedded Temporal database, logs,
+	// workspaces, mirrors, tokens.
+	Home string
+	// TemporalAddress is an existing cluster; empty runs the embedded one.
+	TemporalAddress string
+	Namespace       string
+	// NoRunner starts no in-process runner: runs wait for `sluice runner`s.
+	NoRunner bool
+	// Labels are the in-process runner's labels.
+	Labels []string
+	// Build brings up BuildKit and a registry for the in-process runner
+	// when they can be (image and container steps).
+	Build bool
+	// IdleTimeout stops a server with no runs and no requests for that
+	// long; 0 never does (a team's server).
+	IdleTimeout time.Duration
+	// Background is a server a command started: it says so in its log and
+	// records itself for the commands that find it.
+	Background bool
+
+	GitHub GitHubConfig
+	// GitHookSecrets sign git hook requests; the first is the one `sluice
+	// hook install` writes. Empty: one is made and kept in the home.
+	GitHookSecrets []string
+	// Repositories are the git repositories whose hooks the server
+	// accepts, by name; empty accepts any hook signed with a hook secret.
+	Repositories []Repository
+	// Teams are the members of teams that approvers name (team:sre), for
+	// repositories that are not on GitHub.
+	Teams map[string][]string
+}
+
+// GitHubConfig is the GitHub App the server acts as.
+type GitHubConfig struct {
+	AppID          int64
+	PrivateKeyFile string
+	WebhookSecrets []string
+	// APIURL is GitHub's REST API; default https://api.github.com/.
+	APIURL string
+}
+
+// Repository is a git repository whose post-receive hook reports to the
+// server.
+type Repository struct {
+	Name string
+	// URL is where runners clone it from.
+	URL string
+}
+
+// fileConfig is server.hcl.
+type fileConfig struct {
+	Listen          string      `hcl:"listen,optional"`
+	PublicURL       string      `hcl:"public_url,optional"`
+	TemporalAddress string      `hcl:"temporal_address,optional"`
+	Namespace       string      `hcl:"namespace,optional"`
+	Labels          []string    `hcl:"labels,optional"`
+	IdleTimeout     string      `hcl:"idle_timeout,optional"`
+	GitHookSecrets  []string    `hcl:"git_hook_secrets,optional"`
+	GitHub          *fileGitHub `hcl:"github,block"`
+	Repositories    []fileRepo  `hcl:"repository,block"`
+	Teams           []fileTeam  `hcl:"team,block"`
+	Remain          hcl.Body    `hcl:",remain"`
+}
+
+type fileGitHub struct {
+	AppID          int64    `hcl:"app_id,optional"`
+	PrivateKeyFile string   `hcl:"private_key_file,optional"`
+	WebhookSecrets []string `hcl:"webhook_secrets,optional"`
+	APIURL         string   `hcl:"api_url,optional"`
+}
+
+type fileRepo struct {
+	Name string `hcl:"name,label"`
+	URL  string `hcl:"url"`
+}
+
+type fileTeam struct {
+	Name    string   `hcl:"name,label"`
+	Members []string `hcl:"members"`
+}
+
+// LoadFile reads server.hcl into c, under what c already holds (flags and
+// the environment win). Mistakes are reported with file:line:column.
+func (c *Config) LoadFile(path string) error {
+	p := hclparse.NewParser()
+	f, diags := p.ParseHCLFile(path)
+	if diags.HasErrors() {
+		return diagError(diags)
+	}
+	var fc fileConfig
+	if diags := gohcl.DecodeBody(f.Body, nil, &fc); diags.HasErrors() {
+		return diagError(diags)
+	}
+	if rest, diags := fc.Remain.JustAttributes(); diags.HasErrors() || len(rest) > 0 {
+		for _, a := range rest {
+			return fmt.Errorf("%s: unsupported setting %q in server.hcl; the settings are listen, public_url, temporal_address, namespace, labels, idle_timeout, git_hook_secrets and the blocks github, repository and team", a.NameRange, a.Name)
+		}
+		return diagError(diags)
+	}
+	setDefault(&c.Listen, fc.Listen)
+	setDefault(&c.PublicURL, fc.PublicURL)
+	setDefault(&c.TemporalAddress, fc.TemporalAddress)
+	setDefault(&c.Namespace, fc.Namespace)
+	if len(c.Labels) == 0 {
+		c.Labels = fc.Labels
+	}
+	if c.IdleTimeout == 0 && fc.IdleTimeout != "" {
+		d, err := time.ParseDuration(fc.IdleTimeout)
+		if err != nil {
+			return fmt.Errorf("%s: idle_timeout %q is not a duration like \"15m\"", path, fc.IdleTimeout)
+		}
+		c.IdleTimeout = d
+	}
+	if len(c.GitHookSecrets) == 0 {
+		c.GitHookSecrets = fc.GitHookSecrets
+	}
+	if g := fc.GitHub; g != nil {
+		if c.GitHub.AppID == 0 {
+			c.GitHub.AppID = g.AppID
+		}
+		setDefault(&c.GitHub.PrivateKeyFile, g.PrivateKeyFile)
+		setDefault(&c.GitHub.APIURL, g.APIURL)
+		if len(c.GitHub.WebhookSecrets) == 0 {
+			c.GitHub.WebhookSecrets = g.WebhookSecrets
+		}
+	}
+	for _, r := range fc.Repositories {
+		c.Repositories = append(c.Repositories, Repository{Name: r.Name, URL: r.URL})
+	}
+	for _, t := range fc.Teams {
+		if c.Teams == nil {
+			c.Teams = map[string][]string{}
+		}
+		c.Teams[t.Name] = t.Members
+	}
+	return nil
+}
+
+// FromEnv fills what the environment sets and c does not:
+// SLUICE_GITHUB_WEBHOOK_SECRET (several separated by commas, for
+// rotation), SLUICE_GITHUB_APP_ID, SLUICE_GITHUB_PRIVATE_KEY_FILE,
+// SLUICE_GITHUB_API_URL, SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL.
+func (c *Config) FromEnv(lookupEnv func(string) (string, bool)) error {
+	getenv := func(k string) string { v, _ := lookupEnv(k); return v }
+	if len(c.GitHub.WebhookSecrets) == 0 {
+		if v, ok := lookupEnv("SLUICE_GITHUB_WEBHOOK_SECRET"); ok {
+			c.GitHub.WebhookSecrets = splitList(v)
+			if len(c.GitHub.WebhookSecrets) == 0 {
+				return fmt.Errorf("SLUICE_GITHUB_WEBHOOK_SECRET is set but empty; set it to the App's webhook secret, or unset it to serve no GitHub webhooks")
+			}
+		}
+	}
+	if c.GitHub.AppID == 0 {
+		if v := getenv("SLUICE_GITHUB_APP_ID"); v != "" {
+			id, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("SLUICE_GITHUB_APP_ID %q is not a number; it is the App ID on the App's settings page", v)
+			}
+			c.GitHub.AppID = id
+		}
+	}
+	setDefault(&c.GitHub.PrivateKeyFile, getenv("SLUICE_GITHUB_PRIVATE_KEY_FILE"))
+	setDefault(&c.GitHub.APIURL, getenv("SLUICE_GITHUB_API_URL"))
+	setDefault(&c.PublicURL, getenv("SLUICE_PUBLIC_URL"))
+	if len(c.GitHookSecrets) == 0 {
+		c.GitHookSecrets = splitList(getenv("SLUICE_GIT_HOOK_SECRET"))
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func setDefault(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
+func diagError(diags hcl.Diagnostics) error {
+	var b strings.Builder
+	for i, d := range diags {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s: ", d.Subject)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString("; " + d.Detail)
+		}
+	}
+	return fmt.Errorf("%s", b.String())
+}

@@ -1,0 +1,332 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluice-ci/sluice/dsl"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/server/webhook"
+)
+
+// Queue is the task queue of the server's own workflows and activities:
+// deliveries are handled where the GitHub App's credentials are, never on
+// a runner.
+const Queue = "sluice-server"
+
+// DeliveryWorkflowName is the Delivery workflow's registered name.
+const DeliveryWorkflowName = "Delivery"
+
+// Via says where a delivery came from.
+const (
+	ViaGitHub = "github"
+	ViaGit    = "git"
+	ViaAPI    = "api"
+)
+
+// DeliveryInput is one event to act on. It holds no credentials: tokens
+// are minted inside the activity.
+type DeliveryInput struct {
+	Via   string        `json:"via"`
+	Event webhook.Event `json:"event"`
+	// Received is when the server answered the delivery.
+	Received time.Time `json:"received"`
+	// Pipelines limits a manual run to these pipelines (by name); empty
+	// means every pipeline the event triggers.
+	Pipelines []string `json:"pipelines,omitempty"`
+	// Inputs are a manual run's inputs.
+	Inputs map[string]string `json:"inputs,omitempty"`
+}
+
+// DeliveryResult says what a delivery started, and why it started
+// nothing for each pipeline it did not.
+type DeliveryResult struct {
+	Runs    []TriggeredRun    `json:"runs,omitempty"`
+	Skipped []SkippedPipeline `json:"skipped,omitempty"`
+	Invalid []InvalidPipeline `json:"invalid,omitempty"`
+	// Ignored says why the event starts nothing at all ([skip ci]).
+	Ignored string `json:"ignored,omitempty"`
+}
+
+// TriggeredRun is a run a delivery started, or found already started for
+// the same repository, pipeline, event class and commit.
+type TriggeredRun struct {
+	RunID    string `json:"run_id"`
+	Pipeline string `json:"pipeline"`
+	// Dir is the project directory in the repository ("" for the top).
+	Dir string `json:"dir,omitempty"`
+	// Existing says the run had been started by an earlier event (a push
+	// and a pull request of the same commit).
+	Existing bool `json:"existing,omitempty"`
+}
+
+// SkippedPipeline is a pipeline the event does not trigger.
+type SkippedPipeline struct {
+	Pipeline string `json:"pipeline"`
+	Dir      string `json:"dir,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+// InvalidPipeline is a pipeline whose files at the commit do not compile:
+// no run starts, and the diagnostics say where and why (file:line:column).
+type InvalidPipeline struct {
+	Dir         string `json:"dir"`
+	Diagnostics string `json:"diagnostics"`
+}
+
+// Delivery handles one delivery: it reads the pipelines at the event's
+// commit, compiles them with the event and starts the runs they call for.
+// Everything is in one activity, which is idempotent (run IDs derive from
+// the event), so that GitHub's 5xx and rate limits are retried with
+// backoff here, durably, and a retry never starts a run twice.
+func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    5 * time.Minute,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        2 * time.Minute,
+			NonRetryableErrorTypes: []string{errNotFound},
+		},
+	})
+	var t *Triggers
+	var res DeliveryResult
+	err := workflow.ExecuteActivity(ctx, t.Trigger, in).Get(ctx, &res)
+	return res, err
+}
+
+const errNotFound = "NotFound"
+
+// Triggers are the activities that turn events into runs.
+type Triggers struct {
+	Client client.Client
+	// Git reads repositories of git hooks.
+	Git Source
+	// GitHub returns the Source for an installation of the App; nil when
+	// the server is no GitHub App.
+	GitHub func(installation int64) (Source, error)
+	// Environ is where SLUICE_VAR_<name> values come from, as for sluice
+	// plan.
+	Environ []string
+	Log     *slog.Logger
+}
+
+var skipCI = regexp.MustCompile(`\[(?i:ci *skip|skip *ci)\]`)
+
+// Trigger is the Delivery workflow's activity.
+func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResult, error) {
+	ev := in.Event
+	var res DeliveryResult
+	g, err := eventGit(ev)
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), errNotFound, nil)
+	}
+	if (g.Event == "push" || g.Event == "pull_request") && skipCI.MatchString(ev.HeadCommitMessage) {
+		res.Ignored = "the head commit asks to skip CI ([skip ci])"
+		return res, nil
+	}
+	src, err := t.source(in)
+	if err != nil {
+		return res, err
+	}
+	ref := RepoRef{Name: ev.Repo, URL: ev.CloneURL, Installation: ev.InstallationID}
+	files, err := src.PipelineFiles(ctx, ref, g.SHA)
+	if err != nil {
+		return res, sourceError(err)
+	}
+	changed := func() ([]string, bool, error) {
+		switch {
+		case ev.PullRequest != nil:
+			return src.PullFiles(ctx, ref, ev.PullRequest.Number)
+		case g.Event == "push":
+			return src.Changed(ctx, ref, ev.Before, ev.After, ev.Forced)
+		}
+		return nil, false, nil
+	}
+	var files1 []string
+	var complete bool
+	if g.Event == "push" || g.Event == "pull_request" {
+		if files1, complete, err = changed(); err != nil {
+			return res, sourceError(err)
+		}
+	}
+	g.ChangedFiles = files1
+	for _, dir := range pipelineDirs(files) {
+		p, diags, err := CompileFiles(files, dir, g, complete, t.Environ, in.Inputs)
+		switch {
+		case err != nil:
+			return res, err
+		case diags != "":
+			res.Invalid = append(res.Invalid, InvalidPipeline{Dir: dir, Diagnostics: diags})
+			continue
+		case len(in.Pipelines) > 0 && !slices.Contains(in.Pipelines, p.Pipeline):
+			continue
+		case !p.Trigger.Matched:
+			res.Skipped = append(res.Skipped, SkippedPipeline{Pipeline: p.Pipeline, Dir: dir, Reason: p.Trigger.Reason})
+			continue
+		}
+		id := RunID(p.Pipeline, runKey(in, dir, g))
+		run := TriggeredRun{RunID: id, Pipeline: p.Pipeline, Dir: dir}
+		_, err = engine.Start(ctx, t.Client, *p, engine.StartOptions{RunID: id, Source: &engine.Source{URL: ev.CloneURL, Dir: dir}})
+		switch {
+		case errors.Is(err, engine.ErrRunExists):
+			run.Existing = true
+		case err != nil:
+			return res, err
+		}
+		res.Runs = append(res.Runs, run)
+	}
+	if t.Log != nil {
+		t.Log.Info("delivery handled", "repo", ev.Repo, "ref", g.Ref, "sha", g.SHA, "runs", len(res.Runs), "skipped", len(res.Skipped), "invalid", len(res.Invalid))
+	}
+	return res, nil
+}
+
+func (t *Triggers) source(in DeliveryInput) (Source, error) {
+	if in.Via == ViaGitHub {
+		if t.GitHub == nil {
+			return nil, temporal.NewNonRetryableApplicationError("the server is not configured as a GitHub App (app id and private key), so it cannot read the repository", errNotFound, nil)
+		}
+		return t.GitHub(in.Event.InstallationID)
+	}
+	return t.Git, nil
+}
+
+// eventGit is what a pipeline sees of an event (git.*): the same fields
+// `sluice plan --event ... --ref ... --sha ... --repo ... --actor ...`
+// fills for it.
+func eventGit(ev webhook.Event) (plan.Git, error) {
+	g := plan.Git{Repo: ev.Repo, Actor: ev.Actor, Ref: ev.Ref, Branch: ev.Branch, Tag: ev.Tag, SHA: ev.After}
+	switch ev.Kind {
+	case webhook.KindPush:
+		g.Event = "push"
+	case webhook.KindTag:
+		g.Event = "tag"
+	case webhook.KindPullRequest:
+		pr := ev.PullRequest
+		g.Event, g.PullRequest, g.BaseRef = "pull_request", pr.Number, pr.BaseRef
+		g.SHA, g.Branch, g.Ref = pr.HeadSHA, pr.HeadRef, "refs/heads/"+pr.HeadRef
+	case KindManual:
+		g.Event = "manual"
+	default:
+		return g, fmt.Errorf("a %s event starts no runs", ev.Kind)
+	}
+	if len(g.SHA) < 7 {
+		return g, fmt.Errorf("the event has no commit")
+	}
+	g.ShortSHA = g.SHA[:7]
+	return g, nil
+}
+
+// KindManual is a run started through the API (sluice run --server).
+const KindManual = "manual"
+
+// pipelineDirs lists the project directories that hold a .sluice, in
+// order: "" for the repository's top.
+func pipelineDirs(files map[string][]byte) []string {
+	seen := map[string]bool{}
+	for name := range files {
+		d := path.Dir(path.Dir(name))
+		if d == "." {
+			d = ""
+		}
+		seen[d] = true
+	}
+	dirs := make([]string, 0, len(seen))
+	for d := range seen {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+// CompileFiles compiles the pipeline of the project directory dir from
+// files (repository paths) for the event g, with the same compiler and
+// options as `sluice plan`. A pipeline with errors gives its diagnostics,
+// rendered with repository paths, file:line:column.
+func CompileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown bool, environ []string, inputs map[string]string) (*plan.Plan, string, error) {
+	tmp, err := os.MkdirTemp("", "sluice-pipeline-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.RemoveAll(tmp)
+	prefix := dir
+	if prefix != "" {
+		prefix += "/"
+	}
+	for name, b := range files {
+		if !strings.HasPrefix(name, prefix+dsl.DefaultDir+"/") {
+			continue
+		}
+		p := filepath.Join(tmp, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, "", err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, "", err
+		}
+	}
+	root := filepath.Join(tmp, filepath.FromSlash(dir))
+	src, diags := dsl.Load(filepath.Join(root, dsl.DefaultDir))
+	var p *plan.Plan
+	if !diags.HasErrors() {
+		var more = diags
+		p, diags = dsl.Compile(src, dsl.Options{Git: g, ChangedFilesKnown: changedKnown, Environ: environ, Inputs: inputs, Root: root})
+		diags = append(more, diags...)
+	}
+	if !diags.HasErrors() {
+		return p, "", nil
+	}
+	var b strings.Builder
+	if err := dsl.WriteDiagnostics(&b, src, diags, 100, false); err != nil {
+		return nil, "", err
+	}
+	return nil, strings.ReplaceAll(b.String(), tmp+string(filepath.Separator), ""), nil
+}
+
+// runKey is what makes two events the same run: the repository, the
+// project, the commit and the class of event. Pushes and pull requests of
+// a commit are one class (the same code, tested once); a tag is its own; a
+// manual run or a re-run is new every time.
+func runKey(in DeliveryInput, dir string, g plan.Git) string {
+	class := "commit"
+	switch g.Event {
+	case "tag":
+		class = "tag:" + g.Tag
+	case "manual":
+		class = "manual:" + in.Event.Delivery
+	}
+	if in.Event.Kind == webhook.KindRerun {
+		class = "rerun:" + in.Event.Delivery
+	}
+	return strings.Join([]string{in.Event.Repo, dir, class, g.SHA}, "\x00")
+}
+
+// RunID is the ID of the run of pipeline for a key: the pipeline's name,
+// short enough to type, and a digest of the key.
+func RunID(pipeline, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	name := strings.Trim(regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(pipeline, "-"), "-")
+	if name == "" {
+		name = "run"
+	}
+	return name + "-" + hex.EncodeToString(sum[:4])
+}

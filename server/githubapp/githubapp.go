@@ -1,0 +1,182 @@
+// Package githubapp is Sluice's GitHub App client: it authenticates as an
+// App (a JWT signed with the App's private key), mints installation tokens
+// through ghinstallation, and reads what the webhook server needs from
+// GitHub's REST API: pipeline files at a commit, the files a push or a
+// pull request changed, team membership and the pull requests of a commit.
+//
+// Errors a retry may cure (GitHub's 5xx, 429, rate limits) are
+// *RetryableError, with the wait GitHub asked for; the client never sleeps
+// or retries by itself, since its callers are Temporal activities, which
+// retry with backoff.
+package githubapp
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/bradleyfalzon/ghinstallation/v2"
+	"github.com/google/go-github/v62/github"
+	ghtoken "github.com/google/go-github/v88/github"
+)
+
+// DefaultBaseURL is github.com's API root.
+const DefaultBaseURL = "https://api.github.com/"
+
+// App is a GitHub App's identity.
+type App struct {
+	ID int64
+	// PrivateKey is the App's private key, PEM (PKCS#1 as GitHub issues
+	// it, or PKCS#8).
+	PrivateKey []byte
+	// BaseURL is the API root: DefaultBaseURL when empty; on GitHub
+	// Enterprise Server https://HOST/api/v3/.
+	BaseURL string
+	// HTTP is the client whose Transport and Timeout all requests use;
+	// http.DefaultClient's when nil.
+	HTTP *http.Client
+
+	once    sync.Once
+	initErr error
+	apps    *ghinstallation.AppsTransport
+	base    *url.URL
+	blobs   *blobCache
+
+	mu      sync.Mutex
+	clients map[int64]*Client
+}
+
+// LoadApp reads an App's private key from keyFile and checks that it is a
+// PEM RSA private key.
+func LoadApp(id int64, keyFile, baseURL string) (*App, error) {
+	if id <= 0 {
+		return nil, fmt.Errorf("the GitHub App ID must be a positive number, not %d", id)
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the GitHub App's private key: %w", err)
+	}
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("the GitHub App's private key %s: %w", keyFile, err)
+	}
+	return &App{ID: id, PrivateKey: key, BaseURL: baseURL}, nil
+}
+
+// checkKey says whether key is a PEM RSA private key.
+func checkKey(key []byte) error {
+	block, _ := pem.Decode(key)
+	if block == nil {
+		return errors.New("not a PEM file (GitHub's download begins with -----BEGIN RSA PRIVATE KEY-----)")
+	}
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		if _, err := x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
+			return fmt.Errorf("not a valid RSA private key: %v", err)
+		}
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return fmt.Errorf("not a valid private key: %v", err)
+		}
+		if _, ok := k.(*rsa.PrivateKey); !ok {
+			return fmt.Errorf("a %T, not an RSA private key (GitHub Apps sign with RSA)", k)
+		}
+	default:
+		return fmt.Errorf("a PEM %q block, not an RSA private key", block.Type)
+	}
+	return nil
+}
+
+func (a *App) init() error {
+	a.once.Do(func() {
+		if err := checkKey(a.PrivateKey); err != nil {
+			a.initErr = fmt.Errorf("the GitHub App's private key: %w", err)
+			return
+		}
+		base := a.BaseURL
+		if base == "" {
+			base = DefaultBaseURL
+		}
+		if !strings.HasSuffix(base, "/") {
+			base += "/"
+		}
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			a.initErr = fmt.Errorf("the GitHub API URL %q is not an http(s) URL", a.BaseURL)
+			return
+		}
+		a.base = u
+		a.apps, err = ghinstallation.NewAppsTransport(a.transport(), a.ID, a.PrivateKey)
+		if err != nil {
+			a.initErr = fmt.Errorf("the GitHub App's private key: %w", err)
+			return
+		}
+		a.apps.BaseURL = strings.TrimSuffix(base, "/")
+		a.blobs = newBlobCache(blobCacheEntries, blobCacheBytes)
+		a.clients = map[int64]*Client{}
+	})
+	return a.initErr
+}
+
+func (a *App) transport() http.RoundTripper {
+	if a.HTTP != nil && a.HTTP.Transport != nil {
+		return a.HTTP.Transport
+	}
+	return http.DefaultTransport
+}
+
+// Installation returns a client for one installation of the App, the same
+// one for every call with the same ID. Each has its own ghinstallation
+// transport, which mints the installation token on first use and again a
+// minute before it expires; the token stays inside the transport, never
+// returned or stored anywhere else.
+func (a *App) Installation(id int64) (*Client, error) {
+	if err := a.init(); err != nil {
+		return nil, err
+	}
+	if id <= 0 {
+		return nil, fmt.Errorf("the GitHub App installation ID must be a positive number, not %d", id)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c := a.clients[id]; c != nil {
+		return c, nil
+	}
+	tr := ghinstallation.NewFromAppsTransport(a.apps, id)
+	// An empty JSON object, not the JSON null a nil options value sends:
+	// GitHub's description declares the body an object.
+	tr.InstallationTokenOptions = &ghtoken.InstallationTokenOptions{}
+	hc := &http.Client{Transport: tr}
+	if a.HTTP != nil {
+		hc.Timeout = a.HTTP.Timeout
+		tr.Client = &http.Client{Transport: a.transport(), Timeout: a.HTTP.Timeout}
+	}
+	gh := github.NewClient(hc)
+	gh.BaseURL = a.base
+	c := &Client{gh: gh, installation: id, blobs: a.blobs}
+	a.clients[id] = c
+	return c, nil
+}
+
+// Client reads GitHub as one installation of the App.
+type Client struct {
+	gh           *github.Client
+	installation int64
+	blobs        *blobCache
+}
+
+// split splits "owner/name".
+func split(repo string) (owner, name string, err error) {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("repository %q is not owner/name", repo)
+	}
+	return owner, name, nil
+}

@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/runners/local"
+	"github.com/sluice-ci/sluice/server/githubapp"
+	"github.com/sluice-ci/sluice/server/webhook"
+)
+
+// Server is a running `sluice server`.
+type Server struct {
+	cfg      Config
+	stack    *local.Stack
+	client   client.Client
+	worker   worker.Worker
+	verifier *webhook.Verifier
+	hookKeys [][]byte
+	tokens   *Tokens
+	triggers *Triggers
+	log      *slog.Logger
+	http     *http.Server
+	ln       net.Listener
+	// lastActive is when the server last had a request, in Unix
+	// nanoseconds, for the idle timeout.
+	lastActive    atomic.Int64
+	done          chan struct{}
+	extraWorkers  []worker.Worker
+	app           *githubapp.App
+	installations *installations
+}
+
+// Start brings the server up: Temporal (embedded or the cluster the
+// configuration names), the workers, the runner, and the HTTP listener.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Home == "" {
+		return nil, errors.New("starting the server: no home directory; set SLUICE_HOME")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	s := &Server{cfg: cfg, log: logger, done: make(chan struct{})}
+	if len(cfg.GitHub.WebhookSecrets) > 0 {
+		if s.verifier, err = webhook.NewVerifier(cfg.GitHub.WebhookSecrets); err != nil {
+			return nil, err
+		}
+	}
+	if s.hookKeys, err = hookSecrets(cfg); err != nil {
+		return nil, err
+	}
+	if s.tokens, err = OpenTokens(TokensFile(cfg.Home)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Home, 0o755); err != nil {
+		return nil, err
+	}
+	// Listen first: a second server for the same address fails before it
+	// touches Temporal.
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w; give another address with --listen", cfg.Listen, err)
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	opts := local.Options{Home: cfg.Home, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: logger}
+	if !cfg.NoRunner {
+		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels}
+		if cfg.Build {
+			b := local.BuildFromEnv(io.Discard)
+			b.Optional = true
+			opts.Build = b
+		}
+	}
+	if s.stack, err = local.Start(ctx, opts); err != nil {
+		return nil, err
+	}
+	s.client = s.stack.Client
+	s.triggers = &Triggers{
+		Client:  s.client,
+		Git:     gitSource{mirrors: filepath.Join(cfg.Home, "server", "mirrors")},
+		Environ: os.Environ(),
+		Log:     logger,
+	}
+	s.installations = openInstallations(filepath.Join(cfg.Home, "server", "installations.json"))
+	if cfg.GitHub.AppID != 0 {
+		if s.app, err = githubapp.LoadApp(cfg.GitHub.AppID, cfg.GitHub.PrivateKeyFile, cfg.GitHub.APIURL); err != nil {
+			return nil, err
+		}
+		s.triggers.GitHub = newGitHubSources(s.app)
+	}
+	s.worker = worker.New(s.client, Queue, worker.Options{Identity: "sluice-server/" + local.DefaultRunnerName()})
+	s.worker.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
+	s.worker.RegisterActivity(s.triggers)
+	if cfg.NoRunner {
+		// Without a runner of its own the server still hosts the
+		// pipelines' workflows; runners host only steps.
+		ww := engine.NewWorkflowWorker(s.client, worker.Options{Identity: "sluice-server/" + local.DefaultRunnerName()})
+		if err := ww.Start(); err != nil {
+			return nil, fmt.Errorf("starting the workflow worker: %w", err)
+		}
+		s.extraWorkers = append(s.extraWorkers, ww)
+	}
+	if err := s.worker.Start(); err != nil {
+		return nil, fmt.Errorf("starting the server's worker: %w", err)
+	}
+	s.touch()
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving HTTP", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is where the server listens.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is how the server is reached: the public URL, or its address.
+func (s *Server) URL() string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimSuffix(s.cfg.PublicURL, "/")
+	}
+	return "http://" + s.Addr()
+}
+
+// Stack is the Temporal connection (and runner) the server uses.
+func (s *Server) Stack() *local.Stack { return s.stack }
+
+// Close stops the HTTP listener, the workers, the runner and the embedded
+// Temporal server.
+func (s *Server) Close() {
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = s.http.Shutdown(ctx)
+		cancel()
+	} else if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.worker != nil {
+		s.worker.Stop()
+	}
+	for _, w := range s.extraWorkers {
+		w.Stop()
+	}
+	if s.stack != nil {
+		s.stack.Close()
+	}
+}
+
+func (s *Server) touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+// hookSecrets are the keys git hook requests are signed with: the
+// configured ones, or one made for this home and kept in it.
+func hookSecrets(cfg Config) ([][]byte, error) {
+	secrets := cfg.GitHookSecrets
+	if len(secrets) == 0 {
+		s, err := LocalHookSecret(cfg.Home)
+		if err != nil {
+			return nil, err
+		}
+		secrets = []string{s}
+	}
+	var keys [][]byte
+	for _, s := range secrets {
+		if s == "" {
+			return nil, errors.New("a git hook secret is empty; set SLUICE_GIT_HOOK_SECRET or git_hook_secrets in server.hcl to non-empty values")
+		}
+		keys = append(keys, []byte(s))
+	}
+	return keys, nil
+}
+
+// LocalHookSecret returns the git hook secret kept in home, making it the
+// first time: what `sluice hook install` on the same machine uses when no
+// secret is given.
+func LocalHookSecret(home string) (string, error) {
+	p := filepath.Join(home, "server", "git-hook-secret")
+	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", err
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	secret := hex.EncodeToString(b[:])
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return LocalHookSecret(home)
+	}
+	if err != nil {
+		return "", fmt.Errorf("keeping the git hook secret: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
