@@ -50,7 +50,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	h("POST /api/v1/runs/{id}/reject", s.apiDecide(false))
 	h("POST /api/v1/runs/{id}/cancel", s.apiCancel)
 	h("POST /api/v1/runs/{id}/retry", s.apiRetry)
-	h("GET /api/v1/deliveries/{id}", s.apiGetDelivery)
+	h("GET /api/v1/deliveries/{id...}", s.apiGetDelivery)
 	h("GET /api/v1/runners", s.apiRunners)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path))

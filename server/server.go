@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -220,4 +221,36 @@ func LocalHookSecret(home string) (string, error) {
 		return "", err
 	}
 	return secret, nil
+}
+
+// Idle returns a channel closed once the server has had no request for
+// timeout and no run is running or waiting; a zero timeout never closes
+// it.
+func (s *Server) Idle(ctx context.Context, timeout time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	if timeout <= 0 {
+		return ch
+	}
+	go func() {
+		tick := time.NewTicker(min(timeout/4, 30*time.Second))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if time.Since(time.Unix(0, s.lastActive.Load())) < timeout {
+				continue
+			}
+			n, err := s.client.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: "ExecutionStatus = 'Running'"})
+			if err != nil || n.GetCount() > 0 {
+				s.touch()
+				continue
+			}
+			close(ch)
+			return
+		}
+	}()
+	return ch
 }

@@ -1,0 +1,268 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/internal/proc"
+	"github.com/sluice-ci/sluice/runners/local"
+	"github.com/sluice-ci/sluice/server"
+)
+
+const serverLong = `Server is Sluice for a team: it runs pipelines by itself on every push,
+pull request and tag, on one machine with nothing else installed.
+
+It serves, on --listen (default 127.0.0.1:8080):
+  POST /webhooks/github   GitHub App webhooks (push, pull_request, create,
+                          check_suite/check_run rerequested, installation, ping)
+  POST /hooks/git         git post-receive hooks (sluice hook install)
+  /api/v1/...             the JSON API (docs/api.md), with bearer tokens
+  GET  /healthz
+
+and runs the pipelines' workflows and a runner of its own (unless
+--no-runner: then sluice runner processes run the steps), on the embedded
+Temporal server with its state in $SLUICE_HOME (default ~/.sluice), or on
+the cluster --temporal-address names.
+
+A delivery is answered 202 only once Temporal holds it, as a workflow whose
+ID derives from the delivery: a redelivery starts nothing, and a server
+killed after answering finishes the delivery when it starts again. Each
+triggered pipeline is read at the event's commit, compiled as
+sluice plan --event would, and started as a run.
+
+Settings come from flags, then the environment, then the file --config
+names (server.hcl):
+
+  listen     = "0.0.0.0:8080"
+  public_url = "https://ci.example.com"
+  github {
+    app_id           = 123456
+    private_key_file = "/etc/sluice/github-app.pem"
+    webhook_secrets  = ["..."]      # two during a rotation
+  }
+  git_hook_secrets = ["..."]
+  repository "web" { url = "/srv/git/web.git" }
+  team "sre" { members = ["alice", "bob"] }
+
+Environment: SLUICE_GITHUB_WEBHOOK_SECRET (comma-separated for rotation;
+set but empty is refused), SLUICE_GITHUB_APP_ID,
+SLUICE_GITHUB_PRIVATE_KEY_FILE, SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL.
+
+Creating the GitHub App (Settings > Developer settings > GitHub Apps > New):
+  1. Homepage URL: the public URL. Webhook URL: <public URL>/webhooks/github.
+  2. Webhook secret: a long random string (openssl rand -hex 32); give it
+     to the server as SLUICE_GITHUB_WEBHOOK_SECRET.
+  3. Repository permissions: Contents read-only, Metadata read-only,
+     Pull requests read-only, Checks read and write, Commit statuses read
+     and write. Organization permissions: Members read-only (approvers
+     named team:NAME).
+  4. Subscribe to events: Push, Pull request, Create, Check run,
+     Check suite (Installation events are sent to every App).
+  5. Create the App, note its App ID, generate a private key (.pem), and
+     install the App on the repositories Sluice should run.
+  6. Start: SLUICE_GITHUB_WEBHOOK_SECRET=... sluice server \
+       --github-app-id ID --github-private-key app.pem \
+       --public-url https://ci.example.com --listen 0.0.0.0:8080
+docs/server.md says the same with more detail.`
+
+func newServer(e *env) *cobra.Command {
+	var cfg server.Config
+	var configFile string
+	var noBuild bool
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Sluice server: webhooks and git pushes start runs",
+		Long:  serverLong,
+		Example: `  SLUICE_GITHUB_WEBHOOK_SECRET=... sluice server --listen 0.0.0.0:8080 --public-url https://ci.example.com
+  sluice server --config /etc/sluice/server.hcl
+  sluice server --no-runner --temporal-address temporal.internal:7233
+  sluice hook install /srv/git/web.git --server http://ci.internal:8080`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := cfg.LoadFile(configFile); err != nil {
+					return err
+				}
+			}
+			if err := cfg.FromEnv(lookupIn(e.environ)); err != nil {
+				return err
+			}
+			home, err := local.Home()
+			if err != nil {
+				return err
+			}
+			cfg.Home, cfg.Build = home, !noBuild
+			return runServer(cmd.Context(), e, cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&configFile, "config", os.Getenv("SLUICE_SERVER_CONFIG"), "server.hcl with the settings below (flags and the environment win)")
+	fl.StringVar(&cfg.Listen, "listen", "", "address to serve HTTP on (default "+server.DefaultListen+")")
+	fl.StringVar(&cfg.PublicURL, "public-url", "", "URL GitHub and browsers reach the server at (default http://LISTEN)")
+	fl.StringVar(&cfg.TemporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, state in $SLUICE_HOME)")
+	fl.StringVar(&cfg.Namespace, "namespace", "", "Temporal namespace (default sluice)")
+	fl.BoolVar(&cfg.NoRunner, "no-runner", false, "run no steps here: sluice runner processes take them")
+	fl.StringSliceVar(&cfg.Labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
+	fl.BoolVar(&noBuild, "no-build", false, "do not bring up BuildKit and a registry for the in-process runner")
+	fl.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "stop after this long with no request and no run (0: never; a server that commands start in the background uses 15m)")
+	fl.Int64Var(&cfg.GitHub.AppID, "github-app-id", 0, "the GitHub App's ID (SLUICE_GITHUB_APP_ID)")
+	fl.StringVar(&cfg.GitHub.PrivateKeyFile, "github-private-key", "", "the GitHub App's private key, a .pem file (SLUICE_GITHUB_PRIVATE_KEY_FILE)")
+	fl.StringVar(&cfg.GitHub.APIURL, "github-api-url", "", "GitHub's REST API (default https://api.github.com/; GitHub Enterprise: https://HOST/api/v3/)")
+	fl.BoolVar(&cfg.Background, "background", false, "")
+	_ = fl.MarkHidden("background")
+	cmd.AddCommand(newServerStop(e), newServerToken(e))
+	return cmd
+}
+
+func lookupIn(environ []string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		for i := len(environ) - 1; i >= 0; i-- {
+			if name, v, ok := strings.Cut(environ[i], "="); ok && name == k {
+				return v, true
+			}
+		}
+		return "", false
+	}
+}
+
+// serverRecord is what a running server publishes in its home, for the
+// commands that find it (sluice hook install, sluice server stop, and the
+// local commands).
+type serverRecord struct {
+	URL        string `json:"url"`
+	PID        int    `json:"pid"`
+	Background bool   `json:"background,omitempty"`
+}
+
+func serverRecordFile(home string) string { return filepath.Join(home, "server", "http.json") }
+
+// runningServer returns the server running for home, or an error wrapping
+// fs.ErrNotExist.
+func runningServer(home string) (serverRecord, error) {
+	var r serverRecord
+	err := proc.ReadRecord(serverRecordFile(home), &r, func() int { return r.PID })
+	return r, err
+}
+
+func runServer(ctx context.Context, e *env, cfg server.Config) error {
+	ctx, stop := signalContext(ctx)
+	defer stop()
+	if r, err := runningServer(cfg.Home); err == nil {
+		return fmt.Errorf("a Sluice server for %s already runs at %s (pid %d); stop it with sluice server stop, or use another SLUICE_HOME", cfg.Home, r.URL, r.PID)
+	}
+	logger := slog.New(slog.NewTextHandler(logFile(cfg.Home), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s, err := server.Start(context.Background(), cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rec := serverRecord{URL: s.URL(), PID: os.Getpid(), Background: cfg.Background}
+	if err := proc.WriteRecord(serverRecordFile(cfg.Home), rec); err != nil {
+		return err
+	}
+	defer proc.RemoveRecord(serverRecordFile(cfg.Home), &serverRecord{}, func() int { return os.Getpid() })
+	fmt.Fprintf(e.stdout, "Sluice server at %s (Temporal %s, namespace %s; state in %s).\n", s.URL(), s.Stack().Address, s.Stack().Namespace, cfg.Home)
+	fmt.Fprintf(e.stdout, "  GitHub webhooks: %s/webhooks/github%s\n", s.URL(), map[bool]string{true: "", false: " (off: set SLUICE_GITHUB_WEBHOOK_SECRET)"}[len(cfg.GitHub.WebhookSecrets) > 0])
+	fmt.Fprintf(e.stdout, "  git pushes:      sluice hook install REPO.git --server %s\n", s.URL())
+	fmt.Fprintf(e.stdout, "  API:             %s/api/v1 (sluice server token create --user NAME)\n", s.URL())
+	if cfg.NoRunner {
+		fmt.Fprintln(e.stdout, "  runner:          none here (--no-runner); start sluice runner on the runner hosts")
+	} else {
+		fmt.Fprintf(e.stdout, "  runner:          %s\n", local.DefaultRunnerName())
+	}
+	if cfg.IdleTimeout > 0 {
+		fmt.Fprintf(e.stdout, "Stops after %s with nothing to do; sluice server stop ends it.\n", cfg.IdleTimeout)
+	}
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(e.stdout, "Stopping.")
+	case <-s.Idle(ctx, cfg.IdleTimeout):
+		fmt.Fprintf(e.stdout, "Idle for %s: stopping.\n", cfg.IdleTimeout)
+	}
+	return nil
+}
+
+func newServerStop(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "stop",
+		Short:   "Stop the server running for $SLUICE_HOME",
+		Example: "  sluice server stop",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := local.Home()
+			if err != nil {
+				return err
+			}
+			r, err := runningServer(home)
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(e.stdout, "No Sluice server runs for %s.\n", home)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			p, err := os.FindProcess(r.PID)
+			if err != nil {
+				return err
+			}
+			if err := p.Signal(syscall.SIGTERM); err != nil {
+				return fmt.Errorf("stopping the server (pid %d): %w", r.PID, err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, err := runningServer(home); errors.Is(err, fs.ErrNotExist) {
+					fmt.Fprintf(e.stdout, "Stopped the Sluice server at %s (pid %d).\n", r.URL, r.PID)
+					return nil
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			return fmt.Errorf("the server (pid %d) did not stop within 60 s; kill it with kill -9 %d (runs resume when a server starts again)", r.PID, r.PID)
+		},
+	}
+}
+
+func newServerToken(e *env) *cobra.Command {
+	token := &cobra.Command{Use: "token", Short: "Manage the API's bearer tokens", Args: noArgs}
+	var user string
+	create := &cobra.Command{
+		Use:   "create --user NAME",
+		Short: "Create an API token that acts as a user",
+		Long: `Create makes a bearer token for the JSON API and prints it once; the server
+keeps only its SHA-256, in $SLUICE_HOME/server/tokens.json. The user is who
+approvals, rejections and manual runs are recorded as, and whom a stage's
+approvers are checked against (a GitHub login for team:NAME approvers).`,
+		Example: "  sluice server token create --user alice\n  sluice login http://ci.internal:8080 --token sluice_...",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := local.Home()
+			if err != nil {
+				return err
+			}
+			t, err := server.OpenTokens(server.TokensFile(home))
+			if err != nil {
+				return err
+			}
+			secret, err := t.Create(user)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, secret)
+			fmt.Fprintf(e.stderr, "Token for %s created; it is shown only now. Use it with: sluice login URL --token %s...\n", user, secret[:12])
+			return nil
+		},
+	}
+	create.Flags().StringVar(&user, "user", "", "the user the token acts as (a GitHub login)")
+	_ = create.MarkFlagRequired("user")
+	token.AddCommand(create)
+	return token
+}
