@@ -173,15 +173,31 @@ func ConcurrencyGroup(ctx workflow.Context, st GroupState) error {
 				older = append(older, *st.Holder)
 			}
 			older = append(older, st.Waiting...)
+			// Both runs say why: the older is superseded by the newer,
+			// which lists what it superseded.
+			tell := workflow.GetVersion(ctx, "group-superseded", workflow.DefaultVersion, 1) == 1
+			var superseded []string
 			for _, m := range older {
 				if m == req.Member {
 					continue
+				}
+				if tell {
+					if err := workflow.SignalExternalWorkflow(ctx, m.RunID, m.Execution, SignalSuperseded, Superseded{By: req.Member.RunID}).Get(ctx, nil); err != nil {
+						logger.Info("telling a run it is superseded", "run", m.RunID, "error", err)
+					}
 				}
 				// The holder stays the holder until it releases, after its
 				// cleanup; queued runs leave the queue now.
 				err := workflow.RequestCancelExternalWorkflow(ctx, m.RunID, m.Execution).Get(ctx, nil)
 				if err != nil {
 					logger.Info("cancelling a run of the group", "run", m.RunID, "error", err)
+					continue
+				}
+				superseded = append(superseded, m.RunID)
+			}
+			if tell && len(superseded) > 0 {
+				if err := workflow.SignalExternalWorkflow(ctx, req.Member.RunID, req.Member.Execution, SignalSuperseded, Superseded{Supersedes: superseded}).Get(ctx, nil); err != nil {
+					logger.Info("telling a run what it superseded", "run", req.Member.RunID, "error", err)
 				}
 			}
 			st.Waiting = nil

@@ -38,6 +38,9 @@ const (
 	signalGroupGranted = "sluice-group-granted"
 	// signalGroupAcquire and signalGroupRelease go to the group workflow.
 	signalGroupAcquire = "acquire"
+	// SignalSuperseded tells a run that a newer run of its concurrency
+	// group cancelled it (cancel_in_progress), or which runs it cancelled.
+	SignalSuperseded   = "sluice-superseded"
 	signalGroupRelease = "release"
 )
 

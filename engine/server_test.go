@@ -292,11 +292,17 @@ func TestServerConcurrencyGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := waitDone(t, c, d); st.State != StateSucceeded {
+	st := waitDone(t, c, d)
+	if st.State != StateSucceeded {
 		t.Fatalf("d: %s %s", st.State, st.Error)
 	}
-	if st := waitDone(t, c, cRun); st.State != StateCancelled {
-		t.Fatalf("c: %s", st.State)
+	// Both runs say so: the older is superseded by the newer, which lists
+	// what it superseded.
+	if !slices.Equal(st.Supersedes, []string{cRun}) {
+		t.Errorf("d supersedes %q, want [%s]", st.Supersedes, cRun)
+	}
+	if st := waitDone(t, c, cRun); st.State != StateCancelled || st.SupersededBy != d || !strings.Contains(st.Error, "superseded by run "+d) {
+		t.Fatalf("c: %s, superseded by %q, error %q", st.State, st.SupersededBy, st.Error)
 	}
 	if !slices.Contains(tr.exec.cancelled, "c/x") {
 		t.Errorf("c's step was not cancelled: %q", tr.exec.cancelled)

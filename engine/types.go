@@ -90,8 +90,13 @@ type RunStatus struct {
 	// ResumedFrom is the step a retried run resumed from.
 	ResumedFrom string `json:"resumed_from,omitempty"`
 	// DryRun says the run was started as a dry run.
-	DryRun bool          `json:"dry_run,omitempty"`
-	Stages []StageStatus `json:"stages"`
+	DryRun bool `json:"dry_run,omitempty"`
+	// SupersededBy is the newer run of the same concurrency group that
+	// cancelled this one (cancel_in_progress); Supersedes the runs this
+	// one cancelled.
+	SupersededBy string        `json:"superseded_by,omitempty"`
+	Supersedes   []string      `json:"supersedes,omitempty"`
+	Stages       []StageStatus `json:"stages"`
 }
 
 // Stage returns the status of the stage with the given ID.
@@ -159,6 +164,13 @@ const (
 	DecisionRejected = "rejected"
 	DecisionTimedOut = "timed_out"
 )
+
+// Superseded is the argument of SignalSuperseded: By to the run that is
+// cancelled, Supersedes to the run that cancelled it.
+type Superseded struct {
+	By         string   `json:"by,omitempty"`
+	Supersedes []string `json:"supersedes,omitempty"`
+}
 
 // Decision is the argument of the approve and reject updates and signals.
 type Decision struct {

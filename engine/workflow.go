@@ -236,6 +236,14 @@ func (r *run) setHandlers(ctx workflow.Context) error {
 		}
 		sel.AddReceive(approve, on(DecisionApproved))
 		sel.AddReceive(reject, on(DecisionRejected))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalSuperseded), func(c workflow.ReceiveChannel, _ bool) {
+			var s Superseded
+			c.Receive(ctx, &s)
+			if s.By != "" {
+				r.status.SupersededBy = s.By
+			}
+			r.status.Supersedes = append(r.status.Supersedes, s.Supersedes...)
+		})
 		for ctx.Err() == nil {
 			sel.Select(ctx)
 		}
@@ -342,6 +350,10 @@ func (r *run) finish(ctx, cleanupCtx workflow.Context) (RunStatus, error) {
 		}
 	}
 	switch {
+	case ctx.Err() != nil && r.status.SupersededBy != "":
+		r.status.Error = fmt.Sprintf("superseded by run %s (a newer run of concurrency group %q; cancel_in_progress)", r.status.SupersededBy, r.status.Group)
+		r.setState(cleanupCtx, StateCancelled)
+		return r.status, temporal.NewCanceledError(r.status)
 	case ctx.Err() != nil:
 		r.status.Error = "the run was cancelled"
 		r.setState(cleanupCtx, StateCancelled)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -100,6 +101,9 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    5 * time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour,
+		// A server that dies mid-delivery is noticed within this, and the
+		// delivery goes on in the server that comes back (or another).
+		HeartbeatTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
@@ -135,6 +139,8 @@ var skipCI = regexp.MustCompile(`\[(?i:ci *skip|skip *ci)\]`)
 func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResult, error) {
 	ev := in.Event
 	var res DeliveryResult
+	stop := heartbeat(ctx)
+	defer stop()
 	g, err := eventGit(ev)
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), errNotFound, nil)
@@ -208,6 +214,30 @@ func (t *Triggers) source(in DeliveryInput) (Source, error) {
 		return t.GitHub(in.Event.InstallationID)
 	}
 	return t.Git, nil
+}
+
+// heartbeat records a heartbeat every 2 s until stopped, so that a lost
+// server's delivery is retried in seconds, not at the end of its timeout.
+func heartbeat(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx)
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // eventGit is what a pipeline sees of an event (git.*): the same fields

@@ -1,0 +1,376 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/sluice-ci/sluice/cmd/sluice/cli"
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/server"
+	"github.com/sluice-ci/sluice/server/githubapp/githubfake"
+	"github.com/sluice-ci/sluice/server/webhook"
+)
+
+var (
+	tsOnce sync.Once
+	ts     *temporaltest.TestServer
+	tsErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if ts != nil {
+		ts.Stop()
+	}
+	os.Exit(code)
+}
+
+const secret = "It's a Secret to Everybody"
+
+const repo = "Codertocat/Hello-World"
+
+const installation = 1
+
+const webPipeline = `
+pipeline "web" {
+  on "push" {
+    branches = ["main"]
+    paths    = ["src/**", ".sluice/**"]
+  }
+  on "pull_request" { branches = ["main"] }
+  on "tag" { pattern = "v*" }
+}
+
+stage "build" {
+  step "run" "hello" {
+    command = ["echo", "${git.event} ${git.branch} ${git.short_sha}"]
+  }
+}
+`
+
+type env struct {
+	t      *testing.T
+	gh     *githubfake.Server
+	srv    *server.Server
+	client client.Client
+	url    string
+	home   string
+}
+
+// start brings up a server on the shared Temporal test server, with no
+// runner (runs are started, not run), as the GitHub App of a fake GitHub.
+func start(t *testing.T) *env {
+	t.Helper()
+	tsOnce.Do(func() {
+		ts = temporaltest.NewServer(temporaltest.WithBaseClientOptions(client.Options{Logger: nil}))
+	})
+	gh := githubfake.New(t)
+	gh.AddRepo(repo, installation)
+	home := t.TempDir()
+	key := filepath.Join(home, "app.pem")
+	if err := os.WriteFile(key, gh.PrivateKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		Listen: "127.0.0.1:0", Home: home,
+		TemporalAddress: ts.GetFrontendHostPort(), Namespace: ts.GetDefaultNamespace(),
+		NoRunner: true,
+		GitHub:   server.GitHubConfig{AppID: gh.AppID, PrivateKeyFile: key, WebhookSecrets: []string{"old secret", secret}, APIURL: gh.URL()},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := server.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return &env{t: t, gh: gh, srv: s, client: s.Stack().Client, url: s.URL(), home: home}
+}
+
+// fixture reads a real GitHub payload and sets fields in it.
+func fixture(t *testing.T, file string, set func(m map[string]any)) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("webhook", "testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["installation"] = map[string]any{"id": installation}
+	set(m)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func pushPayload(t *testing.T, ref, before, after, message string) []byte {
+	return fixture(t, "push/with-new-branch.payload.json", func(m map[string]any) {
+		m["ref"], m["before"], m["after"] = ref, before, after
+		m["created"], m["deleted"], m["forced"] = before == strings.Repeat("0", 40), false, false
+		m["head_commit"] = map[string]any{"id": after, "message": message}
+	})
+}
+
+// deliver posts a signed delivery and returns the status and body.
+func (e *env) deliver(event, id string, body []byte) (int, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", e.url+"/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", id)
+	req.Header.Set("X-Hub-Signature-256", webhook.Sign(secret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// result waits for a delivery's result.
+func (e *env) result(id string) server.DeliveryResult {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var res server.DeliveryResult
+	if err := e.client.GetWorkflow(ctx, "github-"+id, "").Get(ctx, &res); err != nil {
+		e.t.Fatalf("delivery %s: %v", id, err)
+	}
+	return res
+}
+
+func (e *env) commit(parent string, files map[string]string) string {
+	return e.gh.Commit(repo, parent, files)
+}
+
+func TestPushStartsRunOnce(t *testing.T) {
+	e := start(t)
+	base := e.commit("", map[string]string{".sluice/web.hcl": webPipeline, "README.md": "hi"})
+	head := e.commit(base, map[string]string{"src/main.go": "package main"})
+
+	body := pushPayload(t, "refs/heads/main", base, head, "add main")
+	code, out := e.deliver("push", "d-1", body)
+	if code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, out)
+	}
+	res := e.result("d-1")
+	if len(res.Runs) != 1 || res.Runs[0].Pipeline != "web" || res.Runs[0].Existing {
+		t.Fatalf("push started %+v, want one new run of web", res)
+	}
+	p, err := engine.RunPlan(context.Background(), e.client, res.Runs[0].RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plan.Git{SHA: head, ShortSHA: head[:7], Branch: "main", Ref: "refs/heads/main", Event: "push", Repo: repo, Actor: "Codertocat", ChangedFiles: []string{"src/main.go"}}
+	if diff := cmp.Diff(want, p.Git); diff != "" {
+		t.Errorf("the run's git (-want +got):\n%s", diff)
+	}
+
+	// A redelivery (same GUID) finds the delivery and starts nothing.
+	if code, out := e.deliver("push", "d-1", body); code != http.StatusOK || !strings.Contains(out, `"duplicate": true`) {
+		t.Errorf("redelivery: %d %s", code, out)
+	}
+	// A pull request of the same head finds the push's run.
+	pr := fixture(t, "pull_request/synchronize.payload.json", func(m map[string]any) {
+		p := m["pull_request"].(map[string]any)
+		p["head"].(map[string]any)["sha"] = head
+		p["base"].(map[string]any)["ref"] = "main"
+	})
+	e.gh.AddPull(repo, 2, head, []string{"src/main.go"})
+	if code, out := e.deliver("pull_request", "d-2", pr); code != http.StatusAccepted {
+		t.Fatalf("pull_request: %d %s", code, out)
+	}
+	if res2 := e.result("d-2"); len(res2.Runs) != 1 || res2.Runs[0].RunID != res.Runs[0].RunID || !res2.Runs[0].Existing {
+		t.Errorf("the pull request of the pushed head started %+v, want the push's run %s", res2.Runs, res.Runs[0].RunID)
+	}
+	runs, err := engine.List(context.Background(), e.client, fmt.Sprintf("%s = '%s'", engine.AttrSHA.GetName(), head))
+	if err == nil && len(runs) > 1 {
+		t.Errorf("commit %s has %d runs, want 1", head, len(runs))
+	}
+}
+
+func TestPathFilters(t *testing.T) {
+	e := start(t)
+	base := e.commit("", map[string]string{".sluice/web.hcl": webPipeline, "docs/a.md": "a"})
+	docs := e.commit(base, map[string]string{"docs/a.md": "b"})
+	for _, tc := range []struct {
+		name, before string
+		forced       bool
+		runs         int
+	}{
+		// Only docs changed: the path filter skips the pipeline.
+		{name: "docs only", before: base, runs: 0},
+		// A new branch: what changed is unknown, so everything did.
+		{name: "new branch", before: strings.Repeat("0", 40), runs: 1},
+		// A forced push: the same.
+		{name: "forced", before: base, forced: true, runs: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "paths-" + strings.ReplaceAll(tc.name, " ", "-")
+			body := fixture(t, "push/with-new-branch.payload.json", func(m map[string]any) {
+				m["ref"], m["before"], m["after"], m["forced"], m["deleted"] = "refs/heads/main", tc.before, docs, tc.forced, false
+				m["head_commit"] = map[string]any{"id": docs, "message": tc.name}
+			})
+			if code, out := e.deliver("push", id, body); code != http.StatusAccepted {
+				t.Fatalf("%d %s", code, out)
+			}
+			res := e.result(id)
+			n := len(res.Runs)
+			if n != tc.runs {
+				t.Errorf("%d runs, want %d: %+v", n, tc.runs, res)
+			}
+			if tc.runs == 0 && (len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Reason, "path")) {
+				t.Errorf("skipped %+v, want the pipeline skipped for its paths", res.Skipped)
+			}
+		})
+	}
+}
+
+func TestInvalidPipelineStartsNothing(t *testing.T) {
+	e := start(t)
+	head := e.commit("", map[string]string{".sluice/web.hcl": "pipeline \"web\" {\n  on \"push\" {}\n}\n\nstage \"build\" {\n  step \"run\" \"x\" {\n    comand = [\"true\"]\n  }\n}\n"})
+	if code, out := e.deliver("push", "bad-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "typo")); code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, out)
+	}
+	res := e.result("bad-1")
+	if len(res.Runs) != 0 || len(res.Invalid) != 1 {
+		t.Fatalf("result %+v, want no run and one invalid pipeline", res)
+	}
+	if d := res.Invalid[0].Diagnostics; !strings.Contains(d, ".sluice/web.hcl:7:5") || !strings.Contains(d, "command") {
+		t.Errorf("diagnostics do not point at .sluice/web.hcl:7:5 or suggest command:\n%s", d)
+	}
+}
+
+func TestSkipCI(t *testing.T) {
+	e := start(t)
+	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
+	if code, out := e.deliver("push", "skip-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "docs [Skip CI]")); code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, out)
+	}
+	if res := e.result("skip-1"); len(res.Runs) != 0 || !strings.Contains(res.Ignored, "skip ci") {
+		t.Errorf("result %+v, want nothing started for [skip ci]", res)
+	}
+}
+
+// GitHub answering 502 and then 429 while the pipeline is fetched: the
+// delivery retries inside its workflow and starts the run.
+func TestGitHubErrorsRetried(t *testing.T) {
+	e := start(t)
+	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
+	e.gh.FailNext("/repos/"+repo+"/git/trees", http.StatusBadGateway, 1, nil)
+	e.gh.FailNext("/repos/"+repo+"/git/blobs", http.StatusTooManyRequests, 1, map[string]string{"Retry-After": "1"})
+	if code, out := e.deliver("push", "retry-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "x")); code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, out)
+	}
+	if res := e.result("retry-1"); len(res.Runs) != 1 {
+		t.Fatalf("result %+v, want one run after the retries", res)
+	}
+	var failed int
+	for _, r := range e.gh.Requests() {
+		if r.Status >= 500 || r.Status == 429 {
+			failed++
+		}
+	}
+	if failed != 2 {
+		t.Errorf("GitHub answered %d errors, want the 2 injected", failed)
+	}
+}
+
+// Refused deliveries start nothing and say why.
+func TestBadDeliveries(t *testing.T) {
+	e := start(t)
+	body := pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), strings.Repeat("a", 40), "x")
+	post := func(mod func(r *http.Request)) (int, string) {
+		req, _ := http.NewRequest("POST", e.url+"/webhooks/github", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", "bad")
+		req.Header.Set("X-Hub-Signature-256", webhook.Sign(secret, body))
+		mod(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(r *http.Request)
+		code int
+		msg  string
+	}{
+		{"no signature", func(r *http.Request) { r.Header.Del("X-Hub-Signature-256") }, 401, "X-Hub-Signature-256"},
+		{"unknown secret", func(r *http.Request) { r.Header.Set("X-Hub-Signature-256", webhook.Sign("nope", body)) }, 401, "does not match"},
+		{"sha-1 only", func(r *http.Request) {
+			r.Header.Del("X-Hub-Signature-256")
+			r.Header.Set("X-Hub-Signature", "sha1=0000000000000000000000000000000000000000")
+		}, 401, "X-Hub-Signature-256"},
+		{"no delivery id", func(r *http.Request) { r.Header.Del("X-GitHub-Delivery") }, 400, "X-GitHub-Delivery"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := post(tc.mod)
+			if code != tc.code || !strings.Contains(out, tc.msg) {
+				t.Errorf("%d %s; want %d mentioning %q", code, out, tc.code, tc.msg)
+			}
+		})
+	}
+	if _, err := e.client.DescribeWorkflowExecution(context.Background(), "github-bad", ""); err == nil {
+		t.Error("a refused delivery started a workflow")
+	}
+	if code, out := e.deliver("issues", "issue-1", []byte(`{"action":"opened"}`)); code != 200 || !strings.Contains(out, "ignored") {
+		t.Errorf("unknown event: %d %s", code, out)
+	}
+}
+
+// The server and `sluice plan --event` compile the same event into the
+// same plan.
+func TestPlanAgreesWithServer(t *testing.T) {
+	e := start(t)
+	base := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
+	head := e.commit(base, map[string]string{"src/a.go": "package a"})
+	if code, out := e.deliver("push", "agree-1", pushPayload(t, "refs/heads/main", base, head, "a")); code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, out)
+	}
+	res := e.result("agree-1")
+	if len(res.Runs) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	got, err := engine.RunPlan(context.Background(), e.client, res.Runs[0].RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, ".sluice"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".sluice", "web.hcl"), []byte(webPipeline), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := cli.Main([]string{"plan", filepath.Join(dir, ".sluice"), "-o", "json", "--event", "push", "--ref", "main", "--sha", head, "--repo", repo, "--actor", "Codertocat", "--changed", "src/a.go"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("sluice plan: %d %s", code, stderr.String())
+	}
+	var want plan.Plan
+	if err := json.Unmarshal(stdout.Bytes(), &want); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sluice plan (-) and the server (+) differ:\n%s", diff)
+	}
+}
