@@ -6,7 +6,7 @@ BIN      := bin/sluice
 FUZZTIME ?= 20s
 PKGS     := ./...
 
-.PHONY: all build tools test test-unit fuzz lint bench demo demo-release deps clean
+.PHONY: all build tools test test-unit fuzz lint bench demo demo-release demo-server deps clean
 
 all: build
 
@@ -23,8 +23,12 @@ tools: bin/buildkitd bin/buildctl
 bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
 	cd tools/buildkit && $(GO) build -o ../../bin/ github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl
 
+# deps installs what the tests need beyond Go: git, Prometheus (the verify
+# step's tests), npm, and GitHub's REST API description from the npm
+# package @octokit/openapi (the fake GitHub validates against it).
 deps:
-	@scripts/deps.sh git prometheus
+	@scripts/deps.sh git prometheus npm curl
+	@scripts/octokit-openapi.sh >/dev/null
 
 # test runs every Go test (real servers included: buildkitd from make
 # tools, which the build tests start through runners/buildkitd), then the
@@ -42,7 +46,7 @@ WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) run $(WORKFLOWCHECK) ./engine/...
+	$(GO) run $(WORKFLOWCHECK) ./engine/... ./server/...
 
 # bench measures the figures recorded in docs/benchmarks.md.
 bench: build tools
@@ -52,6 +56,7 @@ bench: build tools
 	scripts/bench/run-bench.sh
 	scripts/bench/approvals.sh
 	scripts/bench/build-bench.sh
+	scripts/bench/webhooks.sh
 
 # demo is the main job on the embedded default: the base images
 # (busybox:local, golang:local) pushed to the local registry under
@@ -78,6 +83,14 @@ demo-release: deps build tools
 	$(BIN) images
 	$(BIN) run examples/go-service/.sluice --event tag --ref v0.1.0 --dry-run --progress plain
 	BIN=$(BIN) scripts/demo-release.sh
+
+# demo-server is issue 9's server for real on this machine: sluice server
+# (embedded Temporal, its own runner), a bare git repository per example
+# with the post-receive hook installed, a git push of examples/hello and of
+# examples/go-service, and the runs the pushes started, through the API.
+demo-server: deps build tools
+	$(BIN) images
+	BIN=$(BIN) scripts/demo-server.sh
 
 clean:
 	rm -rf bin

@@ -256,6 +256,17 @@ func eventGit(ev webhook.Event) (plan.Git, error) {
 		g.SHA, g.Branch, g.Ref = pr.HeadSHA, pr.HeadRef, "refs/heads/"+pr.HeadRef
 	case KindManual:
 		g.Event = "manual"
+	case webhook.KindRerun:
+		// "Re-run" on GitHub: the head commit's pipelines run again, as
+		// a push of its branch (a fork's check suite names no branch:
+		// then as a manual run of the commit).
+		rr := ev.Rerun
+		g.SHA, g.Event = rr.HeadSHA, "push"
+		if rr.HeadBranch != "" {
+			g.Branch, g.Ref = rr.HeadBranch, "refs/heads/"+rr.HeadBranch
+		} else {
+			g.Event = "manual"
+		}
 	default:
 		return g, fmt.Errorf("a %s event starts no runs", ev.Kind)
 	}

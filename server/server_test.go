@@ -374,3 +374,25 @@ func TestPlanAgreesWithServer(t *testing.T) {
 		t.Errorf("sluice plan (-) and the server (+) differ:\n%s", diff)
 	}
 }
+
+// "Re-run all checks" on GitHub (check_suite rerequested) runs the head
+// commit's pipelines again, as a new run.
+func TestRerunStartsNewRun(t *testing.T) {
+	e := start(t)
+	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
+	if code, out := e.deliver("push", "first", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "x")); code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, out)
+	}
+	first := e.result("first")
+	body := fixture(t, "check_suite/rerequested.payload.json", func(m map[string]any) {
+		cs := m["check_suite"].(map[string]any)
+		cs["head_sha"], cs["head_branch"] = head, "main"
+	})
+	if code, out := e.deliver("check_suite", "rerun-1", body); code != http.StatusAccepted {
+		t.Fatalf("rerequested: %d %s", code, out)
+	}
+	res := e.result("rerun-1")
+	if len(res.Runs) != 1 || res.Runs[0].Existing || res.Runs[0].RunID == first.Runs[0].RunID {
+		t.Errorf("re-run started %+v; want a new run besides %s", res.Runs, first.Runs[0].RunID)
+	}
+}
