@@ -66,6 +66,8 @@ type compiler struct {
 	baseLocals int
 
 	relNames map[string]string // file name -> relSource's name for it
+
+	schedule *plan.Schedule // the on "schedule" block, when valid
 }
 
 // Compile turns loaded pipeline sources into a plan for one event. It

@@ -179,6 +179,7 @@ func (c *compiler) decodePipeline(ctx *hcl.EvalContext, p *plan.Plan) {
 		p.Concurrency = &plan.Concurrency{Group: cs.Group, CancelInProgress: cs.CancelInProgress}
 	}
 	p.Trigger = c.matchTriggers(ctx)
+	p.Schedule = c.schedule
 }
 
 // matchTriggers decides whether the pipeline's on blocks accept the event,
@@ -208,7 +209,9 @@ func (c *compiler) matchTriggers(ctx *hcl.EvalContext) plan.Trigger {
 			var st ScheduleTrigger
 			content := c.decodeBody(b.Body, ctx, sc, where, b.DefRange, nil, &st)
 			if attr, ok := content.Attributes["cron"]; ok && st.Cron != "" {
-				if _, err := cronParser.Parse(st.Cron); err != nil {
+				if _, err := cronParser.Parse(st.Cron); err == nil {
+					c.schedule = &plan.Schedule{Cron: st.Cron, Branch: st.Branch}
+				} else {
 					c.add(errorDiag("Invalid cron expression", fmt.Sprintf("%q is not a cron schedule: %s. Write five fields (minute hour day-of-month month day-of-week), like \"0 3 * * 1-5\", or a shorthand like \"@daily\".", st.Cron, err), attr.Expr.Range().Ptr(), &b.DefRange))
 				}
 			}

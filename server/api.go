@@ -52,6 +52,17 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	h("POST /api/v1/runs/{id}/retry", s.apiRetry)
 	h("GET /api/v1/deliveries/{id...}", s.apiGetDelivery)
 	h("GET /api/v1/runners", s.apiRunners)
+	h("GET /api/v1/schedules", func(w http.ResponseWriter, r *http.Request, _ string) {
+		list, err := ListSchedules(r.Context(), s.client)
+		if err != nil {
+			httpError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		if list == nil {
+			list = []ScheduleInfo{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"schedules": list})
+	})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path))
 	})

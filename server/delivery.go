@@ -98,23 +98,27 @@ type InvalidPipeline struct {
 // the event), so that GitHub's 5xx and rate limits are retried with
 // backoff here, durably, and a retry never starts a run twice.
 func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    5 * time.Minute,
-		ScheduleToCloseTimeout: 24 * time.Hour,
-		// A server that dies mid-delivery is noticed within this, and the
-		// delivery goes on in the server that comes back (or another).
-		HeartbeatTimeout: 10 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        2 * time.Minute,
-			NonRetryableErrorTypes: []string{errNotFound},
-		},
-	})
+	ctx = workflow.WithActivityOptions(ctx, deliveryActivity)
 	var t *Triggers
 	var res DeliveryResult
 	err := workflow.ExecuteActivity(ctx, t.Trigger, in).Get(ctx, &res)
 	return res, err
+}
+
+// deliveryActivity are the options of the activities that read a
+// repository and start runs.
+var deliveryActivity = workflow.ActivityOptions{
+	StartToCloseTimeout:    5 * time.Minute,
+	ScheduleToCloseTimeout: 24 * time.Hour,
+	// A server that dies mid-delivery is noticed within this, and the
+	// delivery goes on in the server that comes back (or another).
+	HeartbeatTimeout: 10 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        2 * time.Minute,
+		NonRetryableErrorTypes: []string{errNotFound},
+	},
 }
 
 const errNotFound = "NotFound"
@@ -175,6 +179,7 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 		}
 	}
 	g.ChangedFiles = files1
+	plans, invalid := map[string]*plan.Plan{}, map[string]bool{}
 	for _, dir := range pipelineDirs(files) {
 		p, diags, err := CompileFiles(files, dir, g, complete, t.Environ, in.Inputs)
 		switch {
@@ -182,7 +187,11 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 			return res, err
 		case diags != "":
 			res.Invalid = append(res.Invalid, InvalidPipeline{Dir: dir, Diagnostics: diags})
+			invalid[dir] = true
 			continue
+		}
+		plans[dir] = p
+		switch {
 		case len(in.Pipelines) > 0 && !slices.Contains(in.Pipelines, p.Pipeline):
 			continue
 		case !p.Trigger.Matched:
@@ -199,6 +208,13 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 			return res, err
 		}
 		res.Runs = append(res.Runs, run)
+	}
+	// A push to the default branch says what the repository's schedules
+	// are.
+	if g.Event == "push" && g.Branch != "" && g.Branch == defaultBranch(ctx, in.Via, ev) {
+		if err := t.reconcileSchedules(ctx, in.Via, ref, plans, invalid); err != nil {
+			return res, err
+		}
 	}
 	if t.Log != nil {
 		t.Log.Info("delivery handled", "repo", ev.Repo, "ref", g.Ref, "sha", g.SHA, "runs", len(res.Runs), "skipped", len(res.Skipped), "invalid", len(res.Invalid))
@@ -256,6 +272,8 @@ func eventGit(ev webhook.Event) (plan.Git, error) {
 		g.SHA, g.Branch, g.Ref = pr.HeadSHA, pr.HeadRef, "refs/heads/"+pr.HeadRef
 	case KindManual:
 		g.Event = "manual"
+	case KindSchedule:
+		g.Event = "schedule"
 	case webhook.KindRerun:
 		// "Re-run" on GitHub: the head commit's pipelines run again, as
 		// a push of its branch (a fork's check suite names no branch:
@@ -352,8 +370,8 @@ func runKey(in DeliveryInput, dir string, g plan.Git) string {
 	switch g.Event {
 	case "tag":
 		class = "tag:" + g.Tag
-	case "manual":
-		class = "manual:" + in.Event.Delivery
+	case "manual", "schedule":
+		class = g.Event + ":" + in.Event.Delivery
 	}
 	if in.Event.Kind == webhook.KindRerun {
 		class = "rerun:" + in.Event.Delivery
@@ -361,13 +379,14 @@ func runKey(in DeliveryInput, dir string, g plan.Git) string {
 	return strings.Join([]string{in.Event.Repo, dir, class, g.SHA}, "\x00")
 }
 
-// RunID is the ID of the run of pipeline for a key: the pipeline's name,
-// short enough to type, and a digest of the key.
+// RunID is the ID of the run of pipeline for a key: the pipeline's name
+// and 64 bits of a digest of the key (32 would make two of a pipeline's
+// 100,000 commits share a run ID more often than not).
 func RunID(pipeline, key string) string {
 	sum := sha256.Sum256([]byte(key))
 	name := strings.Trim(regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(pipeline, "-"), "-")
 	if name == "" {
 		name = "run"
 	}
-	return name + "-" + hex.EncodeToString(sum[:4])
+	return name + "-" + hex.EncodeToString(sum[:8])
 }

@@ -114,6 +114,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}
 	s.worker = worker.New(s.client, Queue, worker.Options{Identity: "sluice-server/" + local.DefaultRunnerName()})
 	s.worker.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
+	s.worker.RegisterWorkflowWithOptions(ScheduledRun, workflow.RegisterOptions{Name: ScheduledWorkflowName})
 	s.worker.RegisterActivity(s.triggers)
 	if cfg.NoRunner {
 		// Without a runner of its own the server still hosts the

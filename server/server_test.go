@@ -396,3 +396,82 @@ func TestRerunStartsNewRun(t *testing.T) {
 		t.Errorf("re-run started %+v; want a new run besides %s", res.Runs, first.Runs[0].RunID)
 	}
 }
+
+const scheduledPipeline = `
+pipeline "nightly" {
+  on "push" { branches = ["main"] }
+  on "schedule" {
+    cron   = "0 3 * * *"
+    branch = "main"
+  }
+}
+
+stage "check" {
+  step "run" "x" { command = ["echo", "${git.event}"] }
+}
+`
+
+// A push to the default branch makes the pipeline's schedule a Temporal
+// Schedule, a later push without it deletes it, and a firing runs the
+// pipeline at the head of its branch as a schedule event.
+func TestSchedulesReconciled(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	push := func(id, before, after string) {
+		t.Helper()
+		body := fixture(t, "push/with-new-branch.payload.json", func(m map[string]any) {
+			m["ref"], m["before"], m["after"], m["deleted"], m["forced"] = "refs/heads/main", before, after, false, false
+			m["head_commit"] = map[string]any{"id": after, "message": id}
+			m["repository"].(map[string]any)["default_branch"] = "main"
+		})
+		if code, out := e.deliver("push", id, body); code != http.StatusAccepted {
+			t.Fatalf("%d %s", code, out)
+		}
+		e.result(id)
+	}
+	one := e.commit("", map[string]string{".sluice/nightly.hcl": scheduledPipeline})
+	e.gh.SetBranch(repo, "main", one)
+	push("s-1", strings.Repeat("0", 40), one)
+	var list []server.ScheduleInfo
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		l, err := server.ListSchedules(ctx, e.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if list = l; len(list) == 1 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(list) != 1 || list[0].Pipeline != "nightly" || list[0].Cron != "0 3 * * *" || list[0].Branch != "main" || len(list[0].Next) == 0 || list[0].Next[0].UTC().Hour() != 3 {
+		t.Fatalf("schedules %+v, want nightly at 0 3 * * * with its next times", list)
+	}
+
+	// A firing compiles the pipeline at the branch's head.
+	two := e.commit(one, map[string]string{"README.md": "later"})
+	e.gh.SetBranch(repo, "main", two)
+	if err := e.client.ScheduleClient().GetHandle(ctx, list[0].ID).Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var runs []engine.RunInfo
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && len(runs) == 0; time.Sleep(200 * time.Millisecond) {
+		runs, _ = engine.List(ctx, e.client, fmt.Sprintf("%s = '%s'", engine.AttrSHA.GetName(), two))
+	}
+	if len(runs) != 1 {
+		t.Fatalf("the firing started %d runs of %s, want 1", len(runs), two)
+	}
+	if p, err := engine.RunPlan(ctx, e.client, runs[0].RunID); err != nil || p.Git.Event != "schedule" || p.Git.Branch != "main" {
+		t.Errorf("the scheduled run's git is %+v (%v), want a schedule event on main", p.Git, err)
+	}
+
+	// A push without the schedule deletes it.
+	noSched := e.commit(two, map[string]string{".sluice/nightly.hcl": "pipeline \"nightly\" {\n  on \"push\" { branches = [\"main\"] }\n}\n\nstage \"check\" {\n  step \"run\" \"x\" { command = [\"true\"] }\n}\n"})
+	push("s-2", two, noSched)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if list, _ = server.ListSchedules(ctx, e.client); len(list) == 0 {
+			return
+		}
+	}
+	t.Errorf("the schedule is still there after a push without it: %+v", list)
+}

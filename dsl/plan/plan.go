@@ -36,6 +36,10 @@ type Plan struct {
 	// Secrets says where a runner finds each secret; values never appear.
 	Secrets     []Secret     `json:"secrets,omitempty"`
 	Concurrency *Concurrency `json:"concurrency,omitempty"`
+	// Schedule is the pipeline's on "schedule" trigger, whatever the event:
+	// the server turns the schedules of the default branch into Temporal
+	// Schedules.
+	Schedule *Schedule `json:"schedule,omitempty"`
 	// MaxParallel bounds how many stages run at once; 0 means no bound.
 	MaxParallel int                 `json:"max_parallel,omitempty"`
 	Timeout     Duration            `json:"timeout,omitempty"`
@@ -76,6 +80,13 @@ type Secret struct {
 	Name string `json:"name"`
 	Env  string `json:"env,omitempty"`
 	File string `json:"file,omitempty"`
+}
+
+// Schedule is when a pipeline runs by itself: a cron expression, and the
+// branch whose head a scheduled run builds.
+type Schedule struct {
+	Cron   string `json:"cron"`
+	Branch string `json:"branch"`
 }
 
 // Concurrency groups runs so that only one per group runs at a time.
