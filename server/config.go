@@ -88,7 +88,6 @@ type fileConfig struct {
 	GitHub          *fileGitHub `hcl:"github,block"`
 	Repositories    []fileRepo  `hcl:"repository,block"`
 	Teams           []fileTeam  `hcl:"team,block"`
-	Remain          hcl.Body    `hcl:",remain"`
 }
 
 type fileGitHub struct {
@@ -118,12 +117,6 @@ func (c *Config) LoadFile(path string) error {
 	}
 	var fc fileConfig
 	if diags := gohcl.DecodeBody(f.Body, nil, &fc); diags.HasErrors() {
-		return diagError(diags)
-	}
-	if rest, diags := fc.Remain.JustAttributes(); diags.HasErrors() || len(rest) > 0 {
-		for _, a := range rest {
-			return fmt.Errorf("%s: unsupported setting %q in server.hcl; the settings are listen, public_url, temporal_address, namespace, labels, idle_timeout, git_hook_secrets and the blocks github, repository and team", a.NameRange, a.Name)
-		}
 		return diagError(diags)
 	}
 	setDefault(&c.Listen, fc.Listen)
