@@ -37,6 +37,9 @@ func newHarness(t *testing.T, pipeline string) *harness {
 	}
 	h := &harness{t: t, bin: buildBinaries(t), home: t.TempDir(), repo: t.TempDir(), counters: t.TempDir()}
 	h.env = append(os.Environ(), "SLUICE_HOME="+h.home, "SLUICE_VAR_counters="+h.counters, "SLUICE_TEMPORAL_BIN="+filepath.Join(h.bin, "sluice-temporal"))
+	// The first command starts the home's server in the background; the
+	// test stops whatever server runs for the home when it ends.
+	t.Cleanup(h.stopServer)
 	os.MkdirAll(filepath.Join(h.repo, ".sluice"), 0o755)
 	os.WriteFile(filepath.Join(h.repo, ".sluice", "p.hcl"), []byte(pipeline), 0o644)
 	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "pipeline"}} {
@@ -146,24 +149,55 @@ func (w *lineWaiter) waitFor(t *testing.T, re string, timeout time.Duration) str
 	}
 }
 
-// crash kills sluice with SIGKILL and waits until its server is gone too.
+// serverPID is the pid of the server that runs for the home, or 0.
+func (h *harness) serverPID() int {
+	var rec struct{ PID int }
+	if b, err := os.ReadFile(filepath.Join(h.home, "server", "http.json")); err == nil {
+		_ = json.Unmarshal(b, &rec)
+	}
+	if rec.PID > 0 && syscall.Kill(rec.PID, 0) == nil {
+		return rec.PID
+	}
+	return 0
+}
+
+// stopServer stops the home's server, as sluice server stop does, and
+// kills it if it does not stop.
+func (h *harness) stopServer() {
+	pid := h.serverPID()
+	if pid == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// crash kills sluice and the home's server (which the first command
+// started in the background) with SIGKILL, and waits until the embedded
+// Temporal server is gone too.
 func (h *harness) crash(cmd *exec.Cmd) {
 	h.t.Helper()
-	var info struct{ PID int }
-	if b, err := os.ReadFile(filepath.Join(h.home, "server.json")); err == nil {
-		_ = json.Unmarshal(b, &info)
-	}
+	server := h.serverPID()
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
+	if server != 0 {
+		_ = syscall.Kill(server, syscall.SIGKILL)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		out, _ := exec.Command("pgrep", "-f", filepath.Join(h.home, "temporal")).Output()
-		if len(bytes.TrimSpace(out)) == 0 {
+		// The killed server is gone once init has reaped it: until then
+		// its records still look alive.
+		if len(bytes.TrimSpace(out)) == 0 && (server == 0 || syscall.Kill(server, 0) != nil) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	h.t.Fatal("the embedded server outlived the sluice process that started it")
+	h.t.Fatal("the embedded Temporal server outlived the sluice server that started it")
 }
 
 // count returns how many times a step recorded that it ran.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -173,4 +174,58 @@ func (b *Build) close() {
 		b.BuildKit.Close()
 	}
 	b.reg.Close()
+}
+
+// lazyBuild gives a runner started without BuildKit the executors of image
+// steps and of run steps in containers all the same: the first such step
+// brings up the home's registry and buildkitd (as sluice run would, from
+// BUILDKIT_HOST and SLUICE_REGISTRY), so that no local runner takes a
+// stage it cannot run. A step that cannot have BuildKit fails with the
+// reason, and the next one tries again.
+type lazyBuild struct {
+	mu        sync.Mutex
+	s         *Stack
+	image     steps.Executor
+	container steps.Executor
+}
+
+func (l *lazyBuild) register(s *Stack, execs steps.Registry) {
+	l.s = s
+	execs[plan.KindImage] = lazyExecutor{l, false}
+	execs[plan.KindRun] = &run.Executor{Container: lazyExecutor{l, true}}
+}
+
+// executors brings the build up once.
+func (l *lazyBuild) executors(ctx context.Context) (image, container steps.Executor, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.image == nil {
+		if l.s.Build == nil {
+			if err := l.s.startBuild(ctx, *BuildFromEnv(io.Discard)); err != nil {
+				l.s.Build.close()
+				l.s.Build = nil
+				return nil, nil, fmt.Errorf("this runner started without BuildKit and could not bring it up: %w", err)
+			}
+		}
+		execs := steps.Registry{}
+		l.s.Build.register(execs)
+		l.image, l.container = execs[plan.KindImage], execs[plan.KindRun].(*run.Executor).Container
+	}
+	return l.image, l.container, nil
+}
+
+type lazyExecutor struct {
+	l         *lazyBuild
+	container bool
+}
+
+func (x lazyExecutor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
+	image, container, err := x.l.executors(ctx)
+	if err != nil {
+		return steps.Result{}, fmt.Errorf("step %q needs buildkitd: %w", req.Step.Name, err)
+	}
+	if x.container {
+		return container.Execute(ctx, req)
+	}
+	return image.Execute(ctx, req)
 }

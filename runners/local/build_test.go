@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 	"github.com/sluice-ci/sluice/runners/registry"
 	"github.com/sluice-ci/sluice/steps"
+	"github.com/sluice-ci/sluice/steps/run"
 )
 
 func TestStartBuildStartsRegistryAndBuildkitd(t *testing.T) {
@@ -102,5 +103,33 @@ func TestOptionalBuildWithoutBuildkitd(t *testing.T) {
 	defer s2.Build.close()
 	if err == nil {
 		t.Fatal("a required BuildKit that cannot start did not fail the stack")
+	}
+}
+
+// TestRunnerWithoutBuildTakesBuildSteps: a runner started without BuildKit
+// (sluice run of host steps) has executors for image steps and run steps
+// in containers all the same, which bring BuildKit up when a step first
+// needs it; when it cannot come up, the step says why, and the next one
+// tries again.
+func TestRunnerWithoutBuildTakesBuildSteps(t *testing.T) {
+	t.Setenv(buildkitd.EnvBinary, filepath.Join(t.TempDir(), "no-buildkitd"))
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv(buildkitd.EnvAddress, "")
+	s := &Stack{home: t.TempDir()}
+	execs := steps.Registry{}
+	s.lazy.register(s, execs)
+	defer func() { s.Build.close() }()
+	img := plan.Step{Name: "app", Kind: plan.KindImage, Image: &plan.ImageStep{}}
+	for range 2 {
+		_, err := execs[plan.KindImage].Execute(context.Background(), steps.Request{Step: img})
+		if err == nil || !strings.Contains(err.Error(), `step "app" needs buildkitd: this runner started without BuildKit and could not bring it up`) {
+			t.Fatalf("an image step on a runner without BuildKit, where none can start: got %v", err)
+		}
+		if s.Build != nil {
+			t.Fatal("a build that could not come up was kept")
+		}
+	}
+	if _, ok := execs[plan.KindRun].(*run.Executor); !ok {
+		t.Fatalf("run steps: %T", execs[plan.KindRun])
 	}
 }

@@ -39,6 +39,12 @@ type Options struct {
 	// Build brings up BuildKit and a registry (see build.go); nil brings
 	// up neither.
 	Build *BuildOptions
+	// Attach connects only to the server another process publishes for
+	// Home (a sluice server, see Published) and never starts the embedded
+	// one: the commands that start that server in the background when
+	// none runs. Without a published server, Start fails with an error
+	// wrapping fs.ErrNotExist.
+	Attach bool
 }
 
 // RunnerOptions configures the in-process runner.
@@ -55,6 +61,9 @@ type RunnerOptions struct {
 	// the caller can start its run meanwhile: tasks wait on their queues
 	// until a worker polls. RunnerStarted says how the start went.
 	Background bool
+	// NoWorkflows leaves the pipelines' workflows to another process (the
+	// local server hosts them): the runner takes only stages and steps.
+	NoWorkflows bool
 }
 
 // Stack is a client connection to Temporal, maybe the embedded server
@@ -82,6 +91,8 @@ type Stack struct {
 	// engine (see withDagger).
 	labels    []string
 	daggerErr error
+	// lazy brings up BuildKit for a runner started without it.
+	lazy lazyBuild
 }
 
 // Start brings the stack up: it connects to opts.TemporalAddress, or to the
@@ -121,6 +132,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.Address = opts.TemporalAddress
 	case perr == nil:
 		s.Address, s.Namespace = info.Address, info.Namespace
+	case opts.Attach:
+		return nil, fmt.Errorf("no Sluice server publishes its Temporal address in %s: %w", opts.Home, perr)
 	default:
 		srv, err := startServer(ctx, opts.Home, s.Namespace)
 		if err != nil {
@@ -161,6 +174,12 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 	withDelivery(execs)
 	if s.Build != nil {
 		s.Build.register(execs)
+	} else {
+		// Another runner of this machine's Temporal may have started the
+		// run (sluice run of an image step beside sluice run of host
+		// steps): this runner can take its stages too, bringing BuildKit
+		// up when a step first needs it.
+		s.lazy.register(s, execs)
 	}
 	s.labels, s.daggerErr = withDagger(execs, o.Labels)
 	acts := &engine.Activities{
@@ -175,7 +194,7 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 	if s.Build != nil {
 		store.Registry = s.Build.Registry
 	}
-	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: true})
+	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: !o.NoWorkflows})
 	if err != nil {
 		return err
 	}

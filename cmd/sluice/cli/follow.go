@@ -207,9 +207,40 @@ func (f *follower) stepChanged(stage string, s engine.StepStatus) {
 	}
 }
 
+// runSource is where a follower reads a run's state and cancels it:
+// Temporal (temporalRuns), or a server's API (apiRuns, see remote.go).
+type runSource interface {
+	// Progress is engine.Progress.
+	Progress(ctx context.Context, runID string) (engine.RunStatus, bool, error)
+	// Wait is engine.Wait: the final status, or an error that may be
+	// Temporary.
+	Wait(ctx context.Context, runID string) (engine.RunStatus, error)
+	Cancel(ctx context.Context, runID string) error
+}
+
+// temporalRuns reads runs from Temporal.
+type temporalRuns struct{ c client.Client }
+
+func (t temporalRuns) Progress(ctx context.Context, runID string) (engine.RunStatus, bool, error) {
+	return engine.Progress(ctx, t.c, runID)
+}
+
+func (t temporalRuns) Wait(ctx context.Context, runID string) (engine.RunStatus, error) {
+	return engine.Wait(ctx, t.c, runID)
+}
+
+func (t temporalRuns) Cancel(ctx context.Context, runID string) error {
+	return engine.Cancel(ctx, t.c, runID)
+}
+
 // followRun prints a run until it ends and returns its final status. When
 // ctx is cancelled (Ctrl-C), it cancels the run and waits for it to stop.
 func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID, mode string, out io.Writer) (engine.RunStatus, error) {
+	return follow(ctx, temporalRuns{c}, logs, runID, mode, out)
+}
+
+// follow is followRun on any source of runs.
+func follow(ctx context.Context, c runSource, logs logstore.Store, runID, mode string, out io.Writer) (engine.RunStatus, error) {
 	f := &follower{out: out, mode: mode, logs: logs, runID: runID, seen: map[string]engine.State{}, tailing: map[string]bool{}}
 	tailCtx, stopTails := context.WithCancel(context.Background())
 	defer stopTails()
@@ -220,7 +251,7 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 	go func() {
 		defer close(ended)
 		for tailCtx.Err() == nil {
-			st, err := engine.Wait(tailCtx, c, runID)
+			st, err := c.Wait(tailCtx, runID)
 			if err == nil {
 				final = &st
 				return
@@ -239,7 +270,7 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 		if hasEnded && final != nil {
 			st, ok = *final, true
 		} else {
-			st, ok, err = engine.Progress(context.Background(), c, runID)
+			st, ok, err = c.Progress(context.Background(), runID)
 		}
 		// While the workflow is busy (its first task, a step just ended),
 		// look again soon rather than wait on it.
@@ -267,7 +298,7 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 				if mode != progressJSON {
 					f.printf("Cancelling run %s (Ctrl-C again to stop waiting)...\n", runID)
 				}
-				if err := engine.Cancel(context.Background(), c, runID); err != nil {
+				if err := c.Cancel(context.Background(), runID); err != nil {
 					return st, fmt.Errorf("cancelling run %s: %w", runID, err)
 				}
 				ctx = context.Background()

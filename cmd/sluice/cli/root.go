@@ -78,7 +78,7 @@ Check a pipeline and see what an event would run before you push it:
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newValidate(e), newPlan(e), newFmt(e), newRun(e), newRuns(e), newStatus(e), newLogs(e),
-		newDecide(e, true), newDecide(e, false), newCancel(e), newRetry(e), newDev(e), newImages(e), newVersion(e), newServer(e), newHook(e))
+		newDecide(e, true), newDecide(e, false), newCancel(e), newRetry(e), newDev(e), newImages(e), newVersion(e), newServer(e), newHook(e), newLogin(e, os.Stdin), newSchedules(e))
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/runners/registry"
+	"github.com/sluice-ci/sluice/server"
 )
 
 // stackFlags say which Temporal the run commands talk to.
@@ -36,7 +38,7 @@ type stackFlags struct {
 }
 
 func (f *stackFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.temporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, or the one `sluice dev` runs)")
+	cmd.Flags().StringVar(&f.temporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the local server of $SLUICE_HOME, started in the background when none runs)")
 	cmd.Flags().StringVar(&f.namespace, "namespace", "", "Temporal namespace (default sluice)")
 	cmd.Flags().StringVar(&f.registry, "registry", os.Getenv(registry.EnvAddress), "host:port of an existing registry for image steps and containers (default: the one sluice serves on 127.0.0.1, port 5000 when free)")
 }
@@ -50,6 +52,18 @@ func (f *stackFlags) start(ctx context.Context, e *env, runner *local.RunnerOpti
 	}
 	logger := slog.New(slog.NewTextHandler(logFile(home), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger, Build: f.buildOptions(e)}
+	if f.temporalAddress == "" {
+		// The home's server: the one that runs, or one started now in the
+		// background (see localserver.go). It hosts the workflows; this
+		// command's runner, if any, only its stages.
+		if _, err := ensureServer(ctx, e, home, f.namespace); err != nil {
+			return nil, err
+		}
+		opts.Attach = true
+		if runner != nil {
+			runner.NoWorkflows = true
+		}
+	}
 	return local.Start(ctx, opts)
 }
 
@@ -85,6 +99,7 @@ func signalContext(parent context.Context) (context.Context, context.CancelFunc)
 func newRun(e *env) *cobra.Command {
 	var flags compileFlags
 	var sf stackFlags
+	var rf remoteFlags
 	var progress string
 	var dirty bool
 	var labels []string
@@ -94,10 +109,17 @@ func newRun(e *env) *cobra.Command {
 		Use:   "run [PATH]",
 		Short: "Run a pipeline on this machine, durably",
 		Long: `Run compiles the pipeline in PATH (default .sluice) for an event, exactly as
-CI would, and runs it here: on the embedded Temporal server (kept under
-$SLUICE_HOME, default ~/.sluice) with an in-process runner, or on an existing
-cluster with --temporal-address. It streams every step's log with a
-stage/step prefix, ends with a summary, and exits 1 if the run failed.
+CI would, and runs it here with an in-process runner: on the local Sluice
+server of $SLUICE_HOME (default ~/.sluice), which the first command starts
+in the background when none runs (it stops after 15 minutes with nothing
+to do; SLUICE_SERVER_IDLE_TIMEOUT sets another time, sluice server stop
+ends it), or on an existing cluster with --temporal-address. It streams
+every step's log with a stage/step prefix, ends with a summary, and exits
+1 if the run failed.
+
+With --server URL (or SLUICE_SERVER) it starts a manual run of --repo at
+--ref (or --sha), with --input values, on that server instead, through
+its API with the token of sluice login, and follows it the same way.
 
 Each stage works in a checkout of the repository at the commit being run;
 with --dirty it gets the working tree as it is instead. Ctrl-C cancels the
@@ -117,12 +139,25 @@ what each step only reported. A retried dry run is a dry run again.`,
   sluice run --event tag --ref v1.2.0
   sluice run --event tag --ref v1.2.0 --dry-run
   sluice run --progress=plain --var registry=localhost:5000
-  sluice run --temporal-address temporal.internal:7233`,
+  sluice run --temporal-address temporal.internal:7233
+  sluice run --server https://ci.example.com --repo web --ref main --input target=staging`,
 		Args: maxOneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mode, err := resolveProgress(progress, e.stdout)
 			if err != nil {
 				return err
+			}
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				if len(args) > 0 {
+					return usageError{fmt.Errorf("with --server, the server reads the pipelines of --repo at --ref; give no path")}
+				}
+				ctx, stop := signalContext(cmd.Context())
+				defer stop()
+				return runRemote(ctx, e, api, flags, mode)
 			}
 			path := pipelinePath(args)
 			opts, err := flags.options(e, pipelineDir(path))
@@ -188,6 +223,7 @@ what each step only reported. A retried dry run is a dry run again.`,
 	}
 	flags.register(cmd)
 	sf.register(cmd)
+	rf.register(cmd, e)
 	cmd.Flags().StringVar(&progress, "progress", progressAuto, "how to show progress: auto, tty, plain or json")
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is, uncommitted changes included, instead of the commit")
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
@@ -203,6 +239,12 @@ func followToEnd(ctx context.Context, e *env, s *local.Stack, runID, mode string
 	if err != nil {
 		return err
 	}
+	return endOfRun(e, st, mode)
+}
+
+// endOfRun prints the summary of a run that ended and turns a run that
+// did not succeed into exit status 1.
+func endOfRun(e *env, st engine.RunStatus, mode string) error {
 	if mode != progressJSON {
 		fmt.Fprintln(e.stdout)
 		writeSummary(e.stdout, st)
@@ -272,4 +314,64 @@ func isDefaultLocalRegistry(host string) bool {
 		return true
 	}
 	return false
+}
+
+// runRemote starts a manual run on a server (POST /api/v1/runs) of the
+// repository --repo at --ref or --sha, and follows each run it started.
+func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, mode string) error {
+	if flags.repo == "" {
+		return usageError{fmt.Errorf("with --server, name the repository as the server knows it with --repo, and the branch or tag with --ref")}
+	}
+	req := map[string]any{"repository": flags.repo, "ref": flags.ref, "sha": flags.sha}
+	if len(flags.inputs) > 0 {
+		in := map[string]string{}
+		for _, kv := range flags.inputs {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return usageError{fmt.Errorf("--input %q is not name=value", kv)}
+			}
+			in[k] = v
+		}
+		req["inputs"] = in
+	}
+	var res server.DeliveryResult
+	if err := api.do(ctx, "POST", "/runs", req, &res); err != nil {
+		return err
+	}
+	for _, sk := range res.Skipped {
+		fmt.Fprintf(e.stderr, "Pipeline %s not started: %s\n", sk.Pipeline, sk.Reason)
+	}
+	for _, inv := range res.Invalid {
+		dir := inv.Dir
+		if dir == "" {
+			dir = "the repository's top"
+		}
+		fmt.Fprintf(e.stderr, "The pipelines in %s are invalid:\n%s\n", dir, strings.TrimSpace(inv.Diagnostics))
+	}
+	if len(res.Runs) == 0 {
+		if res.Ignored != "" {
+			fmt.Fprintf(e.stderr, "Nothing to run: %s\n", res.Ignored)
+		} else {
+			fmt.Fprintln(e.stderr, "Nothing to run: no pipeline of the repository starts on a manual run of this ref.")
+		}
+		return exitError{1}
+	}
+	var failed bool
+	for _, r := range res.Runs {
+		if mode != progressJSON {
+			fmt.Fprintf(e.stdout, "Run %s of pipeline %s started on %s; Ctrl-C cancels it.\n", r.RunID, r.Pipeline, api.url)
+		}
+		err := followRemote(ctx, e, api, r.RunID, mode, nil, true)
+		var xe exitError
+		switch {
+		case errors.As(err, &xe):
+			failed = true
+		case err != nil:
+			return err
+		}
+	}
+	if failed {
+		return exitError{1}
+	}
+	return nil
 }

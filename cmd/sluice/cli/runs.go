@@ -5,17 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/engine/logstore"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/runners/local"
+	"github.com/sluice-ci/sluice/server"
 )
 
 // withStack runs f with the local stack up and no runner.
@@ -40,6 +47,7 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 
 func newRuns(e *env) *cobra.Command {
 	var sf stackFlags
+	var rf remoteFlags
 	var pipeline, status string
 	var limit int
 	cmd := &cobra.Command{
@@ -50,6 +58,30 @@ func newRuns(e *env) *cobra.Command {
   sluice runs --pipeline go-service --status failed`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				v := url.Values{}
+				for k, val := range map[string]string{"pipeline": pipeline, "status": status} {
+					if val != "" {
+						v.Set(k, val)
+					}
+				}
+				if limit > 0 {
+					v.Set("limit", strconv.Itoa(min(limit, 1000)))
+				} else {
+					v.Set("limit", "1000")
+				}
+				var res struct {
+					Runs []engine.RunInfo `json:"runs"`
+				}
+				if err := api.do(cmd.Context(), http.MethodGet, "/runs?"+v.Encode(), nil, &res); err != nil {
+					return err
+				}
+				return writeRuns(e.stdout, res.Runs, limit)
+			}
 			var q []string
 			if pipeline != "" {
 				q = append(q, fmt.Sprintf("%s = %q", engine.AttrPipeline.GetName(), pipeline))
@@ -62,31 +94,38 @@ func newRuns(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if len(runs) == 0 {
-					fmt.Fprintln(e.stdout, "No runs yet. Start one with: sluice run")
-					return nil
-				}
-				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "RUN\tPIPELINE\tREF\tSHA\tSTATUS\tSTARTED\tDURATION")
-				for i, r := range runs {
-					if limit > 0 && i >= limit {
-						break
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%.7s\t%s\t%s\t%s\n", r.RunID, r.Pipeline, r.Ref, r.SHA, r.Status, r.Start.Local().Format("2006-01-02 15:04:05"), duration(r.Start, r.End))
-				}
-				return tw.Flush()
+				return writeRuns(e.stdout, runs, limit)
 			})
 		},
 	}
 	sf.register(cmd)
+	rf.register(cmd, e)
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "only runs of this pipeline")
 	cmd.Flags().StringVar(&status, "status", "", "only runs in this state: running, succeeded, failed, cancelled")
 	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many runs (0: all)")
 	return cmd
 }
 
+// writeRuns prints runs as a table, at most limit of them (0: all).
+func writeRuns(w io.Writer, runs []engine.RunInfo, limit int) error {
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "No runs yet. Start one with: sluice run")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tPIPELINE\tREF\tSHA\tSTATUS\tSTARTED\tDURATION")
+	for i, r := range runs {
+		if limit > 0 && i >= limit {
+			break
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.7s\t%s\t%s\t%s\n", r.RunID, r.Pipeline, r.Ref, r.SHA, r.Status, r.Start.Local().Format("2006-01-02 15:04:05"), duration(r.Start, r.End))
+	}
+	return tw.Flush()
+}
+
 func newStatus(e *env) *cobra.Command {
 	var sf stackFlags
+	var rf remoteFlags
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status RUN",
@@ -95,33 +134,52 @@ func newStatus(e *env) *cobra.Command {
   sluice status web-1a2b3c4d -o json`,
 		Args: exactArgs(1, "a run ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				st, err := api.status(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return writeStatus(e.stdout, st, output)
+			}
 			return withStack(cmd, e, &sf, func(ctx context.Context, s *local.Stack) error {
 				st, err := engine.Status(ctx, s.Client, args[0])
 				if err != nil {
 					return err
 				}
-				if output == "json" {
-					enc := json.NewEncoder(e.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(st)
-				}
-				writeSummary(e.stdout, st)
-				for _, stage := range st.Stages {
-					if a := stage.Approval; a != nil && stage.State == engine.StateWaitingApproval {
-						fmt.Fprintf(e.stdout, "%s waits for approval: sluice approve %s %s\n", stage.ID, st.RunID, stage.ID)
-					}
-				}
-				return nil
+				return writeStatus(e.stdout, st, output)
 			})
 		},
 	}
 	sf.register(cmd)
+	rf.register(cmd, e)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
+// writeStatus prints a run's status: the summary and what waits for
+// approval, or JSON.
+func writeStatus(w io.Writer, st engine.RunStatus, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	writeSummary(w, st)
+	for _, stage := range st.Stages {
+		if a := stage.Approval; a != nil && stage.State == engine.StateWaitingApproval {
+			fmt.Fprintf(w, "%s waits for approval: sluice approve %s %s\n", stage.ID, st.RunID, stage.ID)
+		}
+	}
+	return nil
+}
+
 func newLogs(e *env) *cobra.Command {
 	var sf stackFlags
+	var rf remoteFlags
 	var follow bool
 	cmd := &cobra.Command{
 		Use:   "logs RUN [STEP]",
@@ -140,6 +198,27 @@ the run until it ends.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			runID := args[0]
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				if follow {
+					ctx, stop := signalContext(cmd.Context())
+					defer stop()
+					return followRemote(ctx, e, api, runID, progressPlain, stepFilter(args), false)
+				}
+				step := ""
+				if len(args) == 2 {
+					step = args[1]
+				}
+				b, err := api.logs(cmd.Context(), runID, step)
+				if err != nil {
+					return err
+				}
+				printAPILogs(e.stdout, b, len(args) == 1)
+				return nil
+			}
 			home, err := local.Home()
 			if err != nil {
 				return err
@@ -175,6 +254,7 @@ the run until it ends.`,
 		},
 	}
 	sf.register(cmd)
+	rf.register(cmd, e)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the run until it ends")
 	return cmd
 }
@@ -235,6 +315,7 @@ func printLog(w io.Writer, logs logstore.Store, run, stage, step string, prefix 
 
 func newDecide(e *env, approve bool) *cobra.Command {
 	var sf stackFlags
+	var rf remoteFlags
 	var by, reason string
 	verb, short := "approve", "Approve a stage that waits for approval"
 	if !approve {
@@ -246,6 +327,23 @@ func newDecide(e *env, approve bool) *cobra.Command {
 		Example: fmt.Sprintf("  sluice %s web-1a2b3c4d deploy --reason \"change ticket CHG-42\"", verb),
 		Args:    exactArgs(2, "a run ID and a stage"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				if by != "" {
+					return usageError{fmt.Errorf("--by is for runs on Temporal; a server records the user of your token (sluice login)")}
+				}
+				var res struct {
+					By string `json:"by"`
+				}
+				if err := api.do(cmd.Context(), http.MethodPost, runPath(args[0], "/"+verb), map[string]string{"stage": args[1], "reason": reason}, &res); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "Stage %s of run %s %sd by %s.\n", args[1], args[0], verb, res.By)
+				return nil
+			}
 			if by == "" {
 				by = os.Getenv("USER")
 			}
@@ -263,19 +361,32 @@ func newDecide(e *env, approve bool) *cobra.Command {
 		},
 	}
 	sf.register(cmd)
-	cmd.Flags().StringVar(&by, "by", "", "who decides (default: $USER)")
+	rf.register(cmd, e)
+	cmd.Flags().StringVar(&by, "by", "", "who decides (default: $USER; with --server, the token's user)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the decision")
 	return cmd
 }
 
 func newCancel(e *env) *cobra.Command {
 	var sf stackFlags
+	var rf remoteFlags
 	cmd := &cobra.Command{
 		Use:     "cancel RUN",
 		Short:   "Cancel a run: running steps are stopped and cleaned up",
 		Example: "  sluice cancel web-1a2b3c4d",
 		Args:    exactArgs(1, "a run ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				if err := api.do(cmd.Context(), http.MethodPost, runPath(args[0], "/cancel"), nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "Run %s is being cancelled.\n", args[0])
+				return nil
+			}
 			return withStack(cmd, e, &sf, func(ctx context.Context, s *local.Stack) error {
 				if err := engine.Cancel(ctx, s.Client, args[0]); err != nil {
 					return err
@@ -286,11 +397,13 @@ func newCancel(e *env) *cobra.Command {
 		},
 	}
 	sf.register(cmd)
+	rf.register(cmd, e)
 	return cmd
 }
 
 func newRetry(e *env) *cobra.Command {
 	var sf stackFlags
+	var rf remoteFlags
 	var from, progress string
 	var dirty bool
 	cmd := &cobra.Command{
@@ -301,7 +414,7 @@ it starts again at that step (STEP or STAGE/STEP): the steps before it in
 its stage and the stages before it keep their results and are not run
 again. Without --from it starts again at the first step that did not
 succeed. It runs here with an in-process runner and follows the run like
-sluice run.`,
+sluice run; with --server, the server's runners run it.`,
 		Example: `  sluice retry web-1a2b3c4d
   sluice retry web-1a2b3c4d --from unit`,
 		Args: exactArgs(1, "a run ID"),
@@ -309,6 +422,19 @@ sluice run.`,
 			mode, err := resolveProgress(progress, e.stdout)
 			if err != nil {
 				return err
+			}
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				// The server's runners run it again.
+				if err := api.do(cmd.Context(), http.MethodPost, runPath(args[0], "/retry"), map[string]string{"from": from}, nil); err != nil {
+					return err
+				}
+				ctx, stop := signalContext(cmd.Context())
+				defer stop()
+				return followRemote(ctx, e, api, args[0], mode, nil, true)
 			}
 			wd, err := e.getwd()
 			if err != nil {
@@ -335,7 +461,9 @@ sluice run.`,
 				// served; serve it there again if the port is free.
 				build.RegistryPort = localRegistryPort(&p)
 			}
-			if err := s.AddRunner(context.Background(), build, local.RunnerOptions{Name: local.DefaultRunnerName(), Repo: repo, Dirty: dirty || !isRepo}); err != nil {
+			// On the local server, which hosts the workflows, the runner
+			// takes only the stages.
+			if err := s.AddRunner(context.Background(), build, local.RunnerOptions{Name: local.DefaultRunnerName(), Repo: repo, Dirty: dirty || !isRepo, NoWorkflows: sf.temporalAddress == ""}); err != nil {
 				return err
 			}
 			if err := engine.Retry(context.Background(), s.Client, args[0], from); err != nil {
@@ -345,6 +473,7 @@ sluice run.`,
 		},
 	}
 	sf.register(cmd)
+	rf.register(cmd, e)
 	cmd.Flags().StringVar(&from, "from", "", "the step to start again at (STEP or STAGE/STEP)")
 	cmd.Flags().StringVar(&progress, "progress", progressAuto, "how to show progress: auto, tty, plain or json")
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is instead of the run's commit")
@@ -357,13 +486,18 @@ func newDev(e *env) *cobra.Command {
 	var dirty bool
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Keep the local stack running in the foreground",
-		Long: `Dev starts the embedded Temporal server, a runner, buildkitd (or uses
-BUILDKIT_HOST) and a registry (or uses --registry) and keeps them up until
-Ctrl-C, so that several commands (sluice run, status, approve, logs) share
-them from other terminals, and runs that wait on approvals or were
-interrupted go on here. buildkitd is supervised: when it dies, dev says so
-and starts it again.`,
+		Short: "Keep the local server and a runner up in the foreground",
+		Long: `Dev keeps the local stack up until Ctrl-C, with a runner of its own,
+buildkitd (or BUILDKIT_HOST) and a registry (or --registry), so that
+several commands (sluice run, status, approve, logs) share them from other
+terminals, and runs that wait on approvals or were interrupted go on here.
+buildkitd is supervised: when it dies, dev says so and starts it again.
+
+When the local server of $SLUICE_HOME already runs (one that a command
+started in the background), dev says so, uses it and keeps it from
+stopping as idle while dev runs. Otherwise dev is that server, in the
+foreground: the embedded Temporal server, the workflows and the HTTP API
+on 127.0.0.1 (a free port), stopped with dev.`,
 		Example: `  sluice dev
   sluice dev --label docker`,
 		Args: noArgs,
@@ -375,21 +509,96 @@ and starts it again.`,
 			repo, isRepo := dsl.RepoRoot(wd)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			sf.build, sf.buildOptional = true, true
-			s, err := sf.start(context.Background(), e, &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty || !isRepo})
+			home, err := local.Home()
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			home, _ := local.Home()
-			fmt.Fprintf(e.stdout, "Sluice dev: Temporal at %s (namespace %s), runner %s, BuildKit at %s, registry %s, state in %s.\nPress Ctrl-C to stop.\n", s.Address, s.Namespace, local.DefaultRunnerName(), s.Build.BuildKitAddress(), s.Build.Registry, filepath.Clean(home))
-			<-ctx.Done()
-			fmt.Fprintln(e.stdout, "Stopping.")
-			return nil
+			sf.build, sf.buildOptional = true, true
+			runner := local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: labels, Repo: repo, Dirty: dirty || !isRepo}
+			if sf.temporalAddress != "" {
+				s, err := sf.start(context.Background(), e, &runner)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				return devReady(ctx, e, s, home, "")
+			}
+			unlock, err := lockHome(ctx, home)
+			if err != nil {
+				return err
+			}
+			if r, ok := localServer(home); ok {
+				unlock()
+				fmt.Fprintf(e.stdout, "The local Sluice server already runs at %s (pid %d); dev uses it and keeps it up while dev runs.\n", r.URL, r.PID)
+				s, err := sf.start(context.Background(), e, &runner)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				go keepAlive(ctx, r.URL)
+				return devReady(ctx, e, s, home, r.URL)
+			}
+			// No server: dev is the server, in the foreground.
+			runner.NoWorkflows = true
+			srv, err := startDevServer(home, sf.namespace)
+			if err != nil {
+				unlock()
+				return err
+			}
+			unlock()
+			defer stopLocked(home, srv.Close)
+			if err := srv.Stack().AddRunner(context.Background(), sf.buildOptions(e), runner); err != nil {
+				return err
+			}
+			return devReady(ctx, e, srv.Stack(), home, srv.URL())
 		},
 	}
 	sf.register(cmd)
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the runner, for stages with runs_on")
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is instead of each run's commit")
 	return cmd
+}
+
+// devReady says what sluice dev runs and waits for Ctrl-C.
+func devReady(ctx context.Context, e *env, s *local.Stack, home, url string) error {
+	at := ""
+	if url != "" {
+		at = "server " + url + ", "
+	}
+	fmt.Fprintf(e.stdout, "Sluice dev: %sTemporal at %s (namespace %s), runner %s, BuildKit at %s, registry %s, state in %s.\nPress Ctrl-C to stop.\n", at, s.Address, s.Namespace, local.DefaultRunnerName(), s.Build.BuildKitAddress(), s.Build.Registry, filepath.Clean(home))
+	<-ctx.Done()
+	fmt.Fprintln(e.stdout, "Stopping.")
+	return nil
+}
+
+// keepAlive asks a server's /healthz every second until ctx ends, so that
+// it does not stop as idle under sluice dev, however short its idle
+// timeout.
+func keepAlive(ctx context.Context, url string) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = pingServer(url)
+		}
+	}
+}
+
+// startDevServer starts the server of sluice dev in this process, for the
+// other commands to find: the caller holds the home's lock.
+func startDevServer(home, namespace string) (*server.Server, error) {
+	logger := slog.New(slog.NewTextHandler(logFile(home), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg := server.Config{Home: home, Listen: "127.0.0.1:0", Namespace: namespace, NoRunner: true}
+	srv, err := server.Start(context.Background(), cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := proc.WriteRecord(serverRecordFile(home), serverRecord{URL: srv.URL(), PID: os.Getpid()}); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return srv, nil
 }

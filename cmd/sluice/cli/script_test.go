@@ -4,11 +4,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 )
 
@@ -41,7 +44,17 @@ func TestScripts(t *testing.T) {
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
 		Setup: func(env *testscript.Env) error {
 			// Runs use a fresh home and the embedded server built here.
-			env.Setenv("SLUICE_HOME", filepath.Join(env.WorkDir, ".sluice-home"))
+			home := filepath.Join(env.WorkDir, ".sluice-home")
+			env.Setenv("SLUICE_HOME", home)
+			// The first command of a script starts the home's server in
+			// the background: it stops with the script, as do the servers
+			// of other homes the script made.
+			env.Defer(func() {
+				records, _ := filepath.Glob(filepath.Join(env.WorkDir, "*", "server", "http.json"))
+				for _, r := range records {
+					stopHomeServer(filepath.Dir(filepath.Dir(r)))
+				}
+			})
 			env.Setenv("SLUICE_TEMPORAL_BIN", server)
 			env.Setenv("SLUICE_EXEC_BIN", helper)
 			env.Setenv(buildkitd.EnvBinary, buildkitdBin)
@@ -64,4 +77,19 @@ func buildServer(t *testing.T) string {
 		t.Fatalf("building sluice-temporal: %v\n%s", err, b)
 	}
 	return out
+}
+
+// stopHomeServer stops the server that runs for home, if one does, as
+// sluice server stop does, and kills it if it does not stop.
+func stopHomeServer(home string) {
+	r, err := runningServer(home)
+	if err != nil {
+		return
+	}
+	_ = syscall.Kill(r.PID, syscall.SIGTERM)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && proc.Alive(r.PID) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(r.PID, syscall.SIGKILL)
 }

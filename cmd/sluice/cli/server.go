@@ -30,7 +30,8 @@ It serves, on --listen (default 127.0.0.1:8080):
   GET  /healthz
 
 and runs the pipelines' workflows and a runner of its own (unless
---no-runner: then sluice runner processes run the steps), on the embedded
+--no-runner: then runners on other machines, sluice dev --temporal-address
+HOST:PORT for now, run the steps), on the embedded
 Temporal server with its state in $SLUICE_HOME (default ~/.sluice), or on
 the cluster --temporal-address names.
 
@@ -111,7 +112,7 @@ func newServer(e *env) *cobra.Command {
 	fl.StringVar(&cfg.PublicURL, "public-url", "", "URL GitHub and browsers reach the server at (default http://LISTEN)")
 	fl.StringVar(&cfg.TemporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, state in $SLUICE_HOME)")
 	fl.StringVar(&cfg.Namespace, "namespace", "", "Temporal namespace (default sluice)")
-	fl.BoolVar(&cfg.NoRunner, "no-runner", false, "run no steps here: sluice runner processes take them")
+	fl.BoolVar(&cfg.NoRunner, "no-runner", false, "run no steps here: runners elsewhere on the same Temporal take them")
 	fl.StringSliceVar(&cfg.Labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
 	fl.BoolVar(&noBuild, "no-build", false, "do not bring up BuildKit and a registry for the in-process runner")
 	fl.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "stop after this long with no request and no run (0: never; a server that commands start in the background uses 15m)")
@@ -157,6 +158,21 @@ func runningServer(home string) (serverRecord, error) {
 func runServer(ctx context.Context, e *env, cfg server.Config) error {
 	ctx, stop := signalContext(ctx)
 	defer stop()
+	unlock := func() {}
+	if !cfg.Background {
+		// A server started in the background starts under the lock its
+		// starter holds (see localserver.go).
+		var err error
+		if unlock, err = lockHome(ctx, cfg.Home); err != nil {
+			return err
+		}
+	}
+	started := false
+	defer func() {
+		if !started {
+			unlock()
+		}
+	}()
 	if r, err := runningServer(cfg.Home); err == nil {
 		return fmt.Errorf("a Sluice server for %s already runs at %s (pid %d); stop it with sluice server stop, or use another SLUICE_HOME", cfg.Home, r.URL, r.PID)
 	}
@@ -165,18 +181,22 @@ func runServer(ctx context.Context, e *env, cfg server.Config) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
 	rec := serverRecord{URL: s.URL(), PID: os.Getpid(), Background: cfg.Background}
 	if err := proc.WriteRecord(serverRecordFile(cfg.Home), rec); err != nil {
+		s.Close()
 		return err
 	}
-	defer proc.RemoveRecord(serverRecordFile(cfg.Home), &serverRecord{}, func() int { return os.Getpid() })
+	started = true
+	unlock()
+	// Stopping, the server holds the home's lock until its Temporal has
+	// let go of the database.
+	defer stopLocked(cfg.Home, s.Close)
 	fmt.Fprintf(e.stdout, "Sluice server at %s (Temporal %s, namespace %s; state in %s).\n", s.URL(), s.Stack().Address, s.Stack().Namespace, cfg.Home)
 	fmt.Fprintf(e.stdout, "  GitHub webhooks: %s/webhooks/github%s\n", s.URL(), map[bool]string{true: "", false: " (off: set SLUICE_GITHUB_WEBHOOK_SECRET)"}[len(cfg.GitHub.WebhookSecrets) > 0])
 	fmt.Fprintf(e.stdout, "  git pushes:      sluice hook install REPO.git --server %s\n", s.URL())
 	fmt.Fprintf(e.stdout, "  API:             %s/api/v1 (sluice server token create --user NAME)\n", s.URL())
 	if cfg.NoRunner {
-		fmt.Fprintln(e.stdout, "  runner:          none here (--no-runner); start sluice runner on the runner hosts")
+		fmt.Fprintln(e.stdout, "  runner:          none here (--no-runner); runs wait for a runner on this Temporal (sluice dev --temporal-address)")
 	} else {
 		fmt.Fprintf(e.stdout, "  runner:          %s\n", local.DefaultRunnerName())
 	}
@@ -220,7 +240,9 @@ func newServerStop(e *env) *cobra.Command {
 			}
 			deadline := time.Now().Add(60 * time.Second)
 			for time.Now().Before(deadline) {
-				if _, err := runningServer(home); errors.Is(err, fs.ErrNotExist) {
+				// Gone once its process is: its Temporal has then let go
+				// of the database.
+				if !proc.Alive(r.PID) {
 					fmt.Fprintf(e.stdout, "Stopped the Sluice server at %s (pid %d).\n", r.URL, r.PID)
 					return nil
 				}

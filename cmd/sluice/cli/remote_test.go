@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-ci/sluice/server"
+)
+
+const gatePipeline = `
+pipeline "gate" {
+  on "manual" {}
+}
+
+stage "build" {
+  step "run" "hello" {
+    command = ["echo", "hello from the server"]
+  }
+}
+
+stage "deploy" {
+  approval {
+    approvers = ["alice"]
+  }
+  step "run" "ship" {
+    command = ["echo", "shipped"]
+  }
+}
+`
+
+// sluiceMain runs the command line in this process and returns its exit
+// code, stdout and stderr.
+func sluiceMain(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestRemoteCommands runs a server with a token for bob and one for alice,
+// and uses it through its API only: sluice login, run --server (a manual
+// run, followed to its end), runs, status and logs --server, and approve
+// --server refused for bob, who is not among the stage's approvers, with
+// the server's reason, then accepted for alice.
+func TestRemoteCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server on the embedded Temporal")
+	}
+	home := t.TempDir()
+	t.Setenv("SLUICE_HOME", home)
+	t.Setenv("SLUICE_TEMPORAL_BIN", buildServer(t))
+	t.Setenv(envToken, "")
+	t.Setenv(envServer, "")
+	repo := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(repo, ".sluice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, ".sluice", "p.hcl"), []byte(gatePipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "pipeline"}} {
+		if out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	tokens, err := server.OpenTokens(server.TokensFile(home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := tokens.Create("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := tokens.Create("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", Home: home, Repositories: []server.Repository{{Name: "web", URL: repo}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	url := srv.URL()
+
+	// Without a token, the commands say how to get one.
+	if code, _, stderr := sluiceMain("runs", "--server", url); code != 1 || !strings.Contains(stderr, "run sluice login "+url) {
+		t.Fatalf("runs --server without a token: exit %d, %q", code, stderr)
+	}
+	// A wrong token is refused by the server, in one line.
+	if code, _, stderr := sluiceMain("login", url, "--token", "sluice_wrong"); code != 1 || !strings.Contains(stderr, "401 Unauthorized from "+url) || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("login with a wrong token: exit %d, %q", code, stderr)
+	}
+	if code, stdout, stderr := sluiceMain("login", url, "--token", bob); code != 0 || !strings.Contains(stdout, "as bob") {
+		t.Fatalf("login: exit %d, %s%s", code, stdout, stderr)
+	}
+	if fi, err := os.Stat(credentialsFile(home)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials.json: %v, mode %v; want mode 0600", err, fi.Mode().Perm())
+	}
+
+	// A manual run, followed until it ends.
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	ran := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := sluiceMain("run", "--server", url, "--repo", "web", "--ref", "main", "--progress", "plain")
+		ran <- result{code, stdout, stderr}
+	}()
+	var runID string
+	deadline := time.Now().Add(90 * time.Second)
+	for runID == "" || !strings.Contains(must(t, "status", "--server", url, runID), "deploy waits for approval") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no run waits for approval; runs:\n%s", must(t, "runs", "--server", url))
+		}
+		time.Sleep(200 * time.Millisecond)
+		if m := regexp.MustCompile(`(?m)^(gate-\S+) +gate +refs/heads/main`).FindStringSubmatch(must(t, "runs", "--server", url)); m != nil {
+			runID = m[1]
+		}
+	}
+	if got := must(t, "logs", "--server", url, runID); !strings.Contains(got, "build/hello | hello from the server") {
+		t.Errorf("logs --server: %q", got)
+	}
+
+	// bob is not an approver: refused, with who may approve.
+	code, _, stderr := sluiceMain("approve", "--server", url, runID, "deploy")
+	if code != 1 || !strings.Contains(stderr, `bob may not approve or reject stage "deploy": its approvers are alice (403 Forbidden from `+url+")") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("approve by bob: exit %d, %q", code, stderr)
+	}
+	t.Setenv(envToken, alice)
+	t.Setenv(envServer, url)
+	if got := must(t, "approve", runID, "deploy", "--reason", "tested"); !strings.Contains(got, "Stage deploy of run "+runID+" approved by alice.") {
+		t.Fatalf("approve by alice: %q", got)
+	}
+	select {
+	case r := <-ran:
+		if r.code != 0 {
+			t.Fatalf("run --server: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, want := range []string{"Run " + runID + " of pipeline gate started on " + url, "build/hello | hello from the server", "deploy waits for approval by alice", "deploy/ship | shipped", "Run " + runID + " succeeded"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("run --server printed no %q:\n%s", want, r.stdout)
+			}
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("run --server did not end after the approval")
+	}
+	if got := must(t, "status", runID); !regexp.MustCompile(`(?m)^deploy +ship +succeeded`).MatchString(got) {
+		t.Errorf("status (SLUICE_SERVER): %q", got)
+	}
+}
+
+// must runs a command that has to succeed and returns its stdout.
+func must(t *testing.T, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := sluiceMain(args...)
+	if code != 0 {
+		t.Fatalf("sluice %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	return stdout
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# local-server-bench.sh measures issue 9's target (see docs/benchmarks.md,
+# "The local stack is the server"): sluice run of 100 sequential no-op host
+# steps, the whole command, with no `sluice dev`, against nektos/act on
+# the host (-P ubuntu-latest=-self-hosted) with a workflow of the same 100
+# steps, side by side in one run:
+#   1. cold: the first sluice run on a fresh $SLUICE_HOME, which starts the
+#      local server in the background (each measured run gets a fresh home;
+#      the server of the one before is stopped first);
+#   2. steady state: later sluice runs, which find that server.
+# BIN names the directory of the sluice and sluice-temporal binaries
+# (default bin/, from `make build`); BASE_BIN, when set, adds the sluice of
+# another build (the commit before the server, 16f5cd7, where each sluice
+# run started its own Temporal) to both. RUNS sets the steady-state runs
+# (default 10), COLD_RUNS the cold ones (default 5).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${BIN:-$root/bin}
+base_bin=${BASE_BIN:-}
+work=$(mktemp -d)
+export SLUICE_HOME=$work/home
+trap '"$bin/sluice" server stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+"$root/scripts/deps.sh" git hyperfine
+command -v act >/dev/null || PATH=$PATH:$(go env GOPATH)/bin
+if ! command -v act >/dev/null; then
+  echo "installing nektos/act" >&2
+  go install github.com/nektos/act@latest
+fi
+
+repo=$work/repo
+mkdir -p "$repo/.sluice" "$repo/.github/workflows"
+{
+  echo 'pipeline "steps100" {}'
+  echo 'stage "s" {'
+  for i in $(seq 1 100); do echo "  step \"run\" \"s$i\" { command = [\"true\"] }"; done
+  echo '}'
+} > "$repo/.sluice/p.hcl"
+{
+  echo 'name: steps100'
+  echo 'on: push'
+  echo 'jobs:'
+  echo '  s:'
+  echo '    runs-on: ubuntu-latest'
+  echo '    steps:'
+  for i in $(seq 1 100); do echo "      - run: \"true\""; done
+} > "$repo/.github/workflows/w.yml"
+git -C "$repo" init -q -b main && git -C "$repo" add . && git -C "$repo" -c user.name=b -c user.email=b@example.com commit -qm bench
+cd "$repo"
+
+# fresh.sh stops the server of the home and removes the home.
+printf '#!/bin/sh\n"%s/sluice" server stop >/dev/null 2>&1\nrm -rf "%s"\n' "$bin" "$SLUICE_HOME" > "$work/fresh.sh"
+cold_base=() steady_base=()
+if [ -n "$base_bin" ]; then
+  printf '#!/bin/sh\nrm -rf "%s"\n' "$work/base-home" > "$work/base-fresh.sh"
+  printf '#!/bin/sh\nSLUICE_HOME=%s exec %s run --progress plain\n' "$work/base-home" "$base_bin/sluice" > "$work/base-run.sh"
+  chmod +x "$work/base-fresh.sh" "$work/base-run.sh"
+  cold_base=(--prepare "$work/base-fresh.sh" -n "sluice run, before the server ($base_bin), fresh home" "$work/base-run.sh")
+  steady_base=(-n "sluice run, before the server ($base_bin)" "$work/base-run.sh")
+fi
+chmod +x "$work/fresh.sh"
+
+echo "== cold: the first sluice run on a fresh home, which starts the server"
+hyperfine --runs "${COLD_RUNS:-5}" -N \
+  --prepare "$work/fresh.sh" -n "sluice run, fresh home (starts the server)" "$bin/sluice run --progress plain" \
+  "${cold_base[@]}" \
+  --prepare true -n "act (host)" "act push -P ubuntu-latest=-self-hosted -W .github/workflows/w.yml" \
+  --export-markdown "$work/cold.md"
+
+echo "== steady state: the server is up"
+"$bin/sluice" runs >/dev/null
+hyperfine --warmup 2 --runs "${RUNS:-10}" -N \
+  -n "sluice run (server up)" "$bin/sluice run --progress plain" \
+  "${steady_base[@]}" \
+  -n "act (host)" "act push -P ubuntu-latest=-self-hosted -W .github/workflows/w.yml" \
+  --export-markdown "$work/steady.md"
+cat "$work/cold.md" "$work/steady.md"
