@@ -97,6 +97,16 @@ func (in *installations) get(repo string) (int64, bool) {
 	return id, ok
 }
 
+func (in *installations) remove(repo string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if _, ok := in.m[strings.ToLower(repo)]; !ok {
+		return
+	}
+	delete(in.m, strings.ToLower(repo))
+	_ = proc.WriteRecord(in.file, in.m)
+}
+
 func (in *installations) set(repo string, id int64) {
 	if repo == "" || id == 0 {
 		return

@@ -75,7 +75,26 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("webhook ignored", "event", ev.Name, "action", ev.Action, "delivery", d.ID, "reason", ev.Ignored)
 		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: ev.Ignored})
 		return
-	case webhook.KindInstallation, webhook.KindAction:
+	case webhook.KindInstallation:
+		// The App learns which installation reaches which repository (for
+		// approvers' teams and schedules' firings).
+		if in := ev.Installation; in != nil {
+			for _, r := range append(append([]string(nil), in.All...), in.Added...) {
+				s.installations.set(r, ev.InstallationID)
+			}
+			for _, r := range in.Removed {
+				s.installations.remove(r)
+			}
+			if in.Action == "deleted" {
+				for _, r := range in.All {
+					s.installations.remove(r)
+				}
+			}
+		}
+		s.log.Info("installation", "action", ev.Action, "installation", ev.InstallationID)
+		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: "installation noted"})
+		return
+	case webhook.KindAction:
 		s.log.Info("webhook noted", "event", ev.Name, "action", ev.Action, "delivery", d.ID)
 		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: fmt.Sprintf("%s events are noted, not run", ev.Kind)})
 		return

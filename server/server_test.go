@@ -475,3 +475,35 @@ func TestSchedulesReconciled(t *testing.T) {
 	}
 	t.Errorf("the schedule is still there after a push without it: %+v", list)
 }
+
+// Installation events tell the server which installation of the App
+// reaches which repository; removals forget it.
+func TestInstallationEvents(t *testing.T) {
+	e := start(t)
+	read := func() map[string]int64 {
+		m := map[string]int64{}
+		b, _ := os.ReadFile(filepath.Join(e.home, "server", "installations.json"))
+		_ = json.Unmarshal(b, &m)
+		return m
+	}
+	added, err := os.ReadFile(filepath.Join("webhook", "testdata", "installation_repositories", "added.payload.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := e.deliver("installation_repositories", "inst-1", added); code != http.StatusOK {
+		t.Fatalf("%d %s", code, out)
+	}
+	if got := read()["octo-org/new-service"]; got != 4242 {
+		t.Errorf("octo-org/new-service is reached by installation %d, want 4242 (%v)", got, read())
+	}
+	var m map[string]any
+	_ = json.Unmarshal(added, &m)
+	m["action"], m["repositories_removed"], m["repositories_added"] = "removed", m["repositories_added"], []any{}
+	removed, _ := json.Marshal(m)
+	if code, out := e.deliver("installation_repositories", "inst-2", removed); code != http.StatusOK {
+		t.Fatalf("%d %s", code, out)
+	}
+	if _, ok := read()["octo-org/new-service"]; ok {
+		t.Errorf("a removed repository is still known: %v", read())
+	}
+}
