@@ -54,6 +54,7 @@ type follower struct {
 	wg      sync.WaitGroup
 	seen    map[string]engine.State // "stage/step" and "stage" -> last state printed
 	tailing map[string]bool
+	decided map[string]bool // stages whose approval decision was printed
 }
 
 func (f *follower) printf(format string, args ...any) {
@@ -155,6 +156,21 @@ func (f *follower) update(ctx context.Context, st engine.RunStatus) {
 			f.seen[s.ID] = s.State
 			f.stageChanged(s)
 		}
+		// A decision is said once, even when the wait for it was too
+		// short for a poll to see (approved from another terminal at once).
+		if a := s.Approval; a != nil && a.Decision != "" && f.mode != progressJSON && !f.decided[s.ID] {
+			f.decided[s.ID] = true
+			if a.By != engine.DryRunApprover {
+				msg := fmt.Sprintf("%s %s by %s", s.ID, a.Decision, a.By)
+				if a.Decision == engine.DecisionTimedOut {
+					msg = s.ID + ": the approval timed out"
+				}
+				if a.Reason != "" && a.Decision != engine.DecisionTimedOut {
+					msg += ": " + a.Reason
+				}
+				f.printf("%s\n", msg)
+			}
+		}
 		for _, step := range s.Steps {
 			key := s.ID + "/" + step.Name
 			if step.State != engine.StatePending && step.State != engine.StateSkipped && !f.tailing[key] && !step.Resumed {
@@ -241,7 +257,7 @@ func followRun(ctx context.Context, c client.Client, logs logstore.Store, runID,
 
 // follow is followRun on any source of runs.
 func follow(ctx context.Context, c runSource, logs logstore.Store, runID, mode string, out io.Writer) (engine.RunStatus, error) {
-	f := &follower{out: out, mode: mode, logs: logs, runID: runID, seen: map[string]engine.State{}, tailing: map[string]bool{}}
+	f := &follower{out: out, mode: mode, logs: logs, runID: runID, seen: map[string]engine.State{}, tailing: map[string]bool{}, decided: map[string]bool{}}
 	tailCtx, stopTails := context.WithCancel(context.Background())
 	defer stopTails()
 	// The end of the run wakes the loop at once, not at the next tick, with

@@ -146,7 +146,7 @@ func TestRemoteCommands(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("run --server: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		for _, want := range []string{"Run " + runID + " of pipeline gate started on " + url, "build/hello | hello from the server", "deploy waits for approval by alice", "deploy/ship | shipped", "Run " + runID + " succeeded"} {
+		for _, want := range []string{"Run " + runID + " of pipeline gate started on " + url, "build/hello | hello from the server", "deploy approved by alice: tested", "deploy/ship | shipped", "Run " + runID + " succeeded"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("run --server printed no %q:\n%s", want, r.stdout)
 			}
