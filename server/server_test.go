@@ -507,3 +507,67 @@ func TestInstallationEvents(t *testing.T) {
 		t.Errorf("a removed repository is still known: %v", read())
 	}
 }
+
+const gatedPipeline = `
+pipeline "gated" {
+  on "push" { branches = ["main"] }
+}
+
+stage "deploy" {
+  approval { approvers = ["team:sre", "carol"] }
+  step "run" "x" { command = ["true"] }
+}
+`
+
+// Approvers are enforced through the API: a member of the GitHub team
+// (through the App) or a named login may approve; anyone else is refused
+// with who may.
+func TestApproversEnforced(t *testing.T) {
+	e := start(t)
+	e.gh.AddTeam("Codertocat", "sre", "alice")
+	tokens, err := server.OpenTokens(server.TokensFile(e.home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if tok[u], err = tokens.Create(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := e.commit("", map[string]string{".sluice/gated.hcl": gatedPipeline})
+	if code, out := e.deliver("push", "gate-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "x")); code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, out)
+	}
+	run := e.result("gate-1").Runs[0].RunID
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := engine.Status(context.Background(), e.client, run)
+		if err == nil && len(st.Stages) == 1 && st.Stages[0].State == engine.StateWaitingApproval {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run does not wait for approval: %+v %v", st, err)
+		}
+	}
+	approve := func(user string) (int, string) {
+		req, _ := http.NewRequest("POST", e.url+"/api/v1/runs/"+run+"/approve", strings.NewReader(`{"stage":"deploy","reason":"ok"}`))
+		req.Header.Set("Authorization", "Bearer "+tok[user])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, out := approve("bob"); code != http.StatusForbidden || !strings.Contains(out, "its approvers are team:sre, carol") {
+		t.Errorf("bob: %d %s; want 403 naming the approvers", code, out)
+	}
+	if code, out := approve("alice"); code != http.StatusOK || !strings.Contains(out, `"by": "alice"`) {
+		t.Errorf("alice of team sre: %d %s", code, out)
+	}
+	st, _ := engine.Status(context.Background(), e.client, run)
+	if a := st.Stages[0].Approval; a == nil || a.By != "alice" || a.Decision != engine.DecisionApproved {
+		t.Errorf("approval %+v, want approved by alice", a)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func newServerHarness(t *testing.T) *serverHarness {
 	h.startServer()
 	h.sluice("hook", "install", h.bare, "--server", h.url)
 	h.token = strings.TrimSpace(h.sluiceOut("server", "token", "create", "--user", "alice"))
+	h.env = append(h.env, "SLUICE_TOKEN="+h.token)
 	return h
 }
 
@@ -200,6 +202,10 @@ func TestServerGitPush(t *testing.T) {
 	}
 	if st2 := h.status(r2.RunID); len(st2.Supersedes) != 1 || st2.Supersedes[0] != r1.RunID {
 		t.Errorf("the second run supersedes %q, want [%s]", st2.Supersedes, r1.RunID)
+	}
+	// A reviewer sees them with the CLI through the API.
+	if out := h.sluiceOut("runs", "--server", h.url); !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(r2.RunID)+` +web +refs/heads/main +`+second[:7]+` +succeeded`).MatchString(out) || !strings.Contains(out, r1.RunID) {
+		t.Errorf("sluice runs --server does not show %s succeeded and %s:\n%s", r2.RunID, r1.RunID, out)
 	}
 	// The second run ran the second commit, cloned from the bare repository.
 	if b, _ := os.ReadFile(filepath.Join(h.counters, "runs")); !strings.HasSuffix(string(b), second+"\n") {
