@@ -50,11 +50,12 @@ while :; do
   sleep 2
 done
 echo
-echo "\$ sluice runs"
-"$BIN" runs --limit 10 || curl -fsS -H "Authorization: Bearer $token" "$url/api/v1/runs"
+export SLUICE_TOKEN=$token
+echo "\$ sluice runs --server $url"
+"$BIN" runs --server "$url" --limit 10
 for id in $(grep -o '"run_id": "[^"]*"' <<<"$runs" | cut -d'"' -f4); do
   echo
-  echo "\$ sluice status $id"
-  curl -fsS -H "Authorization: Bearer $token" "$url/api/v1/runs/$id" | grep -E '"(run_id|pipeline|state|error)"' | head -5
+  echo "\$ sluice status --server $url $id"
+  "$BIN" status --server "$url" "$id"
 done
 ! grep -qE '"status": "failed"' <<<"$runs"
