@@ -72,7 +72,19 @@ Check a pipeline and see what an event would run before you push it:
 
   sluice validate              check .sluice/ and report every problem
   sluice plan                  show what a push of this branch would run
-  sluice fmt                   rewrite pipeline files in canonical style`,
+  sluice fmt                   rewrite pipeline files in canonical style
+
+Run it here, durably, exactly as CI would (the local server starts in the
+background on first use):
+
+  sluice run                   run .sluice/ on this machine, with live logs
+  sluice runs, status, logs    look at runs; approve, cancel, retry act on them
+
+Run it for a team:
+
+  sluice server                webhooks and git pushes start runs (docs/server.md)
+  sluice hook install REPO.git report a bare repository's pushes to a server
+  sluice login URL             use a server's API: runs --server URL, approve ...`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
