@@ -54,6 +54,7 @@ bench: build tools
 	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
 	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
 	scripts/bench/run-bench.sh
+	scripts/bench/local-server-bench.sh
 	scripts/bench/approvals.sh
 	scripts/bench/build-bench.sh
 	scripts/bench/webhooks.sh
