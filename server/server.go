@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -116,17 +117,24 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.worker.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
 	s.worker.RegisterWorkflowWithOptions(ScheduledRun, workflow.RegisterOptions{Name: ScheduledWorkflowName})
 	s.worker.RegisterActivity(s.triggers)
+	workers := []worker.Worker{s.worker}
 	if cfg.NoRunner {
 		// Without a runner of its own the server still hosts the
 		// pipelines' workflows; runners host only steps.
 		ww := engine.NewWorkflowWorker(s.client, worker.Options{Identity: "sluice-server/" + local.DefaultRunnerName()})
-		if err := ww.Start(); err != nil {
-			return nil, fmt.Errorf("starting the workflow worker: %w", err)
-		}
 		s.extraWorkers = append(s.extraWorkers, ww)
+		workers = append(workers, ww)
 	}
-	if err := s.worker.Start(); err != nil {
-		return nil, fmt.Errorf("starting the server's worker: %w", err)
+	// The workers start at once: each asks the server about the namespace
+	// before it polls.
+	errs := make([]error, len(workers))
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Go(func() { errs[i] = w.Start() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("starting the server's workers: %w", err)
 	}
 	s.touch()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
