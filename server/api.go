@@ -159,13 +159,12 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 			httpError(w, http.StatusBadRequest, "give the ref (a branch or tag) or the commit to run")
 			return
 		}
-		out, err := gitOut(r.Context(), ".", "ls-remote", "--", url, ref)
-		fields := strings.Fields(string(out))
-		if err != nil || len(fields) == 0 {
-			httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q has no ref %s", req.Repository, ref))
+		head, err := remoteRef(r.Context(), url, ref)
+		if err != nil {
+			httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q has no ref %s: %v", req.Repository, ref, err))
 			return
 		}
-		sha = fields[0]
+		sha = head
 	}
 	if !shaPattern.MatchString(sha) {
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a full commit ID", sha))

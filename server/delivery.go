@@ -379,12 +379,14 @@ func runKey(in DeliveryInput, dir string, g plan.Git) string {
 	return strings.Join([]string{in.Event.Repo, dir, class, g.SHA}, "\x00")
 }
 
+var notIDChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
 // RunID is the ID of the run of pipeline for a key: the pipeline's name
 // and 64 bits of a digest of the key (32 would make two of a pipeline's
 // 100,000 commits share a run ID more often than not).
 func RunID(pipeline, key string) string {
 	sum := sha256.Sum256([]byte(key))
-	name := strings.Trim(regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(pipeline, "-"), "-")
+	name := strings.Trim(notIDChars.ReplaceAllString(pipeline, "-"), "-")
 	if name == "" {
 		name = "run"
 	}

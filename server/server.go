@@ -44,7 +44,6 @@ type Server struct {
 	// lastActive is when the server last had a request, in Unix
 	// nanoseconds, for the idle timeout.
 	lastActive    atomic.Int64
-	done          chan struct{}
 	extraWorkers  []worker.Worker
 	app           *githubapp.App
 	installations *installations
@@ -62,7 +61,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	s := &Server{cfg: cfg, log: logger, done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: logger}
 	if len(cfg.GitHub.WebhookSecrets) > 0 {
 		if s.verifier, err = webhook.NewVerifier(cfg.GitHub.WebhookSecrets); err != nil {
 			return nil, err
