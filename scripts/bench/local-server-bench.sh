@@ -22,29 +22,11 @@ export SLUICE_HOME=$work/home
 trap '"$bin/sluice" server stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 "$root/scripts/deps.sh" git hyperfine
-command -v act >/dev/null || PATH=$PATH:$(go env GOPATH)/bin
-if ! command -v act >/dev/null; then
-  echo "installing nektos/act" >&2
-  go install github.com/nektos/act@latest
-fi
+. "$root/scripts/bench/steps100.sh"
+bench_act
 
 repo=$work/repo
-mkdir -p "$repo/.sluice" "$repo/.github/workflows"
-{
-  echo 'pipeline "steps100" {}'
-  echo 'stage "s" {'
-  for i in $(seq 1 100); do echo "  step \"run\" \"s$i\" { command = [\"true\"] }"; done
-  echo '}'
-} > "$repo/.sluice/p.hcl"
-{
-  echo 'name: steps100'
-  echo 'on: push'
-  echo 'jobs:'
-  echo '  s:'
-  echo '    runs-on: ubuntu-latest'
-  echo '    steps:'
-  for i in $(seq 1 100); do echo "      - run: \"true\""; done
-} > "$repo/.github/workflows/w.yml"
+bench_steps100_repo "$repo"
 git -C "$repo" init -q -b main && git -C "$repo" add . && git -C "$repo" -c user.name=b -c user.email=b@example.com commit -qm bench
 cd "$repo"
 

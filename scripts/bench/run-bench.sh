@@ -25,29 +25,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 export SLUICE_HOME=$work/home
 
 "$root/scripts/deps.sh" git hyperfine
-command -v act >/dev/null || PATH=$PATH:$(go env GOPATH)/bin
-if ! command -v act >/dev/null; then
-  echo "installing nektos/act" >&2
-  go install github.com/nektos/act@latest
-fi
+. "$root/scripts/bench/steps100.sh"
+bench_act
 
 repo=$work/repo
-mkdir -p "$repo/.sluice" "$repo/.github/workflows" "$work/seq" "$work/par"
-{
-  echo 'pipeline "steps100" {}'
-  echo 'stage "s" {'
-  for i in $(seq 1 100); do echo "  step \"run\" \"s$i\" { command = [\"true\"] }"; done
-  echo '}'
-} > "$repo/.sluice/p.hcl"
-{
-  echo 'name: steps100'
-  echo 'on: push'
-  echo 'jobs:'
-  echo '  s:'
-  echo '    runs-on: ubuntu-latest'
-  echo '    steps:'
-  for i in $(seq 1 100); do echo "      - run: \"true\""; done
-} > "$repo/.github/workflows/w.yml"
+mkdir -p "$work/seq" "$work/par"
+bench_steps100_repo "$repo"
 {
   echo '#!/bin/sh -e'
   for i in $(seq 1 100); do echo "sh -c true"; done
