@@ -289,12 +289,21 @@ func maskString(s string, secrets []string) string {
 // heartbeat records a heartbeat now and then until the returned func is
 // called. Heartbeats carry no details: a retried step starts over.
 func (a *Activities) heartbeat(ctx context.Context) (stop func()) {
-	if !activity.IsActivity(ctx) {
-		return func() {}
-	}
 	every := a.HeartbeatInterval
 	if every <= 0 {
 		every = time.Second
+	}
+	return Heartbeat(ctx, every)
+}
+
+// Heartbeat records an activity's heartbeat at once and then every
+// interval until the returned func is called, so that a worker that dies
+// mid-activity is noticed within the activity's heartbeat timeout, not at
+// the end of its start-to-close timeout. Outside an activity it does
+// nothing.
+func Heartbeat(ctx context.Context, every time.Duration) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup

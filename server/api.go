@@ -139,13 +139,8 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		httpError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 		return
 	}
-	var url string
-	for _, repo := range s.cfg.Repositories {
-		if repo.Name == req.Repository {
-			url = repo.URL
-		}
-	}
-	if url == "" {
+	url, ok := s.cfg.repositoryURL(req.Repository)
+	if !ok {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not one of this server's repositories (repository blocks of server.hcl)", req.Repository))
 		return
 	}

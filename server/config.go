@@ -76,6 +76,16 @@ type Repository struct {
 	URL string
 }
 
+// repositoryURL is the clone URL of the repository block called name.
+func (c Config) repositoryURL(name string) (string, bool) {
+	for _, r := range c.Repositories {
+		if r.Name == name {
+			return r.URL, true
+		}
+	}
+	return "", false
+}
+
 // fileConfig is server.hcl.
 type fileConfig struct {
 	Listen          string      `hcl:"listen,optional"`

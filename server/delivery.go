@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -143,7 +142,9 @@ var skipCI = regexp.MustCompile(`\[(?i:ci *skip|skip *ci)\]`)
 func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResult, error) {
 	ev := in.Event
 	var res DeliveryResult
-	stop := heartbeat(ctx)
+	// Every 2 s: a server that dies mid-delivery is noticed within the
+	// 10 s heartbeat timeout and another attempt goes on.
+	stop := engine.Heartbeat(ctx, 2*time.Second)
 	defer stop()
 	g, err := eventGit(ev)
 	if err != nil {
@@ -230,30 +231,6 @@ func (t *Triggers) source(in DeliveryInput) (Source, error) {
 		return t.GitHub(in.Event.InstallationID)
 	}
 	return t.Git, nil
-}
-
-// heartbeat records a heartbeat every 2 s until stopped, so that a lost
-// server's delivery is retried in seconds, not at the end of its timeout.
-func heartbeat(ctx context.Context) (stop func()) {
-	if !activity.IsActivity(ctx) {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			activity.RecordHeartbeat(ctx)
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 // eventGit is what a pipeline sees of an event (git.*): the same fields

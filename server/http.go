@@ -201,13 +201,8 @@ func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) {
 	}
 	url := req.URL
 	if len(s.cfg.Repositories) > 0 {
-		url = ""
-		for _, repo := range s.cfg.Repositories {
-			if repo.Name == req.Repository {
-				url = repo.URL
-			}
-		}
-		if url == "" {
+		var ok bool
+		if url, ok = s.cfg.repositoryURL(req.Repository); !ok {
 			httpError(w, http.StatusForbidden, fmt.Sprintf("repository %q is not one of this server's repositories; add a repository block for it to server.hcl", req.Repository))
 			return
 		}

@@ -157,6 +157,15 @@ func (e *env) result(id string) server.DeliveryResult {
 	return res
 }
 
+// pushNew delivers the push of a new branch main at head, which the
+// server must take (202).
+func (e *env) pushNew(id, head, message string) {
+	e.t.Helper()
+	if code, out := e.deliver("push", id, pushPayload(e.t, "refs/heads/main", strings.Repeat("0", 40), head, message)); code != http.StatusAccepted {
+		e.t.Fatalf("push %s: %d %s", id, code, out)
+	}
+}
+
 func (e *env) commit(parent string, files map[string]string) string {
 	return e.gh.Commit(repo, parent, files)
 }
@@ -247,9 +256,7 @@ func TestPathFilters(t *testing.T) {
 func TestInvalidPipelineStartsNothing(t *testing.T) {
 	e := start(t)
 	head := e.commit("", map[string]string{".sluice/web.hcl": "pipeline \"web\" {\n  on \"push\" {}\n}\n\nstage \"build\" {\n  step \"run\" \"x\" {\n    comand = [\"true\"]\n  }\n}\n"})
-	if code, out := e.deliver("push", "bad-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "typo")); code != http.StatusAccepted {
-		t.Fatalf("%d %s", code, out)
-	}
+	e.pushNew("bad-1", head, "typo")
 	res := e.result("bad-1")
 	if len(res.Runs) != 0 || len(res.Invalid) != 1 {
 		t.Fatalf("result %+v, want no run and one invalid pipeline", res)
@@ -262,9 +269,7 @@ func TestInvalidPipelineStartsNothing(t *testing.T) {
 func TestSkipCI(t *testing.T) {
 	e := start(t)
 	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
-	if code, out := e.deliver("push", "skip-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "docs [Skip CI]")); code != http.StatusAccepted {
-		t.Fatalf("%d %s", code, out)
-	}
+	e.pushNew("skip-1", head, "docs [Skip CI]")
 	if res := e.result("skip-1"); len(res.Runs) != 0 || !strings.Contains(res.Ignored, "skip ci") {
 		t.Errorf("result %+v, want nothing started for [skip ci]", res)
 	}
@@ -277,9 +282,7 @@ func TestGitHubErrorsRetried(t *testing.T) {
 	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
 	e.gh.FailNext("/repos/"+repo+"/git/trees", http.StatusBadGateway, 1, nil)
 	e.gh.FailNext("/repos/"+repo+"/git/blobs", http.StatusTooManyRequests, 1, map[string]string{"Retry-After": "1"})
-	if code, out := e.deliver("push", "retry-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "x")); code != http.StatusAccepted {
-		t.Fatalf("%d %s", code, out)
-	}
+	e.pushNew("retry-1", head, "x")
 	if res := e.result("retry-1"); len(res.Runs) != 1 {
 		t.Fatalf("result %+v, want one run after the retries", res)
 	}
@@ -380,9 +383,7 @@ func TestPlanAgreesWithServer(t *testing.T) {
 func TestRerunStartsNewRun(t *testing.T) {
 	e := start(t)
 	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
-	if code, out := e.deliver("push", "first", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "x")); code != http.StatusAccepted {
-		t.Fatalf("%d %s", code, out)
-	}
+	e.pushNew("first", head, "x")
 	first := e.result("first")
 	body := fixture(t, "check_suite/rerequested.payload.json", func(m map[string]any) {
 		cs := m["check_suite"].(map[string]any)
@@ -536,9 +537,7 @@ func TestApproversEnforced(t *testing.T) {
 		}
 	}
 	head := e.commit("", map[string]string{".sluice/gated.hcl": gatedPipeline})
-	if code, out := e.deliver("push", "gate-1", pushPayload(t, "refs/heads/main", strings.Repeat("0", 40), head, "x")); code != http.StatusAccepted {
-		t.Fatalf("%d %s", code, out)
-	}
+	e.pushNew("gate-1", head, "x")
 	run := e.result("gate-1").Runs[0].RunID
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		st, err := engine.Status(context.Background(), e.client, run)
