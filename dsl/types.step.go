@@ -232,6 +232,11 @@ func (c *compiler) checkKind(s *plan.Step, st *stepBlock) {
 				fail("Invalid secret file name", fmt.Sprintf("%q in secrets of run step %q is not a file name: the key names the file the secret is written to in $SLUICE_SECRETS. Use letters, digits, '.', '-' and '_', like \"kubeconfig\" or \"npmrc\".", k, s.Name))
 			}
 		}
+		for i, p := range r.JUnit {
+			if !junitInWorkspace(r.WorkingDir, p) {
+				c.add(errorDiag("Invalid junit pattern", fmt.Sprintf("%q is not a path inside the workspace. junit names the JUnit XML reports of run step %q relative to its working directory, like \"report.xml\" or \"build/test-results/**/*.xml\", without a leading / or a .. that leaves the workspace; * and ? match within a directory, ** across directories.", p, s.Name), listItemRange(b, "junit", i), def))
+			}
+		}
 	case plan.KindImage:
 		for _, pl := range s.Image.Platforms {
 			parts := strings.Split(pl, "/")
@@ -341,6 +346,35 @@ func guessGitOpsFormat(file string) string {
 		return "helm"
 	}
 	return ""
+}
+
+// junitInWorkspace says whether a junit pattern, relative to the working
+// directory wd, stays inside the workspace. A .. may climb out of wd, not
+// out of the workspace.
+func junitInWorkspace(wd, pattern string) bool {
+	if pattern == "" || path.IsAbs(pattern) {
+		return false
+	}
+	p := path.Join(wd, pattern)
+	return p != "." && p != ".." && !strings.HasPrefix(p, "../")
+}
+
+// listItemRange is the range of the i-th item of a list attribute of a
+// block, or of the whole attribute when it is not written as a list, or
+// of the block when the body is not native syntax.
+func listItemRange(b *hcl.Block, name string, i int) *hcl.Range {
+	body, ok := b.Body.(*hclsyntax.Body)
+	if !ok {
+		return &b.DefRange
+	}
+	attr, ok := body.Attributes[name]
+	if !ok {
+		return &b.DefRange
+	}
+	if tuple, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok && i < len(tuple.Exprs) {
+		return tuple.Exprs[i].Range().Ptr()
+	}
+	return attr.Expr.Range().Ptr()
 }
 
 // allowUntilRange is the range of the until attribute of a scan step's

@@ -186,7 +186,11 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 		fmt.Fprintf(masked, "sluice: attempt %d of step %q on runner %q\n", in.Attempt, in.Step.Name, a.Runner)
 	}
 	for _, u := range unresolved {
-		fmt.Fprintf(masked, "sluice: dry run: secret %q is empty for this step: %v\n", u.name, u.err)
+		if u.withheld {
+			fmt.Fprintf(masked, "sluice: secret %q is empty for this step: %v\n", u.name, u.err)
+		} else {
+			fmt.Fprintf(masked, "sluice: dry run: secret %q is empty for this step: %v\n", u.name, u.err)
+		}
 	}
 
 	res, err := exec.Execute(ctx, req)
@@ -205,9 +209,10 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 	return maskedResult(res, values), nil
 }
 
-// maskedResult is a step's result with secret values masked in its outputs.
+// maskedResult is a step's result with secret values masked in its outputs
+// and its test report.
 func maskedResult(res steps.Result, values []string) StepResult {
-	out := StepResult{DryRun: res.DryRun}
+	out := StepResult{DryRun: res.DryRun, Tests: maskedTests(res.Tests, values)}
 	for k, v := range res.Outputs {
 		if out.Outputs == nil {
 			out.Outputs = map[string]string{}
@@ -217,21 +222,42 @@ func maskedResult(res steps.Result, values []string) StepResult {
 	return out
 }
 
+// maskedTests is a copy of a test report with secret values masked in
+// every text of its failures: a test may well print the token it failed
+// with.
+func maskedTests(r *steps.TestReport, values []string) *TestReport {
+	if r == nil {
+		return nil
+	}
+	out := *r
+	out.Failures = slices.Clone(r.Failures)
+	for i := range out.Failures {
+		f := &out.Failures[i]
+		for _, s := range []*string{&f.Suite, &f.Name, &f.File, &f.Message, &f.Details} {
+			*s = maskString(*s, values)
+		}
+	}
+	return &out
+}
+
 // stepFailure is a failure of the step itself: the workflow decides about
 // retries, so Temporal does not retry it.
 func stepFailure(msg, typ string) error {
 	return temporal.NewApplicationErrorWithOptions(msg, typ, temporal.ApplicationErrorOptions{NonRetryable: true})
 }
 
-// unresolvedSecret is a secret a dry run goes on without.
+// unresolvedSecret is a secret a step goes on without: one a dry run
+// cannot resolve, or one the plan withholds.
 type unresolvedSecret struct {
-	name string
-	err  error
+	name     string
+	err      error
+	withheld bool
 }
 
 // resolveSecrets resolves every secret the step refers to, by name. In a
-// dry run a secret the runner cannot resolve is empty, and listed in
-// unresolved for the step's log.
+// dry run a secret the runner cannot resolve is empty, and so is one the
+// plan withholds (plan.Secret.Withheld); both are listed in unresolved for
+// the step's log.
 func (a *Activities) resolveSecrets(ctx context.Context, in StepInput, dry bool) (_ map[string]string, unresolved []unresolvedSecret, _ error) {
 	var names []string
 	collect := func(_ string, t plan.Template) {
@@ -253,9 +279,16 @@ func (a *Activities) resolveSecrets(ctx context.Context, in StepInput, dry bool)
 		if i < 0 {
 			return nil, nil, fmt.Errorf("secret %q is not declared in the pipeline", n)
 		}
+		if why := in.Secrets[i].Withheld; why != "" {
+			// The plan withholds it (a pull request from a fork): empty,
+			// whatever the runner has.
+			unresolved = append(unresolved, unresolvedSecret{n, errors.New(why), true})
+			values[n] = ""
+			continue
+		}
 		v, err := res.Resolve(ctx, in.Secrets[i])
 		if err != nil && dry {
-			unresolved = append(unresolved, unresolvedSecret{n, err})
+			unresolved = append(unresolved, unresolvedSecret{name: n, err: err})
 		} else if err != nil {
 			return nil, nil, fmt.Errorf("resolving secret %q on runner %q: %w", n, a.Runner, err)
 		}

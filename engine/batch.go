@@ -91,6 +91,8 @@ type BatchStepResult struct {
 	End     time.Time         `json:"end"`
 	// DryRun is StepResult.DryRun.
 	DryRun string `json:"dry_run,omitempty"`
+	// Tests is StepResult.Tests, of a step that failed too.
+	Tests *TestReport `json:"tests,omitempty"`
 }
 
 // HeartbeatRecorder sends an activity's heartbeat to the server and waits
@@ -180,7 +182,7 @@ func (a *Activities) runBatchStep(ctx context.Context, in StepsInput, bs BatchSt
 		Attempt:   1,
 	})
 	r.End = time.Now()
-	r.Outputs, r.DryRun = out.Outputs, out.DryRun
+	r.Outputs, r.DryRun, r.Tests = out.Outputs, out.DryRun, out.Tests
 	if err != nil {
 		r.Error = err.Error()
 		var ae *temporal.ApplicationError
@@ -191,7 +193,7 @@ func (a *Activities) runBatchStep(ctx context.Context, in StepsInput, bs BatchSt
 			r.Error = ae.Message()
 			var failed StepResult
 			if ae.HasDetails() && ae.Details(&failed) == nil {
-				r.Outputs = failed.Outputs
+				r.Outputs, r.Tests = failed.Outputs, failed.Tests
 			}
 		}
 	}
@@ -545,7 +547,7 @@ func batchProgress(err error) StepsResult {
 
 // setStatus records in ss how the step ended.
 func (res BatchStepResult) setStatus(ss *StepStatus) {
-	ss.Attempt, ss.Start, ss.End, ss.Error, ss.Outputs, ss.DryRun = 1, res.Start, res.End, res.Error, res.Outputs, res.DryRun
+	ss.Attempt, ss.Start, ss.End, ss.Error, ss.Outputs, ss.DryRun, ss.Tests = 1, res.Start, res.End, res.Error, res.Outputs, res.DryRun, res.Tests
 	ss.State = StateSucceeded
 	if res.Error != "" {
 		ss.State = StateFailed

@@ -113,18 +113,40 @@ func NewRunID(pipeline string) string {
 // Status returns the status of a run: from the running workflow's status
 // query, or from the result a finished run left behind.
 func Status(ctx context.Context, c client.Client, runID string) (RunStatus, error) {
-	st, _, err := status(ctx, c, runID, false)
+	st, _, err := status(ctx, c, runID, "", false)
 	return st, err
+}
+
+// ExecutionStatus is Status for one execution of a run (a retry is a new
+// execution of the same run ID), with whether that execution has ended.
+// An execution is the Temporal run ID; "" means the latest.
+func ExecutionStatus(ctx context.Context, c client.Client, runID, execution string) (st RunStatus, ended bool, err error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, runID, execution)
+	if err != nil {
+		return RunStatus{}, false, runError("looking up", runID, err)
+	}
+	ended = desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	st, _, err = status(ctx, c, runID, execution, false)
+	return st, ended, err
+}
+
+// Execution returns the Temporal run ID of a run's latest execution.
+func Execution(ctx context.Context, c client.Client, runID string) (string, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, runID, "")
+	if err != nil {
+		return "", runError("looking up", runID, err)
+	}
+	return desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), nil
 }
 
 // Progress is Status for following a run: while the workflow is busy with
 // a task, which a query would wait for, it returns ok false instead.
 func Progress(ctx context.Context, c client.Client, runID string) (st RunStatus, ok bool, err error) {
-	return status(ctx, c, runID, true)
+	return status(ctx, c, runID, "", true)
 }
 
-func status(ctx context.Context, c client.Client, runID string, unlessBusy bool) (RunStatus, bool, error) {
-	desc, err := c.DescribeWorkflowExecution(ctx, runID, "")
+func status(ctx context.Context, c client.Client, runID, execution string, unlessBusy bool) (RunStatus, bool, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, runID, execution)
 	if err != nil {
 		return RunStatus{}, false, runError("looking up", runID, err)
 	}
@@ -133,7 +155,7 @@ func status(ctx context.Context, c client.Client, runID string, unlessBusy bool)
 		if unlessBusy && desc.GetPendingWorkflowTask() != nil {
 			return RunStatus{}, false, nil
 		}
-		st, err := queryStatus(ctx, c, runID, "")
+		st, err := queryStatus(ctx, c, runID, execution)
 		if err == nil {
 			applyBatchProgress(&st, desc)
 		}
@@ -314,6 +336,13 @@ func RunPlan(ctx context.Context, c client.Client, runID string) (plan.Plan, err
 	}
 	in, err := runInput(ctx, c, runID, "")
 	return in.Plan, err
+}
+
+// RunSource returns where a run's code comes from (nil for a run that
+// names none).
+func RunSource(ctx context.Context, c client.Client, runID string) (*Source, error) {
+	in, err := runInput(ctx, c, runID, "")
+	return in.Source, err
 }
 
 // runInput reads the input a run was started with from its history.

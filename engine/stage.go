@@ -319,7 +319,7 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 		}).Get(ctx, &res)
 		if err == nil {
 			st.outputs[step.Name] = res.Outputs
-			ss.Outputs, ss.DryRun = res.Outputs, res.DryRun
+			ss.Outputs, ss.DryRun, ss.Tests = res.Outputs, res.DryRun, res.Tests
 			end(StateSucceeded, "")
 			return
 		}
@@ -343,16 +343,21 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 		}
 		if attempt >= attempts {
 			// A failed step's outputs (exit_code, what it wrote before it
-			// failed) reach the steps after it when it may fail. Histories
-			// recorded before this change replay without it.
+			// failed) reach the steps after it when it may fail, and its
+			// test report its status. Histories recorded before this
+			// change replay without them.
 			if workflow.GetVersion(ctx, "failed-step-outputs", workflow.DefaultVersion, 1) == 1 {
 				var failed StepResult
 				var ae *temporal.ApplicationError
-				if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&failed) == nil && failed.Outputs != nil {
-					ss.Outputs = failed.Outputs
-					if step.ContinueOnError {
-						st.outputs[step.Name] = failed.Outputs
+				if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&failed) == nil {
+					if failed.Outputs != nil {
+						ss.Outputs = failed.Outputs
+						if step.ContinueOnError {
+							st.outputs[step.Name] = failed.Outputs
+						}
 					}
+					// The tests that failed it, for the status.
+					ss.Tests = failed.Tests
 				}
 			}
 			end(StateFailed, msg)

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/steps"
 )
 
 // State is where a run, a stage or a step is in its life.
@@ -141,7 +142,19 @@ type StepStatus struct {
 	// DryRun names the side effects the step only reported (see
 	// steps.Result.DryRun); empty when it made all of them.
 	DryRun string `json:"dry_run,omitempty"`
+	// Tests sums up the JUnit XML reports of a run step that declares
+	// some (junit), with secret values masked; nil for other steps and
+	// when no report could be read.
+	Tests *TestReport `json:"tests,omitempty"`
 }
+
+// TestReport is what a step's test reports say: counts, which are exact,
+// and the first failures (see steps.MaxTestFailures for the limits).
+type TestReport = steps.TestReport
+
+// TestFailure is one failed test of a TestReport, with the file and line
+// in the workspace where it failed, when known.
+type TestFailure = steps.TestFailure
 
 // ApprovalStatus is the state of a stage's approval gate.
 type ApprovalStatus struct {
@@ -235,6 +248,9 @@ type StepResult struct {
 	Outputs map[string]string `json:"outputs,omitempty"`
 	// DryRun is steps.Result.DryRun.
 	DryRun string `json:"dry_run,omitempty"`
+	// Tests is steps.Result.Tests, with secret values masked. A failed
+	// step's travels in the details of its failure, as its outputs do.
+	Tests *TestReport `json:"tests,omitempty"`
 }
 
 // ReleaseInput asks a runner to clean up a stage's workspace.

@@ -387,6 +387,13 @@ func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request, _ string) {
 		httpError(w, http.StatusConflict, err.Error())
 		return
 	}
+	// The new execution is reported to GitHub with checks of its own.
+	if p, err := engine.RunPlan(r.Context(), s.client, r.PathValue("id")); err == nil {
+		in := DeliveryInput{Via: ViaAPI, Event: webhook.Event{Repo: p.Git.Repo}}
+		if err := s.triggers.report(r.Context(), in, r.PathValue("id"), ""); err != nil {
+			s.log.Warn("reporting a retried run to GitHub", "run", r.PathValue("id"), "error", err)
+		}
+	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"run": r.PathValue("id"), "from": req.From})
 }
 

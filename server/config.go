@@ -66,6 +66,10 @@ type GitHubConfig struct {
 	WebhookSecrets []string
 	// APIURL is GitHub's REST API; default https://api.github.com/.
 	APIURL string
+	// CommitStatuses also posts a commit status per pipeline
+	// (sluice/<pipeline>), for branch protection that requires statuses
+	// rather than checks.
+	CommitStatuses bool
 }
 
 // Repository is a git repository whose post-receive hook reports to the
@@ -105,6 +109,7 @@ type fileGitHub struct {
 	PrivateKeyFile string   `hcl:"private_key_file,optional"`
 	WebhookSecrets []string `hcl:"webhook_secrets,optional"`
 	APIURL         string   `hcl:"api_url,optional"`
+	CommitStatuses *bool    `hcl:"commit_statuses,optional"`
 }
 
 type fileRepo struct {
@@ -152,6 +157,9 @@ func (c *Config) LoadFile(path string) error {
 		}
 		setDefault(&c.GitHub.PrivateKeyFile, g.PrivateKeyFile)
 		setDefault(&c.GitHub.APIURL, g.APIURL)
+		if g.CommitStatuses != nil && !c.GitHub.CommitStatuses {
+			c.GitHub.CommitStatuses = *g.CommitStatuses
+		}
 		if len(c.GitHub.WebhookSecrets) == 0 {
 			c.GitHub.WebhookSecrets = g.WebhookSecrets
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/server/githubapp"
 	"github.com/sluice-ci/sluice/server/webhook"
 )
 
@@ -53,6 +54,9 @@ type DeliveryInput struct {
 	Pipelines []string `json:"pipelines,omitempty"`
 	// Inputs are a manual run's inputs.
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// ApprovedBy is who, with write access, approved the head of a pull
+	// request from a fork for testing (ok-to-test).
+	ApprovedBy string `json:"approved_by,omitempty"`
 }
 
 // DeliveryResult says what a delivery started, and why it started
@@ -63,6 +67,13 @@ type DeliveryResult struct {
 	Invalid []InvalidPipeline `json:"invalid,omitempty"`
 	// Ignored says why the event starts nothing at all ([skip ci]).
 	Ignored string `json:"ignored,omitempty"`
+	// Gated lists the pipelines of a pull request from a fork that wait
+	// for someone with write access to approve its head (ok-to-test).
+	Gated []string `json:"gated,omitempty"`
+	// Done and Refused say what a command (a re-run, a button, a
+	// /sluice comment) did, and what it would not do and why.
+	Done    []string `json:"done,omitempty"`
+	Refused []string `json:"refused,omitempty"`
 }
 
 // TriggeredRun is a run a delivery started, or found already started for
@@ -134,9 +145,28 @@ type Triggers struct {
 	// plan.
 	Environ []string
 	Log     *slog.Logger
+
+	// App returns the client of an installation of the GitHub App, for
+	// checks, comments and permissions; nil when the server is no App.
+	App func(installation int64) (*githubapp.Client, error)
+	// Limits paces writes to GitHub per installation.
+	Limits *WriteLimits
+	// PublicURL is the server's URL, for the checks' links.
+	PublicURL string
+	// Statuses also posts commit statuses.
+	Statuses bool
+	// InstallationOf says which installation of the App serves a
+	// repository, as its webhooks said.
+	InstallationOf func(repo string) (int64, bool)
+	// MayApprove checks a user against a stage's approvers.
+	MayApprove func(ctx context.Context, p plan.Plan, approvers []string, user string) (bool, error)
 }
 
-var skipCI = regexp.MustCompile(`\[(?i:ci *skip|skip *ci)\]`)
+func (t *Triggers) limits() *WriteLimits { return t.Limits }
+
+// skipCI matches the markers that skip CI for a push or a pull request's
+// head commit, in any case: [skip ci], [ci skip], [sluice skip].
+var skipCI = regexp.MustCompile(`(?i)\[(ci *skip|skip *ci|sluice *skip)\]`)
 
 // Trigger is the Delivery workflow's activity.
 func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResult, error) {
@@ -146,20 +176,57 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 	// 10 s heartbeat timeout and another attempt goes on.
 	stop := engine.Heartbeat(ctx, 2*time.Second)
 	defer stop()
+	var except []string
+	switch ev.Kind {
+	case webhook.KindAction:
+		return t.action(ctx, in)
+	case webhook.KindComment:
+		return t.comment(ctx, in)
+	case webhook.KindRerun:
+		handled, ex, err := t.rerun(ctx, in, &res)
+		if err != nil || handled {
+			return res, sourceError(err)
+		}
+		except = ex
+	}
 	g, err := eventGit(ev)
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), errNotFound, nil)
 	}
-	if (g.Event == "push" || g.Event == "pull_request") && skipCI.MatchString(ev.HeadCommitMessage) {
-		res.Ignored = "the head commit asks to skip CI ([skip ci])"
-		return res, nil
+	var gh *githubapp.Client
+	if in.Via == ViaGitHub && t.App != nil && ev.InstallationID != 0 {
+		if gh, err = t.App(ev.InstallationID); err != nil {
+			return res, err
+		}
+	}
+	skip := ""
+	if (g.Event == "push" || g.Event == "pull_request") && in.ApprovedBy == "" {
+		if m := skipCI.FindString(ev.HeadCommitMessage); m != "" {
+			skip = fmt.Sprintf("the head commit asks to skip CI (%s)", m)
+		}
+	}
+	// A pull request from a fork runs the pipelines of its base, never
+	// its own (which could change what runs on its behalf), and only
+	// once someone with write access approved its head.
+	pr := ev.PullRequest
+	fork := pr != nil && pr.Fork
+	filesSHA, trusted := g.SHA, in.ApprovedBy != ""
+	if fork {
+		filesSHA = pr.BaseSHA
+		if !trusted && gh != nil {
+			perm, err := gh.Permission(ctx, ev.Repo, ev.Actor)
+			if err != nil {
+				return res, sourceError(err)
+			}
+			trusted = writer(perm)
+		}
 	}
 	src, err := t.source(in)
 	if err != nil {
 		return res, err
 	}
 	ref := RepoRef{Name: ev.Repo, URL: ev.CloneURL, Installation: ev.InstallationID}
-	files, err := src.PipelineFiles(ctx, ref, g.SHA)
+	files, err := src.PipelineFiles(ctx, ref, filesSHA)
 	if err != nil {
 		return res, sourceError(err)
 	}
@@ -189,15 +256,38 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 		case diags != "":
 			res.Invalid = append(res.Invalid, InvalidPipeline{Dir: dir, Diagnostics: diags})
 			invalid[dir] = true
+			if err := t.invalidCheck(ctx, gh, in, g.SHA, dir, diags); err != nil {
+				return res, err
+			}
 			continue
 		}
 		plans[dir] = p
 		switch {
 		case len(in.Pipelines) > 0 && !slices.Contains(in.Pipelines, p.Pipeline):
 			continue
+		case slices.Contains(except, p.Pipeline):
+			continue
 		case !p.Trigger.Matched:
 			res.Skipped = append(res.Skipped, SkippedPipeline{Pipeline: p.Pipeline, Dir: dir, Reason: p.Trigger.Reason})
 			continue
+		case skip != "":
+			res.Skipped = append(res.Skipped, SkippedPipeline{Pipeline: p.Pipeline, Dir: dir, Reason: skip})
+			if err := t.neutralCheck(ctx, gh, in, g.SHA, p.Pipeline, skip); err != nil {
+				return res, err
+			}
+			continue
+		}
+		if fork {
+			if err := withholdForFork(p); err != nil {
+				return res, err
+			}
+			if !trusted {
+				res.Gated = append(res.Gated, p.Pipeline)
+				if err := t.gateCheck(ctx, gh, in, p.Pipeline); err != nil {
+					return res, err
+				}
+				continue
+			}
 		}
 		id := RunID(p.Pipeline, runKey(in, dir, g))
 		run := TriggeredRun{RunID: id, Pipeline: p.Pipeline, Dir: dir}
@@ -208,7 +298,15 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 		case err != nil:
 			return res, err
 		}
+		// Started again for a run that exists: a server that died
+		// between the two left it unreported.
+		if err := t.report(ctx, in, id, dir); err != nil {
+			return res, err
+		}
 		res.Runs = append(res.Runs, run)
+	}
+	if skip != "" && len(res.Runs) == 0 {
+		res.Ignored = skip
 	}
 	// A push to the default branch says what the repository's schedules
 	// are.
@@ -218,9 +316,73 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 		}
 	}
 	if t.Log != nil {
-		t.Log.Info("delivery handled", "repo", ev.Repo, "ref", g.Ref, "sha", g.SHA, "runs", len(res.Runs), "skipped", len(res.Skipped), "invalid", len(res.Invalid))
+		t.Log.Info("delivery handled", "repo", ev.Repo, "ref", g.Ref, "sha", g.SHA, "runs", len(res.Runs), "skipped", len(res.Skipped), "invalid", len(res.Invalid), "gated", len(res.Gated))
 	}
 	return res, nil
+}
+
+// neutralCheck says on the commit that a pipeline was skipped ([skip
+// ci]): neutral, so it is told apart from one not run yet, and required
+// checks pass.
+func (t *Triggers) neutralCheck(ctx context.Context, gh *githubapp.Client, in DeliveryInput, sha, pipeline, why string) error {
+	if gh == nil {
+		return nil
+	}
+	now := time.Now().UTC()
+	_, err := oneCheck(ctx, gh, t.Limits, in.Event.InstallationID, in.Event.Repo, githubapp.CheckRun{
+		Name: pipeline, HeadSHA: sha, ExternalID: ExternalID("skip-"+pipeline, sha, "skipped"),
+		Status: "completed", Conclusion: "neutral", StartedAt: now, CompletedAt: now,
+		Title: "skipped", Summary: fmt.Sprintf("Not run: %s. Push a commit without the marker, or start it with `sluice run --server`, to run it.", why),
+	}, nil)
+	return sourceError(err)
+}
+
+// invalidCheck reports a project whose pipeline files do not compile, with
+// an annotation at each diagnostic's file:line.
+func (t *Triggers) invalidCheck(ctx context.Context, gh *githubapp.Client, in DeliveryInput, sha, dir, diags string) error {
+	if gh == nil {
+		return nil
+	}
+	where := dsl.DefaultDir
+	if dir != "" {
+		where = dir + "/" + dsl.DefaultDir
+	}
+	now := time.Now().UTC()
+	_, err := oneCheck(ctx, gh, t.Limits, in.Event.InstallationID, in.Event.Repo, githubapp.CheckRun{
+		Name: "sluice: " + where, HeadSHA: sha, ExternalID: ExternalID("invalid-"+strings.ReplaceAll(where, "/", "_"), sha, "diagnostics"),
+		Status: "completed", Conclusion: "failure", StartedAt: now, CompletedAt: now,
+		Title:   "the pipeline files do not compile",
+		Summary: fmt.Sprintf("No run started: the pipeline files in `%s` at this commit have errors. `sluice validate` shows the same.", where),
+		Text:    cutRunes("````text\n"+diags+"\n````\n", maxCheckOutput),
+	}, diagnosticAnnotations(diags))
+	return sourceError(err)
+}
+
+// gateCheck asks, on a fork's pull request, for someone with write access
+// to approve its head before its pipelines run.
+func (t *Triggers) gateCheck(ctx context.Context, gh *githubapp.Client, in DeliveryInput, pipeline string) error {
+	if gh == nil {
+		return nil
+	}
+	pr := in.Event.PullRequest
+	now := time.Now().UTC()
+	_, err := oneCheck(ctx, gh, t.Limits, in.Event.InstallationID, in.Event.Repo, githubapp.CheckRun{
+		Name: pipeline, HeadSHA: pr.HeadSHA, ExternalID: gateID(pr.Number, pr.HeadSHA, pipeline),
+		Status: "completed", Conclusion: "action_required", StartedAt: now, CompletedAt: now,
+		Title: "waiting for approval to test code from a fork",
+		Summary: fmt.Sprintf("Pull request #%d comes from %s, a fork. Its code runs once someone with write access to %s approves this head (%.12s) with the button above or a `/sluice ok-to-test` comment. "+
+			"It then runs the pipeline of the base branch, not the pull request's own `.sluice`, with no secrets and without approval or deploy stages. A new push asks again.",
+			pr.Number, orUnknown(pr.HeadRepo), in.Event.Repo, pr.HeadSHA),
+		Actions: []githubapp.Action{{Label: "Approve and run", Description: "Run this head, without secrets", Identifier: ActionRun}},
+	}, nil)
+	return sourceError(err)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "a deleted repository"
+	}
+	return s
 }
 
 func (t *Triggers) source(in DeliveryInput) (Source, error) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,6 +26,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/webhooks/github", s.githubWebhook)
 	mux.HandleFunc("/hooks/git", s.gitHook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// The pages checks link to; until the web view serves them, the
+	// run's status in JSON.
+	mux.HandleFunc("GET /runs/{id}", s.runPage)
+	mux.HandleFunc("GET /runs/{id}/stages/{stage}", s.runPage)
 	s.apiRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.touch()
@@ -93,10 +98,6 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("installation", "action", ev.Action, "installation", ev.InstallationID)
 		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: "installation noted"})
-		return
-	case webhook.KindAction:
-		s.log.Info("webhook noted", "event", ev.Name, "action", ev.Action, "delivery", d.ID)
-		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: fmt.Sprintf("%s events are noted, not run", ev.Kind)})
 		return
 	}
 	id := "github-" + d.ID
@@ -272,4 +273,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// runPage is where a check's details link leads: the run's status.
+func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/api/v1/runs/"+url.PathEscape(r.PathValue("id")), http.StatusFound)
 }

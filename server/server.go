@@ -47,6 +47,7 @@ type Server struct {
 	extraWorkers  []worker.Worker
 	app           *githubapp.App
 	installations *installations
+	limits        *WriteLimits
 }
 
 // Start brings the server up: Temporal (embedded or the cluster the
@@ -111,11 +112,23 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			return nil, err
 		}
 		s.triggers.GitHub = newGitHubSources(s.app)
+		s.triggers.App = s.app.Installation
 	}
+	s.limits = &WriteLimits{}
+	s.triggers.Limits = s.limits
+	s.triggers.PublicURL = s.publicURL()
+	s.triggers.Statuses = cfg.GitHub.CommitStatuses
+	s.triggers.MayApprove = s.mayApprove
+	s.triggers.InstallationOf = s.installations.get
 	s.worker = worker.New(s.client, Queue, worker.Options{Identity: "sluice-server/" + local.DefaultRunnerName()})
 	s.worker.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
 	s.worker.RegisterWorkflowWithOptions(ScheduledRun, workflow.RegisterOptions{Name: ScheduledWorkflowName})
 	s.worker.RegisterActivity(s.triggers)
+	s.worker.RegisterWorkflowWithOptions(Report, workflow.RegisterOptions{Name: ReportWorkflowName})
+	s.worker.RegisterActivity(&Reporter{
+		Client: s.client, GitHub: s.triggers.App, Limits: s.limits, Log: logger,
+		Logs: func(run, stage, step string) (io.ReadCloser, error) { return s.stack.Logs.Open(run, stage, step) },
+	})
 	workers := []worker.Worker{s.worker}
 	if cfg.NoRunner {
 		// Without a runner of its own the server still hosts the
@@ -150,10 +163,22 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is how the server is reached: the public URL, or its address.
 func (s *Server) URL() string {
+	if u := s.publicURL(); u != "" {
+		return u
+	}
+	return "http://" + s.Addr()
+}
+
+// publicURL is the configured public URL, or for a server on a loopback
+// or wildcard address with none, its listen address.
+func (s *Server) publicURL() string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimSuffix(s.cfg.PublicURL, "/")
 	}
-	return "http://" + s.Addr()
+	if s.ln != nil {
+		return "http://" + s.ln.Addr().String()
+	}
+	return ""
 }
 
 // Stack is the Temporal connection (and runner) the server uses.

@@ -77,6 +77,12 @@ type env struct {
 // runner (runs are started, not run), as the GitHub App of a fake GitHub.
 func start(t *testing.T) *env {
 	t.Helper()
+	return startWith(t, func(*server.Config) {})
+}
+
+// startWith is start with the configuration changed by set.
+func startWith(t *testing.T, set func(*server.Config)) *env {
+	t.Helper()
 	tsOnce.Do(func() {
 		ts = temporaltest.NewServer(temporaltest.WithBaseClientOptions(client.Options{Logger: nil}))
 	})
@@ -93,6 +99,7 @@ func start(t *testing.T) *env {
 		NoRunner: true,
 		GitHub:   server.GitHubConfig{AppID: gh.AppID, PrivateKeyFile: key, WebhookSecrets: []string{"old secret", secret}, APIURL: gh.URL()},
 	}
+	set(&cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := server.Start(ctx, cfg, slog.New(slog.DiscardHandler))

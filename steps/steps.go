@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 )
@@ -42,6 +44,82 @@ type Result struct {
 	// because nothing is configured to make them; empty when the step made
 	// every side effect it has. The run's summary shows it.
 	DryRun string
+	// Tests sums up the JUnit XML reports a run step declares (its junit
+	// attribute), read when the step ended, whether it succeeded or not;
+	// nil when it declares none.
+	Tests *TestReport
+}
+
+// The limits of a TestReport: the counts are always exact, but it lists at
+// most MaxTestFailures failures, keeps at most MaxTestDetails bytes of each
+// failure's details and MaxTestMessage of its message, and drops details,
+// then failures, once its failures hold MaxTestReportText bytes of text.
+// A report travels through workflow history and the run's status, which
+// are small.
+const (
+	MaxTestFailures   = 200
+	MaxTestMessage    = 1 << 10
+	MaxTestDetails    = 4 << 10
+	MaxTestReportText = 64 << 10
+)
+
+// TestReport is what a step's test reports say: how many tests ran,
+// failed (a failure or an error) and were skipped, and which failed.
+type TestReport struct {
+	Total   int `json:"total"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+	// Failures are the failed tests in the order of the reports, at most
+	// MaxTestFailures of them.
+	Failures []TestFailure `json:"failures,omitempty"`
+}
+
+// Passed is how many tests neither failed nor were skipped.
+func (r *TestReport) Passed() int { return r.Total - r.Failed - r.Skipped }
+
+// Summary says what the report counts: "120 passed, 2 failed, 3 skipped".
+func (r *TestReport) Summary() string {
+	return fmt.Sprintf("%d passed, %d failed, %d skipped", r.Passed(), r.Failed, r.Skipped)
+}
+
+// TestFailure is one failed test.
+type TestFailure struct {
+	// Suite is the test's class name (a Go package, a Java class, a Python
+	// module), or the name of its suite when it has none.
+	Suite string `json:"suite,omitempty"`
+	Name  string `json:"name"`
+	// File and Line say where the test failed: File is a slash-separated
+	// path relative to the workspace, of a file that is there; empty when
+	// neither the report nor the failure's text points at one.
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+	// Message is the failure's message, or the first line of its text.
+	Message string `json:"message,omitempty"`
+	// Details is the failure's text (an assertion, a stack trace), cut
+	// to MaxTestDetails bytes.
+	Details string `json:"details,omitempty"`
+}
+
+// String says in one line where the test failed and why:
+// "calc/calc_test.go:14: example.com/calc.TestDiv: Div(1, 0) = 0, want an
+// error", with the first line of the message.
+func (f TestFailure) String() string {
+	var b strings.Builder
+	if f.File != "" {
+		b.WriteString(f.File)
+		if f.Line > 0 {
+			b.WriteString(":" + strconv.Itoa(f.Line))
+		}
+		b.WriteString(": ")
+	}
+	if f.Suite != "" {
+		b.WriteString(f.Suite + ".")
+	}
+	b.WriteString(f.Name)
+	if msg, _, _ := strings.Cut(strings.TrimSpace(f.Message), "\n"); msg != "" {
+		b.WriteString(": " + strings.TrimSpace(msg))
+	}
+	return b.String()
 }
 
 // Executor runs one kind of step. It returns an error when the step failed;

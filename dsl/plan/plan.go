@@ -80,6 +80,10 @@ type Secret struct {
 	Name string `json:"name"`
 	Env  string `json:"env,omitempty"`
 	File string `json:"file,omitempty"`
+	// Withheld says why the secret is empty in this run whatever runners
+	// have: the server withholds every secret from the run of a pull
+	// request from a fork.
+	Withheld string `json:"withheld,omitempty"`
 }
 
 // Schedule is when a pipeline runs by itself: a cron expression, and the

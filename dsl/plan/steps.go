@@ -46,6 +46,10 @@ type RunStep struct {
 	// Outputs names what the step writes to $SLUICE_OUTPUT as name=value
 	// lines; only declared outputs can be referenced by later steps.
 	Outputs []string `json:"outputs,omitempty" hcl:"outputs"`
+	// JUnit names the JUnit XML reports the step writes: paths or globs
+	// (MatchGlob) relative to WorkingDir, which the runner reads when the
+	// step ends, whether it succeeded or not.
+	JUnit []string `json:"junit,omitempty" hcl:"junit"`
 }
 
 // ImageStep builds a container image with BuildKit and optionally pushes it.

@@ -2,7 +2,9 @@
 // App (a JWT signed with the App's private key), mints installation tokens
 // through ghinstallation, and reads what the webhook server needs from
 // GitHub's REST API: pipeline files at a commit, the files a push or a
-// pull request changed, team membership and the pull requests of a commit.
+// pull request changed, team membership and the pull requests of a commit;
+// and it writes what a CI system reports (checks.go): check runs, commit
+// statuses and comments.
 //
 // Errors a retry may cure (GitHub's 5xx, 429, rate limits) are
 // *RetryableError, with the wait GitHub asked for; the client never sleeps
@@ -160,15 +162,16 @@ func (a *App) Installation(id int64) (*Client, error) {
 	}
 	gh := github.NewClient(hc)
 	gh.BaseURL = a.base
-	c := &Client{gh: gh, installation: id, blobs: a.blobs}
+	c := &Client{gh: gh, installation: id, appID: a.ID, blobs: a.blobs}
 	a.clients[id] = c
 	return c, nil
 }
 
-// Client reads GitHub as one installation of the App.
+// Client reads and writes GitHub as one installation of the App.
 type Client struct {
 	gh           *github.Client
 	installation int64
+	appID        int64 // the App's ID: FindCheckRun lists only its check runs
 	blobs        *blobCache
 }
 

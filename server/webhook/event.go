@@ -26,6 +26,9 @@ const (
 	// KindAction is a button of a check run clicked (check_run
 	// requested_action), used for approve/reject.
 	KindAction = "requested_action"
+	// KindComment is a comment created on a pull request: Sluice reads
+	// /sluice commands in it. Comments on issues are ignored.
+	KindComment = "comment"
 	// KindInstallation is the App installed, removed, or given access to
 	// more or fewer repositories (installation, installation_repositories).
 	KindInstallation = "installation"
@@ -72,6 +75,23 @@ type Event struct {
 	Rerun           *Rerun           // for KindRerun
 	RequestedAction *RequestedAction // for KindAction
 	Installation    *Installation    // for KindInstallation
+	Comment         *Comment         // for KindComment
+}
+
+// Comment is a comment on a pull request. Who wrote it is Event.Actor;
+// the pull request's head is not in the payload, so the server asks
+// GitHub for it.
+type Comment struct {
+	ID     int64
+	Number int // the pull request's number
+	Body   string
+	// AuthorAssociation is GitHub's word for the author (OWNER, MEMBER,
+	// COLLABORATOR, CONTRIBUTOR, NONE...): a hint only; permissions are
+	// checked with GitHub.
+	AuthorAssociation string
+	// FromApp is set when the comment was made by a GitHub App (Sluice's
+	// own replies among them): never read for commands.
+	FromApp bool
 }
 
 // PullRequest is what a pull request event says about the pull request,
@@ -220,6 +240,23 @@ type checkRunPayload struct {
 	} `json:"requested_action"`
 }
 
+type commentPayload struct {
+	common
+	Issue *struct {
+		Number      int             `json:"number"`
+		PullRequest json.RawMessage `json:"pull_request"`
+	} `json:"issue"`
+	Comment *struct {
+		ID                    int64           `json:"id"`
+		Body                  string          `json:"body"`
+		AuthorAssociation     string          `json:"author_association"`
+		PerformedViaGitHubApp json.RawMessage `json:"performed_via_github_app"`
+		User                  *struct {
+			Type string `json:"type"`
+		} `json:"user"`
+	} `json:"comment"`
+}
+
 type installationPayload struct {
 	common
 	Repositories        []repository `json:"repositories"`
@@ -254,6 +291,8 @@ func Parse(d *Delivery) (Event, error) {
 		err = parseCheckRun(d.Payload, &ev)
 	case "installation", "installation_repositories":
 		err = parseInstallation(d.Payload, &ev)
+	case "issue_comment":
+		err = parseComment(d.Payload, &ev)
 	case "ping":
 		var p common
 		if err = decode(d.Payload, &p); err == nil {
@@ -567,3 +606,80 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// parseComment handles issue_comment: a created comment on a pull request
+// (an issue with a pull_request field) that holds a /sluice command.
+func parseComment(payload []byte, ev *Event) error {
+	var p commentPayload
+	if err := decode(payload, &p); err != nil {
+		return err
+	}
+	p.fill(ev)
+	if p.Action != "created" {
+		ignore(ev, "issue_comment action %q is not one Sluice acts on", p.Action)
+		return nil
+	}
+	if err := p.needRepo(); err != nil {
+		return err
+	}
+	if p.Issue == nil || p.Issue.Number <= 0 || p.Comment == nil {
+		return errors.New("payload has no issue with a number, or no comment")
+	}
+	if len(p.Issue.PullRequest) == 0 || string(p.Issue.PullRequest) == "null" {
+		ignore(ev, "comment on issue #%d, not on a pull request", p.Issue.Number)
+		return nil
+	}
+	c := p.Comment
+	fromApp := len(c.PerformedViaGitHubApp) > 0 && string(c.PerformedViaGitHubApp) != "null" ||
+		c.User != nil && c.User.Type == "Bot"
+	if fromApp || !HasCommand(c.Body) {
+		ignore(ev, "comment on pull request #%d has no /sluice command", p.Issue.Number)
+		return nil
+	}
+	ev.Kind = KindComment
+	ev.Comment = &Comment{ID: c.ID, Number: p.Issue.Number, Body: c.Body, AuthorAssociation: c.AuthorAssociation}
+	return nil
+}
+
+// CommandPrefix starts a command in a pull request's comment.
+const CommandPrefix = "/sluice"
+
+// Command is one /sluice command of a comment: "/sluice retry build"
+// gives {Name: "retry", Args: ["build"]}.
+type Command struct {
+	Name string
+	Args []string
+	Line string // the line as written
+}
+
+// Commands returns the /sluice commands of a comment, one per line that
+// starts with /sluice (lines in fenced code blocks and quotes are not
+// commands).
+func Commands(body string) []Command {
+	var out []Command
+	fenced := false
+	for _, line := range strings.Split(body, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "```") || strings.HasPrefix(t, "~~~") {
+			fenced = !fenced
+			continue
+		}
+		if fenced {
+			continue
+		}
+		f := strings.Fields(t)
+		if len(f) == 0 || f[0] != CommandPrefix {
+			continue
+		}
+		c := Command{Line: t}
+		if len(f) > 1 {
+			c.Name = strings.ToLower(f[1])
+			c.Args = f[2:]
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// HasCommand says whether a comment holds a /sluice command.
+func HasCommand(body string) bool { return len(Commands(body)) > 0 }

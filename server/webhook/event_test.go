@@ -281,10 +281,43 @@ func TestParseFixtures(t *testing.T) {
 			}),
 		},
 		{
-			name: "issue comment is ignored", event: "issue_comment", fixture: "issue_comment/created.payload.json",
+			name: "comment on an issue is ignored", event: "issue_comment", fixture: "issue_comment/created.payload.json",
 			want: hello(Event{
 				Kind: KindIgnored, Name: "issue_comment", Action: "created",
-				Ignored: `event "issue_comment" is not one Sluice acts on`,
+				Ignored: "comment on issue #1, not on a pull request",
+			}),
+		},
+		{
+			name: "comment on a pull request with a command", event: "issue_comment", fixture: "issue_comment/created.payload.json",
+			change: func(p map[string]any) {
+				obj(p, "issue")["pull_request"] = map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+				obj(p, "comment")["body"] = "Looks fine.\r\n/sluice ok-to-test\r\n"
+			},
+			want: hello(Event{
+				Kind: KindComment, Name: "issue_comment", Action: "created",
+				Comment: &Comment{ID: 492700400, Number: 1, Body: "Looks fine.\r\n/sluice ok-to-test\r\n", AuthorAssociation: "OWNER"},
+			}),
+		},
+		{
+			name: "comment on a pull request without a command is ignored", event: "issue_comment", fixture: "issue_comment/created.payload.json",
+			change: func(p map[string]any) {
+				obj(p, "issue")["pull_request"] = map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+			},
+			want: hello(Event{
+				Kind: KindIgnored, Name: "issue_comment", Action: "created",
+				Ignored: "comment on pull request #1 has no /sluice command",
+			}),
+		},
+		{
+			name: "a command in an App's own comment is ignored", event: "issue_comment", fixture: "issue_comment/created.payload.json",
+			change: func(p map[string]any) {
+				obj(p, "issue")["pull_request"] = map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+				obj(p, "comment")["body"] = "/sluice cancel"
+				obj(p, "comment")["performed_via_github_app"] = map[string]any{"id": 1, "slug": "sluice"}
+			},
+			want: hello(Event{
+				Kind: KindIgnored, Name: "issue_comment", Action: "created",
+				Ignored: "comment on pull request #1 has no /sluice command",
 			}),
 		},
 		{
@@ -452,4 +485,20 @@ func mustJSON(t testing.TB, v any) []byte {
 
 func dump(t testing.TB, ev Event) string {
 	return string(mustJSON(t, ev))
+}
+
+func TestCommands(t *testing.T) {
+	body := "Thanks!\r\n/sluice retry build\r\n> /sluice cancel\n```\n/sluice approve deploy\n```\n  /sluice APPROVE deploy  \n/sluicex no\n/sluice"
+	got := Commands(body)
+	want := []Command{
+		{Name: "retry", Args: []string{"build"}, Line: "/sluice retry build"},
+		{Name: "approve", Args: []string{"deploy"}, Line: "/sluice APPROVE deploy"},
+		{Name: "", Args: nil, Line: "/sluice"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Commands = %#v\nwant %#v", got, want)
+	}
+	if HasCommand("no commands here /sluice retry") {
+		t.Error("a /sluice in the middle of a line is no command")
+	}
 }

@@ -31,7 +31,7 @@ import (
 )
 
 // Workspace is where the stage's workspace is mounted in the container.
-const Workspace = "/workspace"
+const Workspace = run.ContainerWorkspace
 
 // outputDir holds $SLUICE_OUTPUT in the container: a mount of its own, so
 // the file is not left in the workspace. The exit code sluice-exec records

@@ -1,7 +1,10 @@
 // Package run implements the `run` step on the runner's own host: a command
 // or a shell script started in the stage's workspace, with a clean
 // environment, its output streamed to the step's log and its declared
-// outputs read back from the file named by $SLUICE_OUTPUT.
+// outputs read back from the file named by $SLUICE_OUTPUT. When its command
+// has ended, successfully or not, the JUnit XML reports the step declares
+// (junit) are read from the workspace into the result (see package junit),
+// for steps with an image too.
 //
 // A run step with an image runs in a container, which needs a runner with
 // BuildKit; this package refuses such steps with ErrNeedsContainer so that

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/steps"
+	"github.com/sluice-ci/sluice/steps/junit"
 )
 
 // DefaultGracePeriod is how long a step's processes get between SIGTERM and
@@ -88,10 +89,31 @@ type Executor struct {
 
 var _ steps.Executor = (*Executor)(nil)
 
+// ContainerWorkspace is where a step with an image finds the workspace in
+// its container (see package container).
+const ContainerWorkspace = "/workspace"
+
 // Execute runs the step and waits for it and every process it started.
 // A step that exits non-zero returns an *ExitError together with the
 // exit_code output; a cancelled step returns an error wrapping ctx.Err().
+//
+// Once the step's command has ended, whether it succeeded or not, the
+// JUnit XML reports the step declares are read into the result's Tests.
 func (e *Executor) Execute(ctx context.Context, req steps.Request) (steps.Result, error) {
+	res, err := e.execute(ctx, req)
+	// exit_code says the command ran to its end: a step that could not
+	// start or was cancelled wrote no report worth reading.
+	if rs := req.Step.Run; rs != nil && len(rs.JUnit) > 0 && ctx.Err() == nil && res.Outputs["exit_code"] != "" {
+		o := junit.Options{Workspace: req.Workspace, WorkingDir: rs.WorkingDir, Patterns: rs.JUnit, Log: req.Log}
+		if !rs.Image.IsZero() {
+			o.Roots = []string{ContainerWorkspace}
+		}
+		res.Tests = junit.Collect(o)
+	}
+	return res, err
+}
+
+func (e *Executor) execute(ctx context.Context, req steps.Request) (steps.Result, error) {
 	rs, _, err := steps.Begin(req, plan.KindRun, req.Step.Run)
 	if err != nil {
 		return steps.Result{}, err

@@ -798,3 +798,71 @@ echo "dir=$SLUICE_SECRETS" >> "$SLUICE_OUTPUT"`)
 		t.Errorf("without secrets: %v, log %q", err, log)
 	}
 }
+
+// goTestReport is a report as gotestsum writes it for a failing go test.
+const goTestReport = `<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="3" failures="1" errors="0" time="0.2">
+	<testsuite tests="3" failures="1" time="0.01" name="example.com/calc" timestamp="2025-03-04T10:11:12Z">
+		<testcase classname="example.com/calc" name="TestAdd" time="0.000"></testcase>
+		<testcase classname="example.com/calc" name="TestSkip" time="0.000"><skipped message="skipped"></skipped></testcase>
+		<testcase classname="example.com/calc" name="TestDiv" time="0.000">
+			<failure message="Failed" type="">=== RUN   TestDiv&#xA;    calc_test.go:7: Div(1, 0) = 0, want an error&#xA;--- FAIL: TestDiv (0.00s)&#xA;</failure>
+		</testcase>
+	</testsuite>
+</testsuites>
+`
+
+// A step's JUnit reports are read when its command ends, failing or not,
+// relative to its working directory; a step whose command never ran has
+// none.
+func TestJUnitReports(t *testing.T) {
+	ws := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(ws, "calc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "calc", "calc_test.go"), []byte("package calc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := testExecutor()
+	rs := script("mkdir -p out && cat > out/report.xml <<'EOF'\n" + goTestReport + "EOF\nexit 1")
+	rs.WorkingDir = "calc"
+	rs.JUnit = []string{"out/*.xml", "../missing.xml"}
+	log := &logBuffer{}
+	res, err := e.Execute(context.Background(), request(ws, rs, log))
+	var exit *ExitError
+	if !errors.As(err, &exit) || exit.Code != 1 {
+		t.Fatalf("Execute: %v, want exit code 1\n%s", err, log)
+	}
+	want := &steps.TestReport{Total: 3, Failed: 1, Skipped: 1, Failures: []steps.TestFailure{{
+		Suite: "example.com/calc", Name: "TestDiv", File: "calc/calc_test.go", Line: 7,
+		Message: "Div(1, 0) = 0, want an error",
+		Details: "=== RUN   TestDiv\n    calc_test.go:7: Div(1, 0) = 0, want an error\n--- FAIL: TestDiv (0.00s)",
+	}}}
+	if diff := cmp.Diff(want, res.Tests); diff != "" {
+		t.Errorf("tests (-want +got):\n%s", diff)
+	}
+	if res.Outputs["exit_code"] != "1" {
+		t.Errorf("outputs %v", res.Outputs)
+	}
+	for _, line := range []string{
+		"sluice: junit: \"../missing.xml\" matched no file\n",
+		"sluice: tests: 1 passed, 1 failed, 1 skipped (1 report)\n",
+		"sluice: FAIL calc/calc_test.go:7: example.com/calc.TestDiv: Div(1, 0) = 0, want an error\n",
+	} {
+		if !strings.Contains(log.String(), line) {
+			t.Errorf("log lacks %q:\n%s", line, log)
+		}
+	}
+
+	// A step that succeeds has its reports read too.
+	rs.Script = plan.Lit("true")
+	if res, err := e.Execute(context.Background(), request(ws, rs, nil)); err != nil || res.Tests == nil || res.Tests.Total != 3 {
+		t.Errorf("succeeding step: %v, tests %+v", err, res.Tests)
+	}
+
+	// A command that could not start ran no test.
+	rs.Script, rs.Command = plan.Template{}, lits("no-such-command-anywhere")
+	if res, err := e.Execute(context.Background(), request(ws, rs, nil)); err == nil || res.Tests != nil {
+		t.Errorf("missing command: %v, tests %+v", err, res.Tests)
+	}
+}

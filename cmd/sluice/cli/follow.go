@@ -354,6 +354,7 @@ func writeSummary(w io.Writer, st engine.RunStatus) {
 		}
 	}
 	tw.Flush()
+	writeTests(w, st)
 	what := "Run"
 	if st.DryRun {
 		what = "Dry run"
@@ -364,6 +365,30 @@ func writeSummary(w io.Writer, st engine.RunStatus) {
 	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "%s\n", st.Error)
+	}
+}
+
+// summaryFailures is how many failed tests of a step the summary lists.
+const summaryFailures = 5
+
+// writeTests says what the test reports of the run's steps counted, and
+// where the first tests of each step failed.
+func writeTests(w io.Writer, st engine.RunStatus) {
+	for _, s := range st.Stages {
+		for _, step := range s.Steps {
+			r := step.Tests
+			if r == nil {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s/%s tests: %s\n", s.ID, step.Name, r.Summary())
+			shown := min(len(r.Failures), summaryFailures)
+			for _, f := range r.Failures[:shown] {
+				fmt.Fprintf(w, "  FAIL %s\n", f)
+			}
+			if more := r.Failed - shown; more > 0 && shown > 0 {
+				fmt.Fprintf(w, "  ... and %d more failed\n", more)
+			}
+		}
 	}
 }
 

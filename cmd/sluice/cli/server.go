@@ -119,6 +119,7 @@ func newServer(e *env) *cobra.Command {
 	fl.Int64Var(&cfg.GitHub.AppID, "github-app-id", 0, "the GitHub App's ID (SLUICE_GITHUB_APP_ID)")
 	fl.StringVar(&cfg.GitHub.PrivateKeyFile, "github-private-key", "", "the GitHub App's private key, a .pem file (SLUICE_GITHUB_PRIVATE_KEY_FILE)")
 	fl.StringVar(&cfg.GitHub.APIURL, "github-api-url", "", "GitHub's REST API (default https://api.github.com/; GitHub Enterprise: https://HOST/api/v3/)")
+	fl.BoolVar(&cfg.GitHub.CommitStatuses, "commit-statuses", false, "also post a commit status sluice/<pipeline> per run, for branch protection that requires statuses (checks are always posted)")
 	fl.BoolVar(&cfg.Background, "background", false, "")
 	_ = fl.MarkHidden("background")
 	cmd.AddCommand(newServerStop(e), newServerToken(e))

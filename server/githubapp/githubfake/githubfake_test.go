@@ -1,6 +1,7 @@
 package githubfake
 
 import (
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -8,12 +9,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -340,5 +343,353 @@ func TestRejectsResponsesOutsideTheSpec(t *testing.T) {
 	do(t, s, "GET", "/repos/acme/web/git/trees/"+sha, "token "+tok, "", nil)
 	if errs := rec.Errors(); len(errs) != 1 || !strings.Contains(errs[0], "git/get-tree") || !strings.Contains(errs[0], "truncated") {
 		t.Fatalf("violations reported = %q, want one about the tree's truncated", errs)
+	}
+}
+
+// call is do for any JSON answer, with the response's headers.
+func call(t *testing.T, s *Server, method, path, tok string, body any) (int, http.Header, any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequest(method, strings.TrimSuffix(s.URL(), "/")+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("User-Agent", "githubfake-test")
+	req.Header.Set("Authorization", "token "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s %s: the answer is not JSON: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header, out
+}
+
+func field(v any, path ...string) any {
+	for _, k := range path {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	return v
+}
+
+func rawAnnotations(n int) []map[string]any {
+	out := []map[string]any{}
+	for i := range n {
+		out = append(out, map[string]any{"path": fmt.Sprintf("f%d.go", i), "start_line": i + 1, "end_line": i + 1, "annotation_level": "notice", "message": "m"})
+	}
+	return out
+}
+
+// checkRunSetup makes acme/web with a commit and a check run, and returns
+// the token, the commit and the run's path.
+func checkRunSetup(t *testing.T, s *Server) (tok, sha, runPath string) {
+	t.Helper()
+	s.AddRepo("acme/web", 7)
+	sha = s.Commit("acme/web", "", map[string]string{"a": "a"})
+	tok = installationToken(t, s)
+	status, h, out := call(t, s, "POST", "/repos/acme/web/check-runs", tok, map[string]any{"name": "build", "head_sha": sha, "external_id": "e1"})
+	if status != 201 || h.Get("Location") == "" {
+		t.Fatalf("create: %d %v", status, out)
+	}
+	return tok, sha, fmt.Sprintf("/repos/acme/web/check-runs/%v", int64(field(out, "id").(float64)))
+}
+
+// TestCheckRunLimits: writes beyond GitHub's limits get GitHub's 422, not
+// a violation (data can exceed them), and change nothing.
+func TestCheckRunLimits(t *testing.T) {
+	s := New(t)
+	tok, sha, run := checkRunSetup(t, s)
+	output := func(summary string, annotations int) map[string]any {
+		return map[string]any{"title": "t", "summary": summary, "annotations": rawAnnotations(annotations)}
+	}
+	action := func(label, desc, id string) map[string]any {
+		return map[string]any{"label": label, "description": desc, "identifier": id}
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		body               map[string]any
+		want               string
+	}{
+		{"51 annotations", "PATCH", run, map[string]any{"output": output("s", 51)}, "No more than 50 items are allowed; 51 were supplied."},
+		{"51 annotations on create", "POST", "/repos/acme/web/check-runs", map[string]any{"name": "b", "head_sha": sha, "output": output("s", 51)}, "No more than 50 items are allowed; 51 were supplied."},
+		{"summary of 66,000", "PATCH", run, map[string]any{"output": output(strings.Repeat("x", 66000), 0)}, "Only 65535 characters are allowed; 66000 were supplied."},
+		{"text of 65,536", "PATCH", run, map[string]any{"output": map[string]any{"title": "t", "summary": "s", "text": strings.Repeat("é", 65536)}}, "Only 65535 characters are allowed; 65536 were supplied."},
+		{"4 actions", "PATCH", run, map[string]any{"actions": []any{action("a", "a", "a"), action("b", "b", "b"), action("c", "c", "c"), action("d", "d", "d")}}, "No more than 3 items are allowed; 4 were supplied."},
+		{"label of 21", "PATCH", run, map[string]any{"actions": []any{action(strings.Repeat("l", 21), "d", "i")}}, "Only 20 characters are allowed; 21 were supplied."},
+		{"description of 41", "PATCH", run, map[string]any{"actions": []any{action("l", strings.Repeat("d", 41), "i")}}, "Only 40 characters are allowed; 41 were supplied."},
+		{"identifier of 21", "POST", "/repos/acme/web/check-runs", map[string]any{"name": "b", "head_sha": sha, "actions": []any{action("l", "d", strings.Repeat("i", 21))}}, "Only 20 characters are allowed; 21 were supplied."},
+		{"completed without conclusion on create", "POST", "/repos/acme/web/check-runs", map[string]any{"name": "b", "head_sha": sha, "status": "completed"}, "\"conclusion\" is required"},
+		{"output without title on update", "PATCH", run, map[string]any{"output": map[string]any{"summary": "s"}}, "\"title\" wasn't supplied."},
+		{"stale", "PATCH", run, map[string]any{"conclusion": "stale"}, "stale"},
+		{"multi-line annotation with columns", "PATCH", run, map[string]any{"output": map[string]any{"title": "t", "summary": "s", "annotations": []any{
+			map[string]any{"path": "a", "start_line": 1, "end_line": 2, "start_column": 3, "annotation_level": "notice", "message": "m"}}}}, "start_column"},
+		{"unknown commit", "POST", "/repos/acme/web/check-runs", map[string]any{"name": "b", "head_sha": strings.Repeat("e", 40)}, "No commit found for SHA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, out := call(t, s, tc.method, tc.path, tok, tc.body)
+			if msg, _ := field(out, "message").(string); status != 422 || !strings.Contains(msg, tc.want) {
+				t.Errorf("%d %v, want 422 saying %q", status, out, tc.want)
+			}
+		})
+	}
+	runs := s.CheckRuns("acme/web")
+	if len(runs) != 1 || runs[0].Writes != 1 || len(runs[0].Annotations) != 0 || runs[0].Summary != "" || runs[0].Actions != nil || runs[0].Status != "queued" {
+		t.Errorf("refused writes changed the runs: %+v", runs)
+	}
+	if v := s.Violations(); len(v) != 0 {
+		t.Errorf("violations %q", v)
+	}
+	// At the limits: accepted.
+	status, _, out := call(t, s, "PATCH", run, tok, map[string]any{
+		"output":  map[string]any{"title": "t", "summary": strings.Repeat("x", 65535), "annotations": rawAnnotations(50)},
+		"actions": []any{action(strings.Repeat("l", 20), strings.Repeat("d", 40), strings.Repeat("i", 20))},
+	})
+	if status != 200 || field(out, "output", "annotations_count") != 50.0 {
+		t.Errorf("at the limits: %d %v", status, field(out, "output"))
+	}
+}
+
+// TestCheckRunLimitsDoNotHideViolations: a write over a limit that is
+// also outside the description is a violation.
+func TestCheckRunLimitsDoNotHideViolations(t *testing.T) {
+	rec := &recorder{TB: t}
+	s := New(rec)
+	tok, _, run := checkRunSetup(t, s)
+	bad := rawAnnotations(51)
+	bad[3]["annotation_level"] = "error"
+	status, _, _ := call(t, s, "PATCH", run, tok, map[string]any{"output": map[string]any{"title": "t", "summary": "s", "annotations": bad}})
+	// The description itself requires a conclusion with status
+	// completed on update (not on create, where GitHub answers 422).
+	status2, _, _ := call(t, s, "PATCH", run, tok, map[string]any{"status": "completed"})
+	if errs := rec.Errors(); status != 400 || status2 != 400 || len(errs) != 2 || !strings.Contains(errs[0], "annotation_level") {
+		t.Fatalf("statuses %d, %d; violations %q", status, status2, errs)
+	}
+}
+
+// TestCheckRunAnnotationsAppend: each update's annotations are added to
+// the run's; output replaces title and summary.
+func TestCheckRunAnnotationsAppend(t *testing.T) {
+	s := New(t)
+	tok, _, run := checkRunSetup(t, s)
+	for i, n := range []int{50, 50, 20} {
+		status, _, out := call(t, s, "PATCH", run, tok, map[string]any{"output": map[string]any{"title": fmt.Sprint("pass ", i), "summary": "s", "annotations": rawAnnotations(n)}})
+		if status != 200 {
+			t.Fatalf("update %d: %d %v", i, status, out)
+		}
+	}
+	status, _, out := call(t, s, "GET", run, tok, nil)
+	if status != 200 || field(out, "output", "annotations_count") != 120.0 || field(out, "output", "title") != "pass 2" || field(out, "output", "text") != nil {
+		t.Errorf("get: %d %v", status, field(out, "output"))
+	}
+	if runs := s.CheckRuns("acme/web"); len(runs[0].Annotations) != 120 || runs[0].Writes != 4 {
+		t.Errorf("%d annotations, %d writes", len(runs[0].Annotations), runs[0].Writes)
+	}
+}
+
+func TestCheckRunConclusionCompletes(t *testing.T) {
+	s := New(t)
+	tok, _, run := checkRunSetup(t, s)
+	status, _, out := call(t, s, "PATCH", run, tok, map[string]any{"conclusion": "success"})
+	if status != 200 || field(out, "status") != "completed" || field(out, "conclusion") != "success" || field(out, "completed_at") == nil {
+		t.Fatalf("%d %v", status, out)
+	}
+	if field(out, "app", "id") != float64(s.AppID) || field(out, "external_id") != "e1" {
+		t.Errorf("app %v, external_id %v", field(out, "app", "id"), field(out, "external_id"))
+	}
+}
+
+func TestListCheckRunsForRef(t *testing.T) {
+	s := New(t)
+	s.AddRepo("acme/web", 7)
+	sha := s.Commit("acme/web", "", map[string]string{"a": "a"})
+	s.SetBranch("acme/web", "main", sha)
+	tok := installationToken(t, s)
+	var ids []int64
+	for _, name := range []string{"build", "build", "build", "test"} {
+		ids = append(ids, s.AddCheckRun("acme/web", s.AppID, name, sha, ""))
+	}
+	call(t, s, "PATCH", fmt.Sprintf("/repos/acme/web/check-runs/%d", ids[0]), tok, map[string]any{"conclusion": "failure"})
+	call(t, s, "PATCH", fmt.Sprintf("/repos/acme/web/check-runs/%d", ids[1]), tok, map[string]any{"conclusion": "success"})
+	theirs := s.AddCheckRun("acme/web", 99, "build", sha, "")
+	list := func(query string) (total int, got []int64, h http.Header) {
+		t.Helper()
+		status, h, out := call(t, s, "GET", "/repos/acme/web/commits/main/check-runs?"+query, tok, nil)
+		if status != 200 {
+			t.Fatalf("%s: %d %v", query, status, out)
+		}
+		for _, r := range field(out, "check_runs").([]any) {
+			got = append(got, int64(field(r, "id").(float64)))
+		}
+		return int(field(out, "total_count").(float64)), got, h
+	}
+	for _, tc := range []struct {
+		query string
+		want  []int64
+	}{
+		{"", []int64{theirs, ids[3], ids[2]}}, // filter=latest: each App's newest of each name
+		{"filter=all", []int64{theirs, ids[3], ids[2], ids[1], ids[0]}},
+		{"filter=all&app_id=1", []int64{ids[3], ids[2], ids[1], ids[0]}},
+		{"filter=all&check_name=test", []int64{ids[3]}},
+		{"filter=all&status=completed", []int64{ids[1], ids[0]}},
+		{"status=completed", nil}, // the latest build is queued
+	} {
+		total, got, _ := list(tc.query)
+		if total != len(tc.want) || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("?%s: total %d, runs %v; want %v", tc.query, total, got, tc.want)
+		}
+	}
+	total, got, h := list("filter=all&per_page=2&page=2")
+	if total != 5 || !reflect.DeepEqual(got, []int64{ids[2], ids[1]}) {
+		t.Errorf("page 2: total %d, runs %v", total, got)
+	}
+	if link := h.Get("Link"); !strings.Contains(link, "filter=all") || !strings.Contains(link, `page=3&per_page=2>; rel="next"`) || !strings.Contains(link, `rel="prev"`) {
+		t.Errorf("Link %q", link)
+	}
+}
+
+func TestCheckRunPermissions(t *testing.T) {
+	s := New(t)
+	s.AddRepo("acme/web", 7)
+	sha := s.Commit("acme/web", "", map[string]string{"a": "a"})
+	s.SetPermissions(7, map[string]string{"metadata": "read", "checks": "read"})
+	now := time.Now()
+	status, out := do(t, s, "POST", "/app/installations/7/access_tokens", "Bearer "+appJWT(t, s, now.Add(-30*time.Second), now.Add(90*time.Second)), "{}", nil)
+	if status != 201 || !reflect.DeepEqual(out["permissions"], map[string]any{"metadata": "read", "checks": "read"}) {
+		t.Fatalf("token: %d %v", status, out)
+	}
+	tok := out["token"].(string)
+	for _, tc := range []struct {
+		method, path string
+		body         map[string]any
+	}{
+		{"POST", "/repos/acme/web/check-runs", map[string]any{"name": "b", "head_sha": sha}},
+		{"POST", "/repos/acme/web/statuses/" + sha, map[string]any{"state": "pending"}},
+	} {
+		status, _, out := call(t, s, tc.method, tc.path, tok, tc.body)
+		if status != 403 || field(out, "message") != "Resource not accessible by integration" {
+			t.Errorf("%s %s: %d %v", tc.method, tc.path, status, out)
+		}
+	}
+	// Another App's run can be read, not written.
+	theirs := s.AddCheckRun("acme/web", 42, "x", sha, "")
+	if status, _, out := call(t, s, "GET", fmt.Sprintf("/repos/acme/web/check-runs/%d", theirs), tok, nil); status != 200 || field(out, "app", "slug") != "app-42" {
+		t.Errorf("get another App's run: %d %v", status, out)
+	}
+	s.SetPermissions(7, DefaultPermissions)
+	tok = installationToken(t, s)
+	status, _, out2 := call(t, s, "PATCH", fmt.Sprintf("/repos/acme/web/check-runs/%d", theirs), tok, map[string]any{"status": "in_progress"})
+	if msg, _ := field(out2, "message").(string); status != 403 || !strings.Contains(msg, "Invalid app_id `42`") {
+		t.Errorf("update another App's run: %d %v", status, out2)
+	}
+}
+
+func TestStatusesAndComments(t *testing.T) {
+	s := New(t)
+	s.AddRepo("acme/web", 7)
+	sha := s.Commit("acme/web", "", map[string]string{"a": "a"})
+	s.AddPull("acme/web", 3, sha, nil)
+	tok := installationToken(t, s)
+	for _, state := range []string{"pending", "success"} {
+		if status, h, out := call(t, s, "POST", "/repos/acme/web/statuses/"+sha, tok, map[string]any{"state": state}); status != 201 || field(out, "context") != "default" || h.Get("Location") == "" {
+			t.Fatalf("status %s: %d %v", state, status, out)
+		}
+	}
+	status, _, out := call(t, s, "GET", "/repos/acme/web/commits/"+sha+"/statuses", tok, nil)
+	if list, _ := out.([]any); status != 200 || len(list) != 2 || field(list[0], "state") != "success" {
+		t.Errorf("list statuses (newest first): %d %v", status, out)
+	}
+	status, _, out = call(t, s, "POST", "/repos/acme/web/statuses/"+sha, tok, map[string]any{"state": "error", "description": strings.Repeat("d", 141)})
+	if status != 422 || !strings.Contains(fmt.Sprint(field(out, "errors")), "maximum is 140") {
+		t.Errorf("long description: %d %v", status, out)
+	}
+	if got := s.Statuses("acme/web", sha); len(got) != 2 || got[0].State != "pending" || got[1].Context != "default" {
+		t.Errorf("Statuses %+v", got)
+	}
+
+	status, h, out := call(t, s, "POST", "/repos/acme/web/issues/3/comments", tok, map[string]any{"body": "hello"})
+	if status != 201 || field(out, "user", "login") != "sluice[bot]" || !strings.Contains(h.Get("Location"), "/issues/comments/") {
+		t.Errorf("comment: %d %v", status, out)
+	}
+	if status, _, _ := call(t, s, "POST", "/repos/acme/web/issues/4/comments", tok, map[string]any{"body": "hello"}); status != 404 {
+		t.Errorf("comment on nothing: %d", status)
+	}
+	if status, _, _ := call(t, s, "POST", "/repos/acme/web/issues/3/comments", tok, map[string]any{"body": " "}); status != 422 {
+		t.Errorf("blank comment: %d", status)
+	}
+	if got := s.Comments("acme/web", 3); !reflect.DeepEqual(got, []string{"hello"}) {
+		t.Errorf("Comments %q", got)
+	}
+}
+
+func TestPullsGet(t *testing.T) {
+	s := New(t)
+	s.AddRepo("acme/web", 7)
+	base := s.Commit("acme/web", "", map[string]string{"a": "a"})
+	s.SetBranch("acme/web", "main", base)
+	head := s.Commit("acme/web", base, map[string]string{"a": "b"})
+	s.AddForkPull("acme/web", 6, "mallory/web", "patch-1", head, []string{"a"})
+	s.AddPull("acme/web", 7, head, []string{"a"})
+	tok := installationToken(t, s)
+	status, _, out := call(t, s, "GET", "/repos/acme/web/pulls/6", tok, nil)
+	if status != 200 || field(out, "head", "repo", "full_name") != "mallory/web" || field(out, "head", "repo", "fork") != true ||
+		field(out, "head", "ref") != "patch-1" || field(out, "head", "label") != "mallory:patch-1" ||
+		field(out, "base", "repo", "full_name") != "acme/web" || field(out, "base", "sha") != base || field(out, "maintainer_can_modify") != true {
+		t.Errorf("fork pull: %d head %v base %v", status, field(out, "head", "label"), field(out, "base", "sha"))
+	}
+	status, _, out = call(t, s, "GET", "/repos/acme/web/pulls/7", tok, nil)
+	if status != 200 || field(out, "head", "repo", "full_name") != "acme/web" || field(out, "head", "repo", "fork") != false || field(out, "head", "ref") != "pr-7" {
+		t.Errorf("same-repository pull: %d %v", status, field(out, "head"))
+	}
+	// A check run on a same-repository pull's head lists it; the fork's
+	// does not.
+	status, _, out = call(t, s, "POST", "/repos/acme/web/check-runs", tok, map[string]any{"name": "b", "head_sha": head})
+	prs, _ := field(out, "pull_requests").([]any)
+	if status != 201 || len(prs) != 1 || field(prs[0], "number") != 7.0 {
+		t.Errorf("check run pull_requests: %d %v", status, field(out, "pull_requests"))
+	}
+}
+
+func TestWaitCheckRun(t *testing.T) {
+	s := New(t)
+	s.AddRepo("acme/web", 7)
+	sha := s.Commit("acme/web", "", map[string]string{"a": "a"})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.WaitCheckRun(ctx, "acme/web", func(CheckRunState) bool { return true }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("no run: %v", err)
+	}
+	got := make(chan CheckRunState)
+	go func() {
+		st, err := s.WaitCheckRun(context.Background(), "acme/web", func(st CheckRunState) bool { return st.Name == "second" })
+		if err != nil {
+			t.Error(err)
+		}
+		got <- st
+	}()
+	s.AddCheckRun("acme/web", s.AppID, "first", sha, "")
+	id := s.AddCheckRun("acme/web", s.AppID, "second", sha, "")
+	select {
+	case st := <-got:
+		if st.ID != id {
+			t.Errorf("WaitCheckRun = %+v, want run %d", st, id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitCheckRun did not return")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"sort"
 	"strings"
 	"time"
 )
@@ -132,7 +133,7 @@ func (s *Server) repositoryJSON(rp *repo) map[string]any {
 	html := htmlRepoURL(rp)
 	m := map[string]any{
 		"id": rp.id, "node_id": nodeID("R", rp.owner+"/"+rp.name), "name": rp.name, "full_name": rp.owner + "/" + rp.name,
-		"owner": s.user(rp.owner), "private": true, "html_url": html, "description": nil, "fork": false, "url": api,
+		"owner": s.user(rp.owner), "private": true, "html_url": html, "description": nil, "fork": rp.fork, "url": api,
 		"homepage": nil, "language": "Go", "forks": 0, "forks_count": 0, "stargazers_count": 0, "watchers_count": 0,
 		"watchers": 0, "size": 1, "default_branch": rp.defaultBranch, "open_issues": 0, "open_issues_count": 0,
 		"has_issues": true, "has_projects": false, "has_wiki": false, "has_pages": false, "has_downloads": true,
@@ -160,6 +161,12 @@ func (s *Server) repositoryJSON(rp *repo) map[string]any {
 
 // pullJSON is a pull-request-simple.
 func (s *Server) pullJSON(rp *repo, p *pull) map[string]any {
+	return s.pullRequestJSON(rp, p, false)
+}
+
+// pullRequestJSON is a pull-request-simple, or with full a pull-request
+// (what pulls/get answers), which adds the counts and merge state.
+func (s *Server) pullRequestJSON(rp *repo, p *pull, full bool) map[string]any {
 	api := fmt.Sprintf("%s/pulls/%d", s.repoURL(rp), p.number)
 	html := fmt.Sprintf("%s/pull/%d", htmlRepoURL(rp), p.number)
 	issue := fmt.Sprintf("%s/issues/%d", s.repoURL(rp), p.number)
@@ -168,14 +175,13 @@ func (s *Server) pullJSON(rp *repo, p *pull) map[string]any {
 	if !p.open {
 		state, closed = "closed", stamp(rp.updated)
 	}
-	branch := fmt.Sprintf("pr-%d", p.number)
-	baseSHA := rp.branches[rp.defaultBranch]
-	if baseSHA == "" {
-		baseSHA = p.head
-	}
 	author := "octocat"
+	head := rp
+	if p.headRepo != nil {
+		head, author = p.headRepo, p.headRepo.owner
+	}
 	link := func(href string) map[string]string { return map[string]string{"href": href} }
-	return map[string]any{
+	out := map[string]any{
 		"url": api, "id": p.id, "node_id": nodeID("PR", fmt.Sprint(p.id)), "html_url": html,
 		"diff_url": html + ".diff", "patch_url": html + ".patch", "issue_url": issue,
 		"commits_url": api + "/commits", "review_comments_url": api + "/comments",
@@ -185,14 +191,143 @@ func (s *Server) pullJSON(rp *repo, p *pull) map[string]any {
 		"user": s.user(author), "body": nil, "labels": []any{}, "milestone": nil,
 		"created_at": stamp(rp.createdAt), "updated_at": stamp(rp.updated), "closed_at": closed, "merged_at": nil,
 		"merge_commit_sha": nil, "assignee": nil, "assignees": []any{}, "requested_reviewers": []any{}, "requested_teams": []any{},
-		"head": map[string]any{"label": author + ":" + branch, "ref": branch, "sha": p.head, "user": s.user(author), "repo": s.repositoryJSON(rp)},
-		"base": map[string]any{"label": rp.owner + ":" + rp.defaultBranch, "ref": rp.defaultBranch, "sha": baseSHA, "user": s.user(rp.owner), "repo": s.repositoryJSON(rp)},
+		"head": map[string]any{"label": head.owner + ":" + p.headRef, "ref": p.headRef, "sha": p.head, "user": s.user(head.owner), "repo": s.repositoryJSON(head)},
+		"base": map[string]any{"label": rp.owner + ":" + p.baseRef, "ref": p.baseRef, "sha": p.baseSHA, "user": s.user(rp.owner), "repo": s.repositoryJSON(rp)},
 		"_links": map[string]any{
 			"self": link(api), "html": link(html), "issue": link(issue), "comments": link(issue + "/comments"),
 			"review_comments": link(api + "/comments"), "review_comment": link(s.repoURL(rp) + "/pulls/comments{/number}"),
 			"commits": link(api + "/commits"), "statuses": link(s.repoURL(rp) + "/statuses/" + p.head),
 		},
 		"author_association": "CONTRIBUTOR", "auto_merge": nil, "draft": false,
+	}
+	if full {
+		n := len(p.files)
+		out["merged"], out["mergeable"], out["rebaseable"], out["mergeable_state"], out["merged_by"] = false, p.open, p.open, "clean", nil
+		out["comments"], out["review_comments"], out["commits"] = len(rp.comments[p.number]), 0, 1
+		out["additions"], out["deletions"], out["changed_files"] = n, n, n
+		out["maintainer_can_modify"] = p.headRepo != nil && p.open
+		if !p.open {
+			out["mergeable"], out["rebaseable"], out["mergeable_state"] = nil, nil, "unknown"
+		}
+	}
+	return out
+}
+
+// The App as GitHub shows it in check runs and comments.
+const (
+	appSlug  = "sluice"
+	appOwner = "sluice-ci"
+)
+
+// botLogin is the login of an App's bot user, which authors what its
+// installations write.
+func botLogin(slug string) string { return slug + "[bot]" }
+
+// slugOf is the slug of App id: the fake's own App is "sluice", any
+// other "app-<id>".
+func (s *Server) slugOf(id int64) string {
+	if id == s.AppID {
+		return appSlug
+	}
+	return fmt.Sprintf("app-%d", id)
+}
+
+// integrationJSON is an integration: App id.
+func (s *Server) integrationJSON(id int64) map[string]any {
+	slug := s.slugOf(id)
+	return map[string]any{
+		"id": id, "slug": slug, "node_id": nodeID("A", fmt.Sprint(id)), "client_id": fmt.Sprintf("Iv1.%016x", id),
+		"owner": s.user(appOwner), "name": slug, "description": nil,
+		"external_url": "https://" + slug + ".invalid/", "html_url": "https://github.com/apps/" + slug,
+		"created_at": stamp(fakeEpoch), "updated_at": stamp(fakeEpoch),
+		"permissions": DefaultPermissions,
+		"events":      []string{"check_run", "check_suite", "pull_request", "push"},
+	}
+}
+
+func stampOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return stamp(t)
+}
+
+func stringOrNil(v string, set bool) any {
+	if !set {
+		return nil
+	}
+	return v
+}
+
+// checkRunJSON is a check-run. Its pull_requests are the open pull
+// requests of the repository itself whose head is the run's commit
+// (GitHub lists none from forks).
+func (s *Server) checkRunJSON(rp *repo, cr *checkRun) map[string]any {
+	api := fmt.Sprintf("%s/check-runs/%d", s.repoURL(rp), cr.id)
+	details := cr.detailsURL
+	if details == "" {
+		details = "https://" + s.slugOf(cr.app) + ".invalid/"
+	}
+	pulls := []map[string]any{}
+	var numbers []int
+	for n, p := range rp.pulls {
+		if p.open && p.head == cr.headSHA && p.headRepo == nil {
+			numbers = append(numbers, n)
+		}
+	}
+	sort.Ints(numbers)
+	mini := func(id int64, url, name string) map[string]any {
+		return map[string]any{"id": id, "url": url, "name": name}
+	}
+	for _, n := range numbers {
+		p := rp.pulls[n]
+		pulls = append(pulls, map[string]any{
+			"id": p.id, "number": n, "url": fmt.Sprintf("%s/pulls/%d", s.repoURL(rp), n),
+			"head": map[string]any{"ref": p.headRef, "sha": p.head, "repo": mini(rp.id, s.repoURL(rp), rp.name)},
+			"base": map[string]any{"ref": p.baseRef, "sha": p.baseSHA, "repo": mini(rp.id, s.repoURL(rp), rp.name)},
+		})
+	}
+	var conclusion any
+	if cr.conclusion != "" {
+		conclusion = cr.conclusion
+	}
+	return map[string]any{
+		"id": cr.id, "node_id": nodeID("CR", fmt.Sprint(cr.id)), "head_sha": cr.headSHA, "external_id": cr.externalID,
+		"url": api, "html_url": fmt.Sprintf("%s/runs/%d", htmlRepoURL(rp), cr.id), "details_url": details,
+		"status": cr.status, "conclusion": conclusion,
+		"started_at": stampOrNil(cr.startedAt), "completed_at": stampOrNil(cr.completedAt),
+		"output": map[string]any{
+			"title": stringOrNil(cr.title, cr.hasOutput), "summary": stringOrNil(cr.summary, cr.hasOutput),
+			"text": stringOrNil(cr.text, cr.hasText), "annotations_count": len(cr.annotations),
+			"annotations_url": api + "/annotations",
+		},
+		"name": cr.name, "check_suite": map[string]any{"id": cr.suite}, "app": s.integrationJSON(cr.app),
+		"pull_requests": pulls,
+	}
+}
+
+// statusJSON is a status.
+func (s *Server) statusJSON(rp *repo, st *commitStatus) map[string]any {
+	bot := s.user(botLogin(appSlug))
+	return map[string]any{
+		"url": s.repoURL(rp) + "/statuses/" + st.sha, "avatar_url": bot["avatar_url"],
+		"id": st.id, "node_id": nodeID("SC", fmt.Sprint(st.id)), "state": st.state,
+		"description": stringOrNil(st.description, st.description != ""), "target_url": stringOrNil(st.targetURL, st.targetURL != ""),
+		"context": st.context, "created_at": stamp(st.created), "updated_at": stamp(st.created), "creator": bot,
+	}
+}
+
+// commentJSON is an issue-comment.
+func (s *Server) commentJSON(rp *repo, number int, c *comment) map[string]any {
+	html := fmt.Sprintf("%s/issues/%d#issuecomment-%d", htmlRepoURL(rp), number, c.id)
+	if rp.pulls[number] != nil {
+		html = fmt.Sprintf("%s/pull/%d#issuecomment-%d", htmlRepoURL(rp), number, c.id)
+	}
+	return map[string]any{
+		"id": c.id, "node_id": nodeID("IC", fmt.Sprint(c.id)), "url": fmt.Sprintf("%s/issues/comments/%d", s.repoURL(rp), c.id),
+		"html_url": html, "issue_url": fmt.Sprintf("%s/issues/%d", s.repoURL(rp), number),
+		"body": c.body, "user": s.user(botLogin(appSlug)), "created_at": stamp(c.created), "updated_at": stamp(c.created),
+		"author_association": "NONE", "performed_via_github_app": s.integrationJSON(s.AppID),
 	}
 }
 

@@ -3,7 +3,10 @@
 // uses, in-memory repositories built of real git objects (blob, tree and
 // commit names computed as git computes them), an App with a generated
 // key, installation tokens, pull requests, teams and collaborators, and
-// fault injection for retry tests.
+// fault injection for retry tests. It also takes the writes a CI system
+// makes: check runs (with GitHub's limits on output, annotations and
+// actions, and annotations appended across updates), commit statuses and
+// comments, which tests read back with CheckRuns, Statuses and Comments.
 //
 // Every request and every response is validated against GitHub's own
 // OpenAPI description (Spec); a mismatch is a violation that fails the
@@ -15,12 +18,14 @@
 package githubfake
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -31,6 +36,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 
@@ -58,8 +64,10 @@ type Server struct {
 	public *rsa.PublicKey
 
 	mu            sync.Mutex
-	repos         map[string]*repo // by full name
-	installations map[int64]string // installation ID -> account (owner)
+	repos         map[string]*repo            // by full name
+	installations map[int64]string            // installation ID -> account (owner)
+	perms         map[int64]map[string]string // installation ID -> permissions, when not the default
+	forks         map[string]*repo            // the head repositories of fork pull requests
 	tokens        map[string]token
 	tokenTTL      time.Duration
 	treeLimit     int
@@ -68,6 +76,9 @@ type Server struct {
 	requests      []Request
 	violations    []string
 	nextID        int64
+	// checkChanged is closed, and replaced, whenever a check run changes:
+	// WaitCheckRun waits on it.
+	checkChanged chan struct{}
 
 	// malform, when set, rewrites each response body before it is
 	// validated: for tests of the validation itself.
@@ -81,22 +92,33 @@ type repo struct {
 	git                *store
 	branches           map[string]string
 	pulls              map[int]*pull
+	issues             map[int]bool      // issue numbers (pull requests are in pulls)
 	perms              map[string]string // login -> admin, maintain, write, triage, read
 	defaultBranch      string
 	createdAt, updated time.Time
+	fork               bool // a fork pull request's head repository
+
+	checkRuns []*checkRun        // in creation order
+	statuses  []*commitStatus    // in creation order
+	comments  map[int][]*comment // by issue or pull request number
 }
 
 type pull struct {
-	number int
-	id     int64
-	head   string
-	files  []string
-	open   bool
+	number   int
+	id       int64
+	head     string // head SHA
+	headRef  string
+	headRepo *repo // nil: the pull request's own repository
+	baseRef  string
+	baseSHA  string
+	files    []string
+	open     bool
 }
 
 type token struct {
 	installation int64
 	expires      time.Time
+	perms        map[string]string
 }
 
 type fault struct {
@@ -130,7 +152,10 @@ func New(t testing.TB) *Server {
 		tokenTTL:      time.Hour,
 		treeLimit:     100000,
 		teams:         map[string]map[string]bool{},
+		perms:         map[int64]map[string]string{},
+		forks:         map[string]*repo{},
 		nextID:        1000,
+		checkChanged:  make(chan struct{}),
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
@@ -161,8 +186,8 @@ func (s *Server) AddRepo(fullName string, installationID int64) {
 	s.nextID++
 	s.repos[fullName] = &repo{
 		id: s.nextID, owner: owner, name: name, installation: installationID, git: newStore(),
-		branches: map[string]string{}, pulls: map[int]*pull{}, perms: map[string]string{},
-		defaultBranch: "main", createdAt: fakeEpoch, updated: fakeEpoch,
+		branches: map[string]string{}, pulls: map[int]*pull{}, issues: map[int]bool{}, perms: map[string]string{},
+		comments: map[int][]*comment{}, defaultBranch: "main", createdAt: fakeEpoch, updated: fakeEpoch,
 	}
 }
 
@@ -201,14 +226,95 @@ func (s *Server) SetBranch(repo, branch, sha string) {
 	r.branches[branch] = sha
 }
 
-// AddPull adds an open pull request to repo, from branch pr-<number> at
-// headSHA into main, that changes files (in that order).
+// AddPull adds an open pull request to repo, from its branch pr-<number>
+// at headSHA into main, that changes files (in that order). Its base is
+// main's commit when it is added (headSHA when main is not set).
 func (s *Server) AddPull(repo string, number int, headSHA string, files []string) {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addPull(s.repo(repo), number, nil, fmt.Sprintf("pr-%d", number), headSHA, files)
+}
+
+// AddForkPull adds an open pull request to repo from a fork: from branch
+// headRef of repository headRepo ("owner/name", which the App need not
+// see) at headSHA into main, changing files. pulls/get shows the fork as
+// head.repo. A test that writes check runs or statuses on headSHA makes
+// the commit in repo (GitHub keeps a fork's pull request commits in the
+// base repository's network too).
+func (s *Server) AddForkPull(repo string, number int, headRepo, headRef, headSHA string, files []string) {
+	s.t.Helper()
+	owner, name, ok := strings.Cut(headRepo, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		s.t.Fatalf("githubfake: AddForkPull(%q): the head repository is not owner/name", headRepo)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rp := s.repo(repo)
+	if headRepo == repo {
+		s.t.Fatalf("githubfake: AddForkPull: the head repository %s is the base repository (use AddPull)", headRepo)
+	}
+	fork := s.forks[headRepo]
+	if fork == nil {
+		s.nextID++
+		fork = newForkRepo(s.nextID, owner, name)
+		s.forks[headRepo] = fork
+	}
+	s.addPull(rp, number, fork, headRef, headSHA, files)
+}
+
+func newForkRepo(id int64, owner, name string) *repo {
+	return &repo{id: id, owner: owner, name: name, defaultBranch: "main", createdAt: fakeEpoch, updated: fakeEpoch, fork: true}
+}
+
+func (s *Server) addPull(rp *repo, number int, headRepo *repo, headRef, headSHA string, files []string) {
+	if rp.issues[number] {
+		s.t.Fatalf("githubfake: %s/%s#%d is an issue", rp.owner, rp.name, number)
+	}
+	base := rp.branches[rp.defaultBranch]
+	if base == "" {
+		base = headSHA
+	}
 	s.nextID++
-	s.repo(repo).pulls[number] = &pull{number: number, id: s.nextID, head: headSHA, files: append([]string(nil), files...), open: true}
+	rp.pulls[number] = &pull{number: number, id: s.nextID, head: headSHA, headRef: headRef, headRepo: headRepo,
+		baseRef: rp.defaultBranch, baseSHA: base, files: append([]string(nil), files...), open: true}
+}
+
+// AddIssue adds an open issue, which comments can be made on, to repo.
+func (s *Server) AddIssue(repo string, number int) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rp := s.repo(repo)
+	if rp.pulls[number] != nil {
+		s.t.Fatalf("githubfake: %s#%d is a pull request", repo, number)
+	}
+	rp.issues[number] = true
+}
+
+// DefaultPermissions are the permissions of an installation's tokens
+// unless SetPermissions changed them: what Sluice's App asks for. Read
+// it, do not change it (copy it to give SetPermissions a variant).
+var DefaultPermissions = map[string]string{
+	"contents": "read", "metadata": "read", "members": "read", "pull_requests": "write",
+	"issues": "write", "checks": "write", "statuses": "write",
+}
+
+// SetPermissions sets the permissions (like "checks": "write") of the
+// tokens installation installationID gets from now on; tokens minted
+// before keep theirs, as GitHub's do. Check run writes need checks:write,
+// commit statuses statuses:write, comments issues:write (or, on a pull
+// request, pull_requests:write), pulls/get pull_requests:read; without
+// them the answer is GitHub's 403 "Resource not accessible by
+// integration".
+func (s *Server) SetPermissions(installationID int64, perms map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[string]string{}
+	for k, v := range perms {
+		m[k] = v
+	}
+	s.perms[installationID] = m
 }
 
 // ClosePull closes a pull request.
@@ -319,13 +425,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 	in, err := s.check.Request(r)
+	var refuse *response
 	if err != nil {
-		s.violation(err)
-		record(http.StatusBadRequest)
-		writeJSON(w, http.StatusBadRequest, nil, apiError("Problems parsing JSON"))
-		return
+		// A check run write beyond GitHub's size limits (which the
+		// description states as maxItems and maxLength) is no client
+		// bug: data can exceed them, and GitHub answers 422.
+		res, ok := s.beyondLimits(r, in)
+		if !ok {
+			s.violation(err)
+			record(http.StatusBadRequest)
+			writeJSON(w, http.StatusBadRequest, nil, apiError("Problems parsing JSON"))
+			return
+		}
+		refuse = &res
 	}
-	res := s.handle(r, in)
+	res := s.handle(r, in, refuse)
 	body, err := json.Marshal(res.body)
 	if err != nil {
 		panic(err)
@@ -381,6 +495,89 @@ func (s *Server) validateResponse(in *openapi3filter.RequestValidationInput, sta
 	return nil
 }
 
+// GitHub's limits on a check run write, which its description states as
+// maxLength and maxItems.
+const (
+	maxOutputChars   = 65535 // output.summary and output.text
+	maxAnnotations   = 50    // per request
+	maxActions       = 3
+	maxActionLabel   = 20
+	maxActionDesc    = 40
+	maxActionID      = 20
+	maxAnnotTitle    = 255
+	maxAnnotMessage  = 64 << 10 // bytes: message and raw_details
+	maxStatusDesc    = 140
+	maxStatuses      = 1000 // per SHA and context
+	maxCommentChars  = 65536
+	checkRunDocs     = "https://docs.github.com/rest/checks/runs"
+	invalidRequest   = "Invalid request.\n\n"
+	resourceNotAllow = "Resource not accessible by integration"
+)
+
+// beyondLimits answers a check run write that the description refuses
+// only for exceeding GitHub's limits (too many annotations or actions, a
+// summary, text or action field too long) as GitHub does: 422 "Invalid
+// request." with GitHub's wording. It checks that the same request cut to
+// the limits is valid; ok is false when it is not, or when the request is
+// not a check run write over a limit: then the request is a violation.
+func (s *Server) beyondLimits(r *http.Request, in *openapi3filter.RequestValidationInput) (res response, ok bool) {
+	if in == nil || in.Route == nil || in.Route.Operation == nil {
+		return response{}, false
+	}
+	if op := in.Route.Operation.OperationID; op != "checks/create" && op != "checks/update" {
+		return response{}, false
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return response{}, false
+	}
+	var problems []string
+	cut := func(obj map[string]any, key string, limit int) {
+		if v, ok := obj[key].(string); ok {
+			if n := utf8.RuneCountInString(v); n > limit {
+				problems = append(problems, fmt.Sprintf("Only %d characters are allowed; %d were supplied.", limit, n))
+				obj[key] = string([]rune(v)[:limit])
+			}
+		}
+	}
+	items := func(obj map[string]any, key string, limit int) []any {
+		list, _ := obj[key].([]any)
+		if len(list) > limit {
+			problems = append(problems, fmt.Sprintf("No more than %d items are allowed; %d were supplied.", limit, len(list)))
+			list = list[:limit]
+			obj[key] = list
+		}
+		return list
+	}
+	if out, ok := m["output"].(map[string]any); ok {
+		cut(out, "summary", maxOutputChars)
+		cut(out, "text", maxOutputChars)
+		items(out, "annotations", maxAnnotations)
+	}
+	for _, a := range items(m, "actions", maxActions) {
+		if action, ok := a.(map[string]any); ok {
+			cut(action, "label", maxActionLabel)
+			cut(action, "description", maxActionDesc)
+			cut(action, "identifier", maxActionID)
+		}
+	}
+	if len(problems) == 0 {
+		return response{}, false
+	}
+	within, _ := json.Marshal(m)
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(bytes.NewReader(within))
+	r2.ContentLength = int64(len(within))
+	if _, err := s.check.Request(r2); err != nil {
+		return response{}, false
+	}
+	res = errorResponse(http.StatusUnprocessableEntity, invalidRequest+strings.Join(problems, "\n"))
+	res.body.(map[string]string)["documentation_url"] = checkRunDocs
+	return res, true
+}
+
 const apiVersion = "2022-11-28"
 
 // mediaType is a GitHub JSON media type: application/json,
@@ -388,7 +585,9 @@ const apiVersion = "2022-11-28"
 // preview type like application/vnd.github.groot-preview+json.
 var mediaType = regexp.MustCompile(`^application/(json|vnd\.github(\.[a-z0-9-]+)*(\+json)?)$`)
 
-func (s *Server) handle(r *http.Request, in *openapi3filter.RequestValidationInput) response {
+// handle answers a request; refuse, when not nil, is the answer to an
+// authenticated request that GitHub's validation refuses.
+func (s *Server) handle(r *http.Request, in *openapi3filter.RequestValidationInput, refuse *response) response {
 	// Faults come first, as a load balancer's or a rate limiter's would.
 	s.mu.Lock()
 	for _, f := range s.faults {
@@ -427,13 +626,24 @@ func (s *Server) handle(r *http.Request, in *openapi3filter.RequestValidationInp
 	if op == "apps/create-installation-access-token" {
 		return s.createToken(r, p["installation_id"])
 	}
-	inst, res := s.installationOf(r)
-	if inst == 0 {
+	tok, res := s.installationOf(r)
+	if tok.installation == 0 {
 		return res
 	}
+	if refuse != nil {
+		return *refuse
+	}
+	inst := tok.installation
 	switch op {
 	case "teams/get-membership-for-user-in-org":
 		return s.teamMembership(inst, p["org"], p["team_slug"], p["username"])
+	}
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+	}
+	if res, ok := s.writeOp(op, tok, p, r.URL.Query(), body); ok {
+		return res
 	}
 	res, ok := s.repoOp(op, inst, p, r.URL.Query())
 	if !ok {
@@ -528,34 +738,38 @@ func (s *Server) createToken(r *http.Request, id string) response {
 	}
 	tok := "ghs_" + randomString(36)
 	exp := time.Now().Add(s.tokenTTL).UTC().Truncate(time.Second)
-	s.tokens[tok] = token{installation: inst, expires: exp}
+	perms := s.perms[inst]
+	if perms == nil {
+		perms = DefaultPermissions
+	}
+	s.tokens[tok] = token{installation: inst, expires: exp, perms: perms}
 	return response{status: http.StatusCreated, body: map[string]any{
 		"token":                tok,
 		"expires_at":           exp.Format(time.RFC3339),
-		"permissions":          map[string]string{"contents": "read", "metadata": "read", "pull_requests": "read", "members": "read", "checks": "write"},
+		"permissions":          perms,
 		"repository_selection": "all",
 	}}
 }
 
 // installationOf authenticates a repository or organization call: an
 // installation token in "token <t>" or "Bearer <t>". It returns the
-// installation, or 0 and the error response.
-func (s *Server) installationOf(r *http.Request) (int64, response) {
+// token, or one of installation 0 and the error response.
+func (s *Server) installationOf(r *http.Request) (token, response) {
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "token ")
 	if !ok {
 		tok, ok = strings.CutPrefix(auth, "Bearer ")
 	}
 	if !ok {
-		return 0, errorResponse(http.StatusUnauthorized, "Requires authentication")
+		return token{}, errorResponse(http.StatusUnauthorized, "Requires authentication")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.tokens[tok]
 	if !ok || time.Now().After(t.expires) {
-		return 0, errorResponse(http.StatusUnauthorized, "Bad credentials")
+		return token{}, errorResponse(http.StatusUnauthorized, "Bad credentials")
 	}
-	return t.installation, response{}
+	return t, response{}
 }
 
 func (s *Server) teamMembership(inst int64, org, slug, login string) response {
@@ -736,13 +950,27 @@ func pageOf[T any](all []T, page, perPage int) []T {
 
 // linkHeader is GitHub's Link header for a list of total items.
 func linkHeader(base string, page, perPage, total int, paged bool) http.Header {
+	return linkHeaderQuery(base, nil, page, perPage, total, paged)
+}
+
+// linkHeaderQuery is linkHeader for a list whose request had other query
+// parameters (filters), which each link repeats as GitHub's do.
+func linkHeaderQuery(base string, q url.Values, page, perPage, total int, paged bool) http.Header {
 	h := http.Header{}
 	if !paged && total <= perPage {
 		return h
 	}
 	last := max(1, (total+perPage-1)/perPage)
 	link := func(p int, rel string) string {
-		return fmt.Sprintf(`<%s?per_page=%d&page=%d>; rel="%s"`, base, perPage, p, rel)
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "page" && k != "per_page" {
+				v[k] = vs
+			}
+		}
+		v.Set("per_page", strconv.Itoa(perPage))
+		v.Set("page", strconv.Itoa(p))
+		return fmt.Sprintf(`<%s?%s>; rel="%s"`, base, v.Encode(), rel)
 	}
 	var parts []string
 	if page > 1 {

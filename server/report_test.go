@@ -1,0 +1,211 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/server"
+	"github.com/sluice-ci/sluice/server/githubapp/githubfake"
+)
+
+// checksPipeline has a stage that succeeds and reads a secret, one that
+// fails after a few lines of log, one that succeeds beside it, and a
+// deploy that waits for alice's approval.
+const checksPipeline = `pipeline "web" {
+  on "push" { branches = ["main"] }
+  on "pull_request" { branches = ["main"] }
+}
+
+secret "token" {
+  env = "SLUICE_TEST_CHECKS_TOKEN"
+}
+
+stage "build" {
+  step "run" "compile" {
+    command = ["sh", "-c", "echo building; echo token=[$TOKEN]"]
+    env     = { TOKEN = secret.token }
+  }
+}
+
+stage "test" {
+  needs = [stage.build]
+  step "run" "unit" {
+    command = ["sh", "-c", "echo first line; echo boom: the widget broke; exit 3"]
+  }
+}
+
+stage "lint" {
+  needs = [stage.build]
+  step "run" "vet" {
+    command = ["sh", "-c", "sleep ${var.lint_sleep}"]
+  }
+}
+
+variable "lint_sleep" {
+  default = "0"
+}
+
+stage "deploy" {
+  needs = [stage.lint]
+  approval {
+    approvers = ["alice"]
+  }
+  step "run" "ship" {
+    command = ["echo", "shipped"]
+  }
+}
+`
+
+// startChecks brings up a server with its own runner (runs run) as the
+// App of a fake GitHub whose repository runners clone from a bare
+// repository exported from the fake.
+func startChecks(t *testing.T) (*env, string) {
+	t.Helper()
+	t.Setenv("SLUICE_TEST_CHECKS_TOKEN", "s3cr3t-value-for-checks")
+	e := startWith(t, func(c *server.Config) { c.NoRunner = false })
+	return e, filepath.Join(t.TempDir(), "hello.git")
+}
+
+// pushTo delivers a push of head to main (a new branch), after exporting
+// the fake's repository to bare for runners to clone.
+func (e *env) pushTo(bare, id, head, message string) server.DeliveryResult {
+	e.t.Helper()
+	e.gh.SetBranch(repo, "main", head)
+	if err := e.gh.ExportGit(repo, bare); err != nil {
+		e.t.Fatal(err)
+	}
+	body := fixture(e.t, "push/with-new-branch.payload.json", func(m map[string]any) {
+		m["ref"], m["before"], m["after"] = "refs/heads/main", strings.Repeat("0", 40), head
+		m["created"], m["deleted"], m["forced"] = true, false, false
+		m["head_commit"] = map[string]any{"id": head, "message": message}
+		m["repository"].(map[string]any)["clone_url"] = bare
+	})
+	if code, out := e.deliver("push", id, body); code != http.StatusAccepted {
+		e.t.Fatalf("push %s: %d %s", id, code, out)
+	}
+	return e.result(id)
+}
+
+// check waits until the check run named name on sha satisfies done.
+func (e *env) check(sha, name string, done func(githubfake.CheckRunState) bool) githubfake.CheckRunState {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := e.gh.WaitCheckRun(ctx, repo, func(c githubfake.CheckRunState) bool {
+		return c.HeadSHA == sha && c.Name == name && done(c)
+	})
+	if err != nil {
+		var all []string
+		for _, c := range e.gh.CheckRuns(repo) {
+			all = append(all, fmt.Sprintf("%s=%s/%s", c.Name, c.Status, c.Conclusion))
+		}
+		e.t.Fatalf("check %q on %.7s: %v; the checks are %s", name, sha, err, strings.Join(all, ", "))
+	}
+	return c
+}
+
+func completed(conclusion string) func(githubfake.CheckRunState) bool {
+	return func(c githubfake.CheckRunState) bool { return c.Status == "completed" && c.Conclusion == conclusion }
+}
+
+// A run's checks through a success, a failure, an approval asked, refused
+// and given, and the run's end; commit statuses beside them.
+func TestChecksReportARun(t *testing.T) {
+	e, bare := startChecks(t)
+	e.gh.SetPermission(repo, "alice", "write")
+	e.gh.SetPermission(repo, "bob", "write")
+	e.gh.SetPermission(repo, "mallory", "read")
+	head := e.commit("", map[string]string{".sluice/web.hcl": strings.Replace(checksPipeline, `stage "test" {`, `stage "test" {
+  continue_on_error = true`, 1)})
+	res := e.pushTo(bare, "checks-1", head, "first")
+	if len(res.Runs) != 1 {
+		t.Fatalf("push started %+v", res)
+	}
+	runID := res.Runs[0].RunID
+
+	build := e.check(head, "web / build", completed("success"))
+	if build.Writes > 3 || build.DetailsURL == "" || !strings.Contains(build.Summary, "compile") {
+		t.Errorf("build check: %d writes, details %q, summary %q", build.Writes, build.DetailsURL, build.Summary)
+	}
+	if id, key, ok := server.ParseExternalID(build.ExternalID); !ok || id != runID || key != "stage:build" {
+		t.Errorf("build check external_id %q does not name run %s and stage build", build.ExternalID, runID)
+	}
+	test := e.check(head, "web / test", completed("failure"))
+	if !strings.Contains(test.Text, "boom: the widget broke") || !strings.Contains(test.Text, "first line") {
+		t.Errorf("the failed stage's check does not show the end of its log:\n%s", test.Text)
+	}
+	if len(test.Annotations) != 1 || test.Annotations[0].Path != ".sluice/web.hcl" || test.Annotations[0].StartLine != 20 || test.Annotations[0].Level != "failure" {
+		t.Errorf("the failed stage's annotations are %+v, want one failure at .sluice/web.hcl:20 (the step)", test.Annotations)
+	}
+	if strings.Contains(test.Text+test.Summary, "s3cr3t") {
+		t.Error("a secret's value reached GitHub")
+	}
+
+	// The deploy waits for approval: a completed action_required check
+	// with Approve and Reject buttons.
+	gate := e.check(head, "web / deploy: approval", completed("action_required"))
+	if len(gate.Actions) != 2 || gate.Actions[0].Identifier != server.ActionApprove || gate.Actions[1].Identifier != server.ActionReject {
+		t.Fatalf("the approval check's buttons are %+v", gate.Actions)
+	}
+	click := func(id, user, identifier string) server.DeliveryResult {
+		body := fixture(t, "check_run/requested_action.payload.json", func(m map[string]any) {
+			cr := m["check_run"].(map[string]any)
+			cr["id"], cr["external_id"], cr["head_sha"], cr["name"] = gate.ID, gate.ExternalID, head, gate.Name
+			m["requested_action"] = map[string]any{"identifier": identifier}
+			m["sender"].(map[string]any)["login"] = user
+			m["repository"].(map[string]any)["full_name"] = repo
+		})
+		if code, out := e.deliver("check_run", id, body); code != http.StatusAccepted {
+			t.Fatalf("click: %d %s", code, out)
+		}
+		return e.result(id)
+	}
+	// Someone without write access, and a writer who is not an approver,
+	// are refused, on the check itself.
+	if r := click("click-1", "mallory", server.ActionApprove); len(r.Refused) != 1 || !strings.Contains(r.Refused[0], "read access") {
+		t.Errorf("mallory's click: %+v", r)
+	}
+	if r := click("click-2", "bob", server.ActionApprove); len(r.Refused) != 1 || !strings.Contains(r.Refused[0], "not one of the approvers") {
+		t.Errorf("bob's click: %+v", r)
+	}
+	if c, _ := e.gh.CheckRun(repo, gate.ID); !strings.Contains(c.Summary, "not accepted") || c.Conclusion != "action_required" {
+		t.Errorf("the refusal is not on the check: %s %q", c.Conclusion, c.Summary)
+	}
+	if st, _ := engine.Status(context.Background(), e.client, runID); st.State != engine.StateWaitingApproval && st.State != engine.StateRunning {
+		t.Fatalf("after refused clicks the run is %s", st.State)
+	}
+	if r := click("click-3", "alice", server.ActionApprove); len(r.Done) != 1 {
+		t.Errorf("alice's click: %+v", r)
+	}
+	e.check(head, "web / deploy: approval", completed("success"))
+	e.check(head, "web / deploy", completed("success"))
+	e.check(head, "web / lint", completed("success"))
+	run := e.check(head, "web", completed("success"))
+	for _, want := range []string{"/stages/build) | succeeded |", "/stages/test) | failed |", "/stages/deploy) | succeeded |"} {
+		if !strings.Contains(run.Summary, want) {
+			t.Errorf("the pipeline's check summary lacks %q:\n%s", want, run.Summary)
+		}
+	}
+
+	// Writes: about three a stage, never one per log line.
+	writes := 0
+	for _, c := range e.gh.CheckRuns(repo) {
+		if c.HeadSHA == head {
+			writes += c.Writes
+			if c.Writes > 3 && !strings.HasSuffix(c.Name, ": approval") {
+				t.Errorf("check %q was written %d times", c.Name, c.Writes)
+			}
+		}
+	}
+	stages := 4
+	if writes > 3*stages+2+4 { // + the approval check: created, refused twice, decided
+		t.Errorf("%d check writes for %d stages", writes, stages)
+	}
+	t.Logf("check writes for a 4-stage run with an approval: %d", writes)
+}
