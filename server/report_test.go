@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,8 @@ func startChecks(t *testing.T) (*env, string) {
 	t.Helper()
 	t.Setenv("SLUICE_TEST_CHECKS_TOKEN", "s3cr3t-value-for-checks")
 	e := startWith(t, func(c *server.Config) { c.NoRunner = false })
-	return e, filepath.Join(t.TempDir(), "hello.git")
+	e.clone = filepath.Join(t.TempDir(), "hello.git")
+	return e, e.clone
 }
 
 // pushTo delivers a push of head to main (a new branch), after exporting
@@ -208,4 +210,165 @@ func TestChecksReportARun(t *testing.T) {
 		t.Errorf("%d check writes for %d stages", writes, stages)
 	}
 	t.Logf("check writes for a 4-stage run with an approval: %d", writes)
+}
+
+const forkBase = `pipeline "web" {
+  on "push" { branches = ["main"] }
+  on "pull_request" { branches = ["main"] }
+}
+
+secret "token" {
+  env = "SLUICE_TEST_CHECKS_TOKEN"
+}
+
+stage "build" {
+  step "run" "compile" {
+    command = ["sh", "-c", "echo base pipeline token=[$TOKEN]"]
+    env     = { TOKEN = secret.token }
+  }
+}
+
+stage "deploy" {
+  needs = [stage.build]
+  approval {
+    approvers = ["alice"]
+  }
+  step "run" "ship" {
+    command = ["echo", "shipped"]
+  }
+}
+`
+
+// comment posts a pull request comment by user and returns what the
+// delivery did.
+func (e *env) comment(id string, number int, user, body string) server.DeliveryResult {
+	e.t.Helper()
+	payload := fixture(e.t, "issue_comment/created.payload.json", func(m map[string]any) {
+		issue := m["issue"].(map[string]any)
+		issue["number"] = number
+		issue["pull_request"] = map[string]any{"url": fmt.Sprintf("https://api.github.com/repos/%s/pulls/%d", repo, number)}
+		m["comment"].(map[string]any)["body"] = body
+		m["sender"].(map[string]any)["login"] = user
+		m["repository"].(map[string]any)["full_name"] = repo
+		m["repository"].(map[string]any)["clone_url"] = e.clone
+	})
+	if code, out := e.deliver("issue_comment", id, payload); code != http.StatusAccepted {
+		e.t.Fatalf("comment %s: %d %s", id, code, out)
+	}
+	return e.result(id)
+}
+
+// A pull request from a fork that edits .sluice: it waits for someone with
+// write access; approved, it runs the base branch's pipeline with no
+// secrets and no approval stage; a new push asks again; a re-run of its
+// check suite (no branch, no pull request listed) runs it.
+func TestForkPullRequest(t *testing.T) {
+	e, bare := startChecks(t)
+	e.gh.SetPermission(repo, "alice", "write")
+	base := e.commit("", map[string]string{".sluice/web.hcl": forkBase})
+	e.gh.SetBranch(repo, "main", base)
+	evil := strings.ReplaceAll(forkBase, "echo base pipeline", "echo fork pipeline")
+	head := e.commit(base, map[string]string{".sluice/web.hcl": evil, "src/a.go": "package a"})
+	e.gh.AddForkPull(repo, 7, "stranger/Hello-World", "feature", head, []string{".sluice/web.hcl", "src/a.go"})
+	if err := e.gh.ExportGit(repo, bare); err != nil {
+		t.Fatal(err)
+	}
+	prEvent := func(id, sha string) server.DeliveryResult {
+		body := fixture(t, "pull_request/opened.payload.json", func(m map[string]any) {
+			m["number"] = 7
+			pr := m["pull_request"].(map[string]any)
+			pr["number"] = 7
+			h, b := pr["head"].(map[string]any), pr["base"].(map[string]any)
+			h["sha"], h["ref"] = sha, "feature"
+			h["repo"].(map[string]any)["full_name"] = "stranger/Hello-World"
+			h["repo"].(map[string]any)["id"] = 999999
+			b["sha"], b["ref"] = base, "main"
+			b["repo"].(map[string]any)["full_name"] = repo
+			m["sender"].(map[string]any)["login"] = "stranger"
+			m["repository"].(map[string]any)["full_name"] = repo
+			m["repository"].(map[string]any)["clone_url"] = bare
+		})
+		if code, out := e.deliver("pull_request", id, body); code != http.StatusAccepted {
+			t.Fatalf("pull_request: %d %s", code, out)
+		}
+		return e.result(id)
+	}
+	if res := prEvent("fork-1", head); len(res.Runs) != 0 || len(res.Gated) != 1 {
+		t.Fatalf("the fork's pull request started %+v; want nothing started and web gated", res)
+	}
+	gate := e.check(head, "web", completed("action_required"))
+	if len(gate.Actions) != 1 || gate.Actions[0].Identifier != server.ActionRun {
+		t.Errorf("the gate check's buttons: %+v", gate.Actions)
+	}
+
+	// The author cannot approve their own code; alice (write) can.
+	if res := e.comment("c-1", 7, "stranger", "/sluice ok-to-test"); len(res.Runs) != 0 || len(res.Refused) != 1 {
+		t.Errorf("stranger's ok-to-test: %+v", res)
+	}
+	if c := e.gh.Comments(repo, 7); len(c) != 1 || !strings.Contains(c[0], "write access") {
+		t.Errorf("stranger was answered %q", c)
+	}
+	res := e.comment("c-2", 7, "alice", "LGTM\n/sluice ok-to-test")
+	if len(res.Runs) != 1 {
+		t.Fatalf("alice's ok-to-test started %+v", res)
+	}
+	runID := res.Runs[0].RunID
+	st, err := engine.Wait(context.Background(), e.client, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != engine.StateSucceeded {
+		t.Fatalf("the fork's run is %s: %s", st.State, st.Error)
+	}
+	if d, _ := st.Stage("deploy"); d.State != engine.StateSkipped || !strings.Contains(d.Reason, "fork") {
+		t.Errorf("the approval stage of a fork's run is %s (%s), want skipped for the fork", d.State, d.Reason)
+	}
+	rc, err := e.srv.Stack().Logs.Open(runID, "build", "compile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := new(strings.Builder)
+	_, _ = fmt.Fprint(b, readAll(t, rc))
+	if log := b.String(); !strings.Contains(log, "base pipeline token=[]") || strings.Contains(log, "fork pipeline") || strings.Contains(log, "s3cr3t") {
+		t.Errorf("the fork's run did not run the base pipeline without secrets:\n%s", log)
+	}
+	e.check(head, "web", completed("success"))
+
+	// A new push to the fork asks again.
+	head2 := e.commit(head, map[string]string{"src/a.go": "package a // 2"})
+	e.gh.AddForkPull(repo, 7, "stranger/Hello-World", "feature", head2, []string{".sluice/web.hcl", "src/a.go"})
+	if err := e.gh.ExportGit(repo, bare); err != nil {
+		t.Fatal(err)
+	}
+	if res := prEvent("fork-2", head2); len(res.Runs) != 0 || len(res.Gated) != 1 {
+		t.Fatalf("a new push to the fork started %+v; want it gated again", res)
+	}
+	e.check(head2, "web", completed("action_required"))
+
+	// Re-run all checks, by alice, on the fork's suite: GitHub lists no
+	// pull request and no branch for it.
+	body := fixture(t, "check_suite/rerequested.payload.json", func(m map[string]any) {
+		cs := m["check_suite"].(map[string]any)
+		cs["head_sha"], cs["head_branch"], cs["pull_requests"] = head2, nil, []any{}
+		m["sender"].(map[string]any)["login"] = "alice"
+		m["repository"].(map[string]any)["full_name"] = repo
+		m["repository"].(map[string]any)["clone_url"] = bare
+	})
+	if code, out := e.deliver("check_suite", "suite-1", body); code != http.StatusAccepted {
+		t.Fatalf("check_suite: %d %s", code, out)
+	}
+	if res := e.result("suite-1"); len(res.Runs) != 1 {
+		t.Fatalf("re-running the fork's suite started %+v", res)
+	}
+	e.check(head2, "web", completed("success"))
+}
+
+func readAll(t *testing.T, rc io.ReadCloser) string {
+	t.Helper()
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -71,6 +71,8 @@ type env struct {
 	client client.Client
 	url    string
 	home   string
+	// clone is the clone URL webhooks give, when runners clone.
+	clone string
 }
 
 // start brings up a server on the shared Temporal test server, with no
