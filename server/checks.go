@@ -77,9 +77,6 @@ type reportView struct {
 // ExternalID is a check run's external_id: the run (with its
 // execution, so that a re-run's checks are new ones) and the check's key.
 func ExternalID(runID, execution, key string) string {
-	if len(execution) > 8 {
-		execution = execution[:8]
-	}
 	return runID + "@" + execution + "/" + key
 }
 

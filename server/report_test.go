@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -371,4 +372,121 @@ func readAll(t *testing.T, rc io.ReadCloser) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Commands from a pull request's comments and GitHub's rate limit: a
+// reader's /sluice cancel is answered, a writer's cancels the run, whose
+// checks say cancelled; /sluice retry runs it again with new checks; a
+// 429 on the checks delays the checks, not the run. Re-running the failed
+// stage's check retries it.
+func TestCheckCommands(t *testing.T) {
+	e, bare := startChecks(t)
+	e.gh.SetPermission(repo, "alice", "write")
+	e.gh.SetPermission(repo, "mallory", "read")
+	hold := filepath.Join(t.TempDir(), "hold")
+	if err := os.WriteFile(hold, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pipeline := fmt.Sprintf(`pipeline "web" {
+  on "push" { branches = ["main"] }
+}
+
+stage "build" {
+  step "run" "wait" {
+    command = ["sh", "-c", "echo waiting; while [ -f %s ]; do sleep 0.1; done"]
+  }
+}
+
+stage "test" {
+  needs = [stage.build]
+  step "run" "unit" {
+    command = ["sh", "-c", "test -f %s.pass || { echo failing; exit 1; }"]
+  }
+}
+`, hold, hold)
+	head := e.commit("", map[string]string{".sluice/web.hcl": pipeline})
+	e.gh.AddPull(repo, 3, head, []string{".sluice/web.hcl"})
+	e.gh.FailNext("/repos/"+repo+"/check-runs", http.StatusTooManyRequests, 1, map[string]string{"Retry-After": "2"})
+	res := e.pushTo(bare, "cmd-1", head, "wait")
+	if len(res.Runs) != 1 {
+		t.Fatalf("push started %+v", res)
+	}
+	runID := res.Runs[0].RunID
+	// The run goes on while GitHub holds the checks back.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		st, err := engine.Status(ctx, e.client, runID)
+		if err == nil && st.State == engine.StateRunning {
+			if s, _ := st.Stage("build"); s.State == engine.StateRunning {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the run does not start its first stage: %+v %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.check(head, "web / build", func(c githubfake.CheckRunState) bool { return c.Status == "in_progress" })
+	limited := 0
+	for _, r := range e.gh.Requests() {
+		if r.Status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited != 1 {
+		t.Errorf("%d requests were rate limited, want the 1 injected", limited)
+	}
+
+	if r := e.comment("cmd-c1", 3, "mallory", "/sluice cancel"); len(r.Refused) != 1 {
+		t.Errorf("mallory's cancel: %+v", r)
+	}
+	if st, _ := engine.Status(context.Background(), e.client, runID); st.State.Done() {
+		t.Fatalf("a reader's /sluice cancel ended the run: %s", st.State)
+	}
+	if r := e.comment("cmd-c2", 3, "alice", "/sluice cancel"); len(r.Done) != 1 {
+		t.Fatalf("alice's cancel: %+v", r)
+	}
+	first := e.check(head, "web / build", completed("cancelled"))
+	e.check(head, "web", completed("cancelled"))
+	if c := e.gh.Comments(repo, 3); len(c) != 2 || !strings.Contains(c[0], "write access") || !strings.Contains(c[1], "cancelling "+runID) {
+		t.Errorf("the replies are %q", c)
+	}
+
+	// /sluice retry: a new execution, with new checks.
+	os.Remove(hold)
+	if r := e.comment("cmd-c3", 3, "alice", "/sluice retry"); len(r.Done) != 1 {
+		t.Fatalf("alice's retry: %+v", r)
+	}
+	second := e.check(head, "web / build", func(c githubfake.CheckRunState) bool { return c.ID != first.ID && c.Conclusion == "success" })
+	failed := e.check(head, "web / test", completed("failure"))
+	e.check(head, "web", func(c githubfake.CheckRunState) bool { return c.Conclusion == "failure" })
+	if second.ExternalID == first.ExternalID {
+		t.Errorf("the retry's check has the first's external_id %q", first.ExternalID)
+	}
+
+	// Re-run of the failed stage's check: the run is retried from it.
+	if err := os.WriteFile(hold+".pass", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body := fixture(t, "check_run/rerequested.payload.json", func(m map[string]any) {
+		cr := m["check_run"].(map[string]any)
+		cr["id"], cr["name"], cr["external_id"], cr["head_sha"] = failed.ID, failed.Name, failed.ExternalID, head
+		m["sender"].(map[string]any)["login"] = "alice"
+		m["repository"].(map[string]any)["full_name"] = repo
+	})
+	if code, out := e.deliver("check_run", "rerun-1", body); code != http.StatusAccepted {
+		t.Fatalf("rerequested: %d %s", code, out)
+	}
+	if r := e.result("rerun-1"); len(r.Done) != 1 || !strings.Contains(r.Done[0], runID) {
+		t.Fatalf("re-running the failed check: %+v", r)
+	}
+	e.check(head, "web / test", func(c githubfake.CheckRunState) bool { return c.ID != failed.ID && c.Conclusion == "success" })
+	st, err := engine.Wait(context.Background(), e.client, runID)
+	if err != nil || st.State != engine.StateSucceeded || st.ResumedFrom == "" {
+		t.Errorf("after the re-run the run is %s (resumed from %q): %v", st.State, st.ResumedFrom, err)
+	}
+	if b, _ := st.Stage("build"); len(b.Steps) != 1 || !b.Steps[0].Resumed {
+		t.Errorf("the re-run ran build again: %+v", b)
+	}
 }
