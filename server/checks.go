@@ -451,7 +451,7 @@ func annotationBatches(a []githubapp.Annotation) [][]githubapp.Annotation {
 
 // diagLine is the first line of a rendered diagnostic:
 // "path:line:col: error: message".
-var diagLine = regexp.MustCompile(`^([^\s:][^:]*):(\d+):(\d+): (?:error|warning): (.*)$`)
+var diagLine = regexp.MustCompile(`^([^\s:][^:]*):(\d+):(\d+): (error|warning): (.*)$`)
 
 // diagnosticAnnotations turns a pipeline's rendered diagnostics
 // ("path:line:col: message" lines, with repository paths) into
@@ -459,13 +459,24 @@ var diagLine = regexp.MustCompile(`^([^\s:][^:]*):(\d+):(\d+): (?:error|warning)
 func diagnosticAnnotations(diags string) []githubapp.Annotation {
 	var out []githubapp.Annotation
 	for _, line := range strings.Split(diags, "\n") {
-		m := diagLine.FindStringSubmatch(line)
-		if m == nil {
+		if m := diagLine.FindStringSubmatch(line); m != nil {
+			var n int
+			fmt.Sscanf(m[2], "%d", &n)
+			level := "failure"
+			if m[4] == "warning" {
+				level = "warning"
+			}
+			out = append(out, githubapp.Annotation{Path: m[1], StartLine: n, EndLine: n, Level: level, Title: strings.TrimSpace(m[5]), Message: strings.TrimSpace(m[5])})
 			continue
 		}
-		var n int
-		fmt.Sscanf(m[2], "%d", &n)
-		out = append(out, githubapp.Annotation{Path: m[1], StartLine: n, EndLine: n, Level: "failure", Title: "pipeline error", Message: strings.TrimSpace(m[4])})
+		// The detail: the indented lines under the source excerpt.
+		if d, ok := strings.CutPrefix(line, "    "); ok && len(out) > 0 {
+			a := &out[len(out)-1]
+			if a.Message == a.Title {
+				a.Message += ":"
+			}
+			a.Message += " " + strings.TrimSpace(d)
+		}
 	}
 	return slices.Clip(capAnnotations(out))
 }

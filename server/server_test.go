@@ -273,14 +273,42 @@ func TestInvalidPipelineStartsNothing(t *testing.T) {
 	if d := res.Invalid[0].Diagnostics; !strings.Contains(d, ".sluice/web.hcl:7:5") || !strings.Contains(d, "command") {
 		t.Errorf("diagnostics do not point at .sluice/web.hcl:7:5 or suggest command:\n%s", d)
 	}
+	// GitHub shows it as a failed check with an annotation on the line.
+	checks := e.gh.CheckRuns(repo)
+	if len(checks) != 1 || checks[0].Conclusion != "failure" || checks[0].Name != "sluice: .sluice" {
+		t.Fatalf("checks %+v, want one failed check sluice: .sluice", checks)
+	}
+	if a := checks[0].Annotations; len(a) != 1 || a[0].Path != ".sluice/web.hcl" || a[0].StartLine != 7 || !strings.Contains(a[0].Message, "comand") {
+		t.Errorf("annotations %+v, want one at .sluice/web.hcl:7 about comand", a)
+	}
 }
 
 func TestSkipCI(t *testing.T) {
 	e := start(t)
 	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
 	e.pushNew("skip-1", head, "docs [Skip CI]")
-	if res := e.result("skip-1"); len(res.Runs) != 0 || !strings.Contains(res.Ignored, "skip ci") {
+	if res := e.result("skip-1"); len(res.Runs) != 0 || !strings.Contains(res.Ignored, "[Skip CI]") {
 		t.Errorf("result %+v, want nothing started for [skip ci]", res)
+	}
+	// A neutral check says so, under the pipeline's name.
+	if c := e.gh.CheckRuns(repo); len(c) != 1 || c[0].Name != "web" || c[0].Conclusion != "neutral" || !strings.Contains(c[0].Summary, "[Skip CI]") {
+		t.Errorf("checks %+v, want one neutral check web", c)
+	}
+	// [sluice skip] too; a tag is never skipped.
+	head2 := e.commit(head, map[string]string{"src/x": "x"})
+	e.pushNew("skip-2", head2, "wip [SLUICE SKIP]")
+	if res := e.result("skip-2"); len(res.Runs) != 0 {
+		t.Errorf("[sluice skip] started %+v", res)
+	}
+	tag := fixture(t, "push/with-new-branch.payload.json", func(m map[string]any) {
+		m["ref"], m["before"], m["after"] = "refs/tags/v1.0.0", strings.Repeat("0", 40), head2
+		m["head_commit"] = map[string]any{"id": head2, "message": "wip [SLUICE SKIP]"}
+	})
+	if code, out := e.deliver("push", "skip-3", tag); code != http.StatusAccepted {
+		t.Fatalf("tag: %d %s", code, out)
+	}
+	if res := e.result("skip-3"); len(res.Runs) != 1 {
+		t.Errorf("a tag whose commit says [sluice skip] started %+v, want its run", res)
 	}
 }
 

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/sluice-ci/sluice/server/githubapp"
+	"github.com/sluice-ci/sluice/server/githubapp/githubfake"
+)
+
+// writerFor is a checkWriter on a fake GitHub's repository.
+func writerFor(t *testing.T) (*checkWriter, *githubfake.Server, string) {
+	t.Helper()
+	gh := githubfake.New(t)
+	gh.AddRepo("acme/web", 3)
+	sha := gh.Commit("acme/web", "", map[string]string{"README.md": "hi"})
+	app := &githubapp.App{ID: gh.AppID, PrivateKey: gh.PrivateKey, BaseURL: gh.URL()}
+	c, err := app.Installation(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &reportState{Checks: map[string]int64{}, Sent: map[string]string{}, Annotated: map[string]int{}}
+	return &checkWriter{gh: c, limits: &WriteLimits{}, installation: 3, repo: "acme/web", sha: sha, state: st, heartbeat: func() {}}, gh, sha
+}
+
+// 120 annotations reach GitHub in three requests of at most 50, and a
+// second write of the same check sends none again.
+func TestAnnotationsInBatches(t *testing.T) {
+	w, gh, sha := writerFor(t)
+	var notes []githubapp.Annotation
+	for i := range 120 {
+		notes = append(notes, githubapp.Annotation{Path: "pkg/a_test.go", StartLine: i + 1, Level: "failure", Title: fmt.Sprintf("TestA/%d", i), Message: "want 1, got 2"})
+	}
+	c := checkWant{Key: "stage:test", Digest: "completed/failure", Annotations: notes, Run: githubapp.CheckRun{
+		Name: "web / test", HeadSHA: sha, ExternalID: "r@e/stage:test", Status: "completed", Conclusion: "failure",
+		Title: "failed", Summary: "120 tests failed",
+	}}
+	ctx := context.Background()
+	if err := w.write(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.write(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	runs := gh.CheckRuns("acme/web")
+	if len(runs) != 1 || len(runs[0].Annotations) != 120 || runs[0].Writes != 3 {
+		t.Fatalf("GitHub has %d checks; the first with %d annotations in %d writes, want 120 in 3", len(runs), len(runs[0].Annotations), runs[0].Writes)
+	}
+	if runs[0].Annotations[119].StartLine != 120 || runs[0].Summary != "120 tests failed" {
+		t.Errorf("the last annotation is %+v, the summary %q", runs[0].Annotations[119], runs[0].Summary)
+	}
+}
+
+// A 66,000-character summary is cut at GitHub's 65,535 characters (runes,
+// not bytes) with a marker, and GitHub takes it.
+func TestSummaryCut(t *testing.T) {
+	w, gh, sha := writerFor(t)
+	long := strings.Repeat("é", 66000)
+	c := checkWant{Key: "run", Digest: "completed/failure", Run: githubapp.CheckRun{
+		Name: "web", HeadSHA: sha, ExternalID: "r@e/run", Status: "completed", Conclusion: "failure",
+		Title: "failed", Summary: cutRunes(long, maxCheckOutput), Text: cutRunes(long, maxCheckOutput),
+	}}
+	if err := w.write(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	got := gh.CheckRuns("acme/web")[0]
+	if n := utf8.RuneCountInString(got.Summary); n != maxCheckOutput || !strings.HasSuffix(got.Summary, cutMarker) {
+		t.Errorf("the summary has %d characters, want %d ending with the marker", n, maxCheckOutput)
+	}
+	if cutRunes("short", maxCheckOutput) != "short" {
+		t.Error("a short text was cut")
+	}
+}
+
+// A check whose ID was lost (the server died before recording it) is
+// found again by its external_id, not created twice.
+func TestLostCheckIDFound(t *testing.T) {
+	w, gh, sha := writerFor(t)
+	c := checkWant{Key: "stage:build", Digest: "in_progress/", Run: githubapp.CheckRun{
+		Name: "web / build", HeadSHA: sha, ExternalID: "r@e/stage:build", Status: "in_progress", Title: "running", Summary: "s",
+	}}
+	if err := w.write(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	w2, _, _ := writerFor(t)
+	w2.gh, w2.sha, w2.resumed = w.gh, sha, true
+	c.Digest, c.Run.Status, c.Run.Conclusion = "completed/success", "completed", "success"
+	if err := w2.write(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	runs := gh.CheckRuns("acme/web")
+	if len(runs) != 1 || runs[0].Conclusion != "success" {
+		t.Errorf("checks %+v, want the one check completed", runs)
+	}
+}
+
+func TestExternalID(t *testing.T) {
+	id := ExternalID("web-0123", "0190-abcd", "approval:deploy")
+	if run, key, ok := ParseExternalID(id); !ok || run != "web-0123" || key != "approval:deploy" {
+		t.Errorf("ParseExternalID(%q) = %q %q %v", id, run, key, ok)
+	}
+	if n, ok := parseGateID(gateID(7, "abc", "web")); !ok || n != 7 {
+		t.Errorf("gate ID of #7 parses as %d %v", n, ok)
+	}
+	if _, _, ok := ParseExternalID("something-else"); ok {
+		t.Error("an external_id of another tool parsed")
+	}
+}
