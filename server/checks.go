@@ -156,7 +156,9 @@ func progress(s engine.State) (status, conclusion string) {
 func (v *reportView) runCheck() checkWant {
 	st := v.st
 	status, conclusion := progress(st.State)
-	if st.State == engine.StateWaitingApproval {
+	if st.State == engine.StateWaitingApproval || st.State == engine.StatePending {
+		// A run is pending only for the moment after it starts: one
+		// write fewer. (Queued, it waits for its concurrency group.)
 		status = "in_progress"
 	}
 	title := fmt.Sprintf("%s: %s", v.plan.Pipeline, stateWords(st.State))
@@ -233,6 +235,11 @@ func (v *reportView) stageCheck(ps plan.Stage, ss *engine.StageStatus) checkWant
 			state += " (kept from the earlier attempt)"
 		}
 		fmt.Fprintf(&sum, "| %s | %s | %s | %s |\n", mdEscape(step.Name), state, attempt, duration(step.Start, step.End))
+	}
+	for _, step := range ss.Steps {
+		if step.Tests != nil {
+			fmt.Fprintf(&sum, "\nTests of %s: %s.\n", mdEscape(step.Name), step.Tests.Summary())
+		}
 	}
 	if ss.Reason != "" {
 		fmt.Fprintf(&sum, "\n%s\n", mdEscape(ss.Reason))
@@ -340,10 +347,34 @@ func (v *reportView) failedStepText(b *strings.Builder, ps plan.Stage, ss *engin
 
 // stageAnnotations points at the step that failed, in the pipeline file.
 func (v *reportView) stageAnnotations(ps plan.Stage, ss *engine.StageStatus) []githubapp.Annotation {
-	if ss.State != engine.StateFailed {
-		return nil
-	}
 	var out []githubapp.Annotation
+	// Failed tests from the JUnit reports steps declare, at their file
+	// and line (paths of the workspace, the project directory).
+	for _, step := range ss.Steps {
+		if step.Tests == nil {
+			continue
+		}
+		for _, f := range step.Tests.Failures {
+			if f.File == "" || f.Line <= 0 {
+				continue
+			}
+			title := f.Name
+			if f.Suite != "" {
+				title = f.Suite + "." + f.Name
+			}
+			msg := f.Message
+			if msg == "" {
+				msg = "the test failed"
+			}
+			out = append(out, githubapp.Annotation{
+				Path: v.repoPath(f.File), StartLine: f.Line, EndLine: f.Line, Level: "failure",
+				Title: title, Message: msg, RawDetails: f.Details,
+			})
+		}
+	}
+	if ss.State != engine.StateFailed {
+		return out
+	}
 	for i, step := range ss.Steps {
 		if step.State != engine.StateFailed || i >= len(ps.Steps) {
 			continue

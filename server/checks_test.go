@@ -3,9 +3,15 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/engine"
 
 	"github.com/sluice-ci/sluice/server/githubapp"
 	"github.com/sluice-ci/sluice/server/githubapp/githubfake"
@@ -107,5 +113,87 @@ func TestExternalID(t *testing.T) {
 	}
 	if _, _, ok := ParseExternalID("something-else"); ok {
 		t.Error("an external_id of another tool parsed")
+	}
+}
+
+// The GitHub writes of examples/go-service's tag run, counted by the fake:
+// its plan for a tag, every stage seen queued, running and done (the most
+// a reporter that polls can see), the deploy's approval asked and given.
+func TestWritesPerRunGoService(t *testing.T) {
+	files := map[string][]byte{}
+	matches, _ := filepath.Glob(filepath.Join("..", "examples", "go-service", ".sluice", "*.hcl"))
+	for _, f := range matches {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[".sluice/"+filepath.Base(f)] = b
+	}
+	w, gh, sha := writerFor(t)
+	g := plan.Git{Event: "tag", Ref: "refs/tags/v1.4.0", Tag: "v1.4.0", SHA: sha, ShortSHA: sha[:7], Repo: "acme/web", Actor: "octocat"}
+	p, diags, err := CompileFiles(files, "", g, false, nil, nil)
+	if err != nil || diags != "" {
+		t.Fatalf("compiling go-service for a tag: %v\n%s", err, diags)
+	}
+	st := engine.RunStatus{RunRef: engine.RunRef{RunID: "go-service-1", Pipeline: p.Pipeline}, State: engine.StatePending}
+	for _, ps := range p.Stages {
+		ss := engine.StageStatus{ID: ps.ID, Name: ps.Name, State: engine.StatePending}
+		for _, step := range ps.Steps {
+			ss.Steps = append(ss.Steps, engine.StepStatus{Name: step.Name, Kind: step.Kind, State: engine.StatePending})
+		}
+		st.Stages = append(st.Stages, ss)
+	}
+	ctx := context.Background()
+	report := func() {
+		v := &reportView{in: ReportInput{RunID: "go-service-1", Execution: "e1", PublicURL: "https://ci.example.com"}, plan: p, st: st}
+		for _, c := range v.checks() {
+			if err := w.write(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	report()
+	st.State = engine.StateRunning
+	now := time.Now()
+	for i, ps := range p.Stages {
+		ss := &st.Stages[i]
+		if ps.Skip != "" {
+			ss.State = engine.StateSkipped
+			report()
+			continue
+		}
+		if ps.Approval != nil {
+			ss.State, ss.Approval = engine.StateWaitingApproval, &engine.ApprovalStatus{Requested: now}
+			report()
+			ss.Approval.Decision, ss.Approval.By, ss.Approval.Decided = engine.DecisionApproved, "alice", now
+		}
+		ss.State, ss.Start = engine.StateRunning, now
+		report()
+		for j := range ss.Steps {
+			ss.Steps[j].State = engine.StateRunning
+			report() // a step's progress writes nothing
+			ss.Steps[j].State = engine.StateSucceeded
+		}
+		ss.State, ss.End = engine.StateSucceeded, now
+		report()
+	}
+	st.State, st.End = engine.StateSucceeded, now
+	report()
+	writes := 0
+	for _, c := range gh.CheckRuns("acme/web") {
+		writes += c.Writes
+	}
+	stages, gates := len(p.Stages), 0
+	for _, ps := range p.Stages {
+		if ps.Approval != nil && ps.Skip == "" {
+			gates++
+		}
+	}
+	// Each approval adds a check of its own (asked, decided): the goal
+	// of 3 a stage plus 2 does not count them.
+	goal := 3*stages + 2
+	t.Logf("examples/go-service tag run: %d stages, %d approval; %d GitHub writes (goal ≤ %d, 3 per stage plus 2; each approval's check adds 2)", stages, gates, writes, goal)
+	if writes > goal+2*gates {
+		t.Errorf("%d writes for %d stages and %d approvals, over %d", writes, stages, gates, goal+2*gates)
 	}
 }

@@ -38,7 +38,8 @@ stage "build" {
 stage "test" {
   needs = [stage.build]
   step "run" "unit" {
-    command = ["sh", "-c", "echo first line; echo boom: the widget broke; exit 3"]
+    command = ["sh", "-c", "echo first line; printf '<testsuite name=\"pkg\"><testcase classname=\"pkg\" name=\"TestA\" file=\"src/a_test.go\" line=\"3\"><failure message=\"want 1, got 2\">want 1, got 2</failure></testcase></testsuite>' > report.xml; echo boom: the widget broke; exit 3"]
+    junit   = ["report.xml"]
   }
 }
 
@@ -124,7 +125,7 @@ func TestChecksReportARun(t *testing.T) {
 	e.gh.SetPermission(repo, "alice", "write")
 	e.gh.SetPermission(repo, "bob", "write")
 	e.gh.SetPermission(repo, "mallory", "read")
-	head := e.commit("", map[string]string{".sluice/web.hcl": strings.Replace(checksPipeline, `stage "test" {`, `stage "test" {
+	head := e.commit("", map[string]string{"src/a_test.go": "package a\n\nfunc TestA() {}\n", ".sluice/web.hcl": strings.Replace(checksPipeline, `stage "test" {`, `stage "test" {
   continue_on_error = true`, 1)})
 	res := e.pushTo(bare, "checks-1", head, "first")
 	if len(res.Runs) != 1 {
@@ -143,8 +144,14 @@ func TestChecksReportARun(t *testing.T) {
 	if !strings.Contains(test.Text, "boom: the widget broke") || !strings.Contains(test.Text, "first line") {
 		t.Errorf("the failed stage's check does not show the end of its log:\n%s", test.Text)
 	}
-	if len(test.Annotations) != 1 || test.Annotations[0].Path != ".sluice/web.hcl" || test.Annotations[0].StartLine != 20 || test.Annotations[0].Level != "failure" {
-		t.Errorf("the failed stage's annotations are %+v, want one failure at .sluice/web.hcl:20 (the step)", test.Annotations)
+	if len(test.Annotations) != 2 || test.Annotations[1].Path != ".sluice/web.hcl" || test.Annotations[1].StartLine != 20 || test.Annotations[1].Level != "failure" {
+		t.Errorf("the failed stage's annotations are %+v, want a failure at .sluice/web.hcl:20 (the step)", test.Annotations)
+	}
+	if a := test.Annotations[0]; a.Path != "src/a_test.go" || a.StartLine != 3 || a.Title != "pkg.TestA" || a.Message != "want 1, got 2" {
+		t.Errorf("the failed test's annotation is %+v, want src/a_test.go:3 pkg.TestA", a)
+	}
+	if !strings.Contains(test.Summary, "0 passed, 1 failed") {
+		t.Errorf("the stage's summary does not count the tests:\n%s", test.Summary)
 	}
 	if strings.Contains(test.Text+test.Summary, "s3cr3t") {
 		t.Error("a secret's value reached GitHub")

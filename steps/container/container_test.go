@@ -230,3 +230,32 @@ func TestUnknownImage(t *testing.T) {
 		t.Fatalf("error = %v\nlog:\n%s", err, log)
 	}
 }
+
+// A container step's JUnit reports are read from the workspace when its
+// command fails, and their paths in the container are paths in the
+// workspace.
+func TestJUnitReport(t *testing.T) {
+	ws := t.TempDir()
+	os.MkdirAll(filepath.Join(ws, "pkg"), 0o755)
+	os.WriteFile(filepath.Join(ws, "pkg", "cart_test.py"), []byte("def test_total(): pass\n"), 0o644)
+	res, log, err := execute(t, ws, step("test", plan.RunStep{
+		Script: plan.Lit(`mkdir -p out
+cat > out/report.xml <<'EOF'
+<testsuites><testsuite name="pytest" tests="2" failures="1">
+  <testcase classname="pkg.cart_test" name="test_sum"/>
+  <testcase classname="pkg.cart_test" name="test_total" file="/workspace/pkg/cart_test.py" line="1"><failure message="assert 3 == 4">AssertionError</failure></testcase>
+</testsuite></testsuites>
+EOF
+exit 3`),
+		WorkingDir: "pkg",
+		JUnit:      []string{"out/*.xml"},
+	}), nil)
+	var exit *buildkit.ExitError
+	if !errors.As(err, &exit) || exit.Code != 3 {
+		t.Fatalf("error = %v, want exit code 3; log:\n%s", err, log)
+	}
+	want := steps.TestFailure{Suite: "pkg.cart_test", Name: "test_total", File: "pkg/cart_test.py", Line: 1, Message: "assert 3 == 4", Details: "AssertionError"}
+	if r := res.Tests; r == nil || r.Total != 2 || r.Failed != 1 || len(r.Failures) != 1 || r.Failures[0] != want {
+		t.Errorf("tests %+v, want 2 with the failure %+v; log:\n%s", r, want, log)
+	}
+}
