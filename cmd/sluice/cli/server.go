@@ -50,6 +50,7 @@ names (server.hcl):
     app_id           = 123456
     private_key_file = "/etc/sluice/github-app.pem"
     webhook_secrets  = ["..."]      # two during a rotation
+    commit_statuses  = true         # also sluice/<pipeline> statuses
   }
   git_hook_secrets = ["..."]
   repository "web" { url = "/srv/git/web.git" }
@@ -64,11 +65,13 @@ Creating the GitHub App (Settings > Developer settings > GitHub Apps > New):
   2. Webhook secret: a long random string (openssl rand -hex 32); give it
      to the server as SLUICE_GITHUB_WEBHOOK_SECRET.
   3. Repository permissions: Contents read-only, Metadata read-only,
-     Pull requests read-only, Checks read and write, Commit statuses read
-     and write. Organization permissions: Members read-only (approvers
-     named team:NAME).
+     Pull requests read and write, Issues read and write (replies to
+     /sluice comments), Checks read and write, Commit statuses read and
+     write. Organization permissions: Members read-only (approvers named
+     team:NAME).
   4. Subscribe to events: Push, Pull request, Create, Check run,
-     Check suite (Installation events are sent to every App).
+     Check suite, Issue comment (Installation events are sent to every
+     App).
   5. Create the App, note its App ID, generate a private key (.pem), and
      install the App on the repositories Sluice should run.
   6. Start: SLUICE_GITHUB_WEBHOOK_SECRET=... sluice server \
