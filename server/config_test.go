@@ -31,6 +31,7 @@ github {
   app_id           = 42
   private_key_file = "/etc/app.pem"
   webhook_secrets  = ["new", "old"]
+  commit_statuses  = true
 }
 repository "web" { url = "/srv/git/web.git" }
 team "sre" { members = ["alice", "bob"] }
@@ -43,7 +44,7 @@ team "sre" { members = ["alice", "bob"] }
 	if c.Listen != "127.0.0.1:1" || c.PublicURL != "https://ci.example.com" || c.IdleTimeout != 5*time.Minute {
 		t.Errorf("listen %q, public URL %q, idle %s", c.Listen, c.PublicURL, c.IdleTimeout)
 	}
-	if c.GitHub.AppID != 42 || !slices.Equal(c.GitHub.WebhookSecrets, []string{"new", "old"}) || c.GitHub.PrivateKeyFile != "/etc/app.pem" {
+	if c.GitHub.AppID != 42 || !slices.Equal(c.GitHub.WebhookSecrets, []string{"new", "old"}) || c.GitHub.PrivateKeyFile != "/etc/app.pem" || !c.GitHub.CommitStatuses {
 		t.Errorf("github %+v", c.GitHub)
 	}
 	if len(c.Repositories) != 1 || c.Repositories[0] != (Repository{Name: "web", URL: "/srv/git/web.git"}) || !slices.Equal(c.Teams["sre"], []string{"alice", "bob"}) {
