@@ -71,7 +71,8 @@ stage "deploy" {
 func startChecks(t *testing.T) (*env, string) {
 	t.Helper()
 	t.Setenv("SLUICE_TEST_CHECKS_TOKEN", "s3cr3t-value-for-checks")
-	e := startWith(t, func(c *server.Config) { c.NoRunner = false })
+	// Commit statuses too, for branch protection on statuses.
+	e := startWith(t, func(c *server.Config) { c.NoRunner, c.GitHub.CommitStatuses = false, true })
 	e.clone = filepath.Join(t.TempDir(), "hello.git")
 	return e, e.clone
 }
@@ -200,6 +201,23 @@ func TestChecksReportARun(t *testing.T) {
 	for _, want := range []string{"/stages/build) | succeeded |", "/stages/test) | failed |", "/stages/deploy) | succeeded |"} {
 		if !strings.Contains(run.Summary, want) {
 			t.Errorf("the pipeline's check summary lacks %q:\n%s", want, run.Summary)
+		}
+	}
+
+	// One commit status context for the pipeline, pending then success,
+	// posted only when the run's state changed.
+	var sts []githubfake.StatusState
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if sts = e.gh.Statuses(repo, head); len(sts) > 0 && sts[len(sts)-1].State == "success" {
+			break
+		}
+	}
+	if len(sts) < 2 || len(sts) > 3 || sts[0].State != "pending" || sts[len(sts)-1].State != "success" {
+		t.Errorf("commit statuses %+v, want pending then success", sts)
+	}
+	for _, s := range sts {
+		if s.Context != "sluice/web" {
+			t.Errorf("a commit status has context %q, want sluice/web", s.Context)
 		}
 	}
 
