@@ -52,8 +52,8 @@ func cutRunes(s string, limit int) string {
 // checkWant is one check run as a run's status calls for it.
 type checkWant struct {
 	// Key names the check within the run's report: "run" for the
-	// pipeline's, "stage:ID" for a stage's, "approval:ID" for a stage's
-	// approval gate.
+	// pipeline's, "stage:ID" for a stage's (which asks for its approval),
+	// "stage:ID#decided" for a stage's after its approval.
 	Key string
 	Run githubapp.CheckRun
 	// Digest is what a write is owed for: status, conclusion and
@@ -129,9 +129,6 @@ func (v *reportView) checks() []checkWant {
 			continue
 		}
 		out = append(out, v.stageCheck(ps, ss))
-		if g, ok := v.approvalCheck(ps, ss); ok {
-			out = append(out, g)
-		}
 	}
 	return out
 }
@@ -244,14 +241,29 @@ func (v *reportView) stageCheck(ps plan.Stage, ss *engine.StageStatus) checkWant
 	if ss.Reason != "" {
 		fmt.Fprintf(&sum, "\n%s\n", mdEscape(ss.Reason))
 	}
+	if a := ss.Approval; a != nil && a.Decision != "" {
+		fmt.Fprintf(&sum, "\n%s.\n", approvalWords(a))
+	}
 	var text strings.Builder
 	if ss.State == engine.StateFailed {
 		v.failedStepText(&text, ps, ss)
 	}
+	key := "stage:" + ps.ID
+	if a := ss.Approval; a != nil && !a.Requested.IsZero() {
+		if a.Decision == "" && ss.State == engine.StateWaitingApproval {
+			return v.approvalCheck(ps, ss)
+		}
+		if a.Decision != "" {
+			// The check that asked for approval is completed, and GitHub
+			// does not take a completed check back to in progress: the
+			// stage goes on in a new check of the same name.
+			key += decidedSuffix
+		}
+	}
 	return checkWant{
-		Key: "stage:" + ps.ID,
+		Key: key,
 		Run: githubapp.CheckRun{
-			Name: checkName(v.plan.Pipeline, ps), HeadSHA: v.plan.Git.SHA, ExternalID: ExternalID(v.in.RunID, v.in.Execution, "stage:"+ps.ID),
+			Name: checkName(v.plan.Pipeline, ps), HeadSHA: v.plan.Git.SHA, ExternalID: ExternalID(v.in.RunID, v.in.Execution, key),
 			DetailsURL: v.detailsURL(ps.ID), Status: status, Conclusion: conclusion,
 			StartedAt: ss.Start, CompletedAt: endOf(status, ss.End),
 			Title: title, Summary: cutRunes(sum.String(), maxCheckOutput), Text: cutRunes(text.String(), maxCheckOutput),
@@ -269,19 +281,30 @@ const (
 	ActionRun     = "ok-to-test"
 )
 
-// approvalCheck is the gate of a stage that asks for approval: a
+// decidedSuffix marks the key of a stage's check after its approval.
+const decidedSuffix = "#decided"
+
+// StageOfKey is the stage a check's key names ("stage:ID", or after its
+// approval "stage:ID#decided").
+func StageOfKey(key string) (string, bool) {
+	stage, ok := strings.CutPrefix(key, "stage:")
+	stage = strings.TrimSuffix(stage, decidedSuffix)
+	return stage, ok && stage != ""
+}
+
+// approvalCheck is a stage's check while the stage waits for approval: a
 // completed check with conclusion action_required and Approve and Reject
-// buttons (GitHub shows buttons only on completed checks), then the
-// decision.
-func (v *reportView) approvalCheck(ps plan.Stage, ss *engine.StageStatus) (checkWant, bool) {
+// buttons (GitHub shows buttons only on completed checks). Once decided,
+// the stage goes on in a new check of the same name, which replaces this
+// one on the pull request.
+func (v *reportView) approvalCheck(ps plan.Stage, ss *engine.StageStatus) checkWant {
 	a := ss.Approval
-	if ps.Approval == nil || a == nil || a.Requested.IsZero() {
-		return checkWant{}, false
-	}
+	key := "stage:" + ps.ID
 	cr := githubapp.CheckRun{
-		Name: checkName(v.plan.Pipeline, ps) + ": approval", HeadSHA: v.plan.Git.SHA,
-		ExternalID: ExternalID(v.in.RunID, v.in.Execution, "approval:"+ps.ID),
-		DetailsURL: v.detailsURL(ps.ID), Status: "completed", StartedAt: a.Requested,
+		Name: checkName(v.plan.Pipeline, ps), HeadSHA: v.plan.Git.SHA,
+		ExternalID: ExternalID(v.in.RunID, v.in.Execution, key),
+		DetailsURL: v.detailsURL(ps.ID), Status: "completed", Conclusion: "action_required",
+		StartedAt: a.Requested, CompletedAt: a.Requested, Title: "waiting for approval",
 	}
 	who := "anyone who may approve on this server"
 	if len(a.Approvers) > 0 {
@@ -292,39 +315,33 @@ func (v *reportView) approvalCheck(ps plan.Stage, ss *engine.StageStatus) (check
 		fmt.Fprintf(&sum, "%s\n\n", mdEscape(a.Description))
 	}
 	fmt.Fprintf(&sum, "Approvers: %s. They need write access to the repository.\n", mdEscape(who))
+	if !a.Deadline.IsZero() {
+		fmt.Fprintf(&sum, "\nIt times out at %s.\n", a.Deadline.UTC().Format(time.RFC1123))
+	}
+	sum.WriteString("\nApprove or reject with the buttons above, `/sluice approve " + ps.ID + "` in the pull request, or `sluice approve`.\n")
+	cr.Summary = cutRunes(sum.String(), maxCheckOutput)
+	cr.Actions = []githubapp.Action{
+		{Label: "Approve", Description: "Approve and go on", Identifier: ActionApprove},
+		{Label: "Reject", Description: "Reject: the stage does not run", Identifier: ActionReject},
+	}
+	return checkWant{Key: key, Run: cr, Digest: "action_required"}
+}
+
+// approvalWords says how an approval was decided.
+func approvalWords(a *engine.ApprovalStatus) string {
+	var s string
 	switch a.Decision {
-	case "":
-		if ss.State != engine.StateWaitingApproval {
-			// The run ended (cancelled) before anyone decided.
-			cr.Conclusion, cr.Title = "cancelled", "not decided: the run ended"
-			break
-		}
-		cr.Conclusion, cr.Title = "action_required", "waiting for approval"
-		if !a.Deadline.IsZero() {
-			fmt.Fprintf(&sum, "\nIt times out at %s.\n", a.Deadline.UTC().Format(time.RFC1123))
-		}
-		sum.WriteString("\nApprove or reject with the buttons above, `/sluice approve " + ps.ID + "` in the pull request, or `sluice approve`.\n")
-		cr.Actions = []githubapp.Action{
-			{Label: "Approve", Description: "Approve and go on", Identifier: ActionApprove},
-			{Label: "Reject", Description: "Reject: the stage does not run", Identifier: ActionReject},
-		}
 	case engine.DecisionApproved:
-		cr.Conclusion, cr.Title = "success", "approved by "+a.By
+		s = "Approved by " + mdEscape(a.By)
 	case engine.DecisionRejected:
-		cr.Conclusion, cr.Title = "failure", "rejected by "+a.By
+		s = "Rejected by " + mdEscape(a.By)
 	default:
-		cr.Conclusion, cr.Title = "timed_out", "nobody decided in time"
+		s = "Nobody approved it in time"
 	}
 	if a.Reason != "" {
-		fmt.Fprintf(&sum, "\nReason: %s\n", mdEscape(a.Reason))
+		s += ": " + mdEscape(a.Reason)
 	}
-	if !a.Decided.IsZero() {
-		cr.CompletedAt = a.Decided
-	} else {
-		cr.CompletedAt = a.Requested
-	}
-	cr.Summary = cutRunes(sum.String(), maxCheckOutput)
-	return checkWant{Key: "approval:" + ps.ID, Run: cr, Digest: cr.Conclusion + "/" + a.Decision}, true
+	return s
 }
 
 // failedStepText writes the failed step's error and the tail of its log.

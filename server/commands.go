@@ -81,7 +81,7 @@ func (t *Triggers) rerun(ctx context.Context, in DeliveryInput, res *DeliveryRes
 			return true, nil, nil
 		}
 		from := ""
-		if stage, isStage := strings.CutPrefix(key, "stage:"); isStage {
+		if stage, isStage := StageOfKey(key); isStage {
 			if ss, ok := st.Stage(stage); ok && ss.State == engine.StateSucceeded {
 				from = stage
 			}
@@ -204,7 +204,7 @@ func (t *Triggers) action(ctx context.Context, in DeliveryInput) (DeliveryResult
 		return t.okToTest(ctx, in, gh, number, ra.HeadSHA)
 	}
 	runID, key, ok := ParseExternalID(ra.ExternalID)
-	stage, isGate := strings.CutPrefix(key, "approval:")
+	stage, isGate := StageOfKey(key)
 	if !ok || !isGate || (ra.Identifier != ActionApprove && ra.Identifier != ActionReject) {
 		return refuse(fmt.Sprintf("the button %q of this check is not one Sluice acts on", ra.Identifier))
 	}
