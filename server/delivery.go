@@ -201,7 +201,14 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 	}
 	skip := ""
 	if (g.Event == "push" || g.Event == "pull_request") && in.ApprovedBy == "" {
-		if m := skipCI.FindString(ev.HeadCommitMessage); m != "" {
+		msg := ev.HeadCommitMessage
+		if ev.Kind == webhook.KindPullRequest && gh != nil {
+			// A pull request's event does not say its head's message.
+			if msg, err = gh.CommitMessage(ctx, ev.Repo, g.SHA); err != nil {
+				return res, sourceError(err)
+			}
+		}
+		if m := skipCI.FindString(msg); m != "" {
 			skip = fmt.Sprintf("the head commit asks to skip CI (%s)", m)
 		}
 	}

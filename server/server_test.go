@@ -310,6 +310,21 @@ func TestSkipCI(t *testing.T) {
 	if res := e.result("skip-3"); len(res.Runs) != 1 {
 		t.Errorf("a tag whose commit says [sluice skip] started %+v, want its run", res)
 	}
+	// A pull request whose head says [ci skip]: its event does not carry
+	// the message, which is read from GitHub.
+	head3 := e.gh.CommitMessage(repo, head2, "try [ci skip]", map[string]string{"src/y": "y"})
+	e.gh.AddPull(repo, 2, head3, []string{"src/y"})
+	pr := fixture(t, "pull_request/synchronize.payload.json", func(m map[string]any) {
+		p := m["pull_request"].(map[string]any)
+		p["head"].(map[string]any)["sha"] = head3
+		p["base"].(map[string]any)["ref"] = "main"
+	})
+	if code, out := e.deliver("pull_request", "skip-4", pr); code != http.StatusAccepted {
+		t.Fatalf("pull_request: %d %s", code, out)
+	}
+	if res := e.result("skip-4"); len(res.Runs) != 0 || !strings.Contains(res.Ignored, "[ci skip]") {
+		t.Errorf("a pull request whose head says [ci skip] started %+v", res)
+	}
 }
 
 // GitHub answering 502 and then 429 while the pipeline is fetched: the

@@ -283,3 +283,17 @@ func (c *Client) Permission(ctx context.Context, repo, login string) (string, er
 	}
 	return p.GetPermission(), nil
 }
+
+// CommitMessage returns the message of commit sha of repo: what [skip ci]
+// is read from for a pull request, whose event does not carry it.
+func (c *Client) CommitMessage(ctx context.Context, repo, sha string) (string, error) {
+	owner, name, err := split(repo)
+	if err != nil {
+		return "", err
+	}
+	commit, _, err := c.gh.Repositories.GetCommit(ctx, owner, name, sha, &github.ListOptions{PerPage: 1})
+	if err != nil {
+		return "", classify(err, fmt.Sprintf("commit %s in %s", sha, repo))
+	}
+	return commit.GetCommit().GetMessage(), nil
+}

@@ -66,6 +66,11 @@ const fakeIdent = "Sluice Test <test@sluice.invalid>"
 // commit makes a commit on parent ("" for a root commit) that sets the
 // files given (Deleted removes one) and returns it.
 func (st *store) commit(parent string, changes map[string]string) (*commit, error) {
+	return st.commitMessage(parent, "", changes)
+}
+
+// commitMessage is commit with a message ("" for "commit N").
+func (st *store) commitMessage(parent, message string, changes map[string]string) (*commit, error) {
 	files := map[string]string{}
 	var parents []string
 	if parent != "" {
@@ -93,7 +98,10 @@ func (st *store) commit(parent string, changes map[string]string) (*commit, erro
 	tree := st.writeTree(files)
 	n := len(st.order)
 	when := fakeEpoch.Add(time.Duration(n) * time.Minute)
-	msg := fmt.Sprintf("commit %d", n+1)
+	msg := message
+	if msg == "" {
+		msg = fmt.Sprintf("commit %d", n+1)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "tree %s\n", tree)
 	for _, p := range parents {

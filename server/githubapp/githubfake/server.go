@@ -214,6 +214,18 @@ func (s *Server) Commit(repo, parent string, files map[string]string) string {
 	return c.sha
 }
 
+// CommitMessage is Commit with the commit's message.
+func (s *Server) CommitMessage(repo, parent, message string, files map[string]string) string {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.repo(repo).git.commitMessage(parent, message, files)
+	if err != nil {
+		s.t.Fatalf("githubfake: CommitMessage in %s: %v", repo, err)
+	}
+	return c.sha
+}
+
 // SetBranch points branch of repo at the commit sha.
 func (s *Server) SetBranch(repo, branch, sha string) {
 	s.t.Helper()
