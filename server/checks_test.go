@@ -195,3 +195,13 @@ func TestWritesPerRunGoService(t *testing.T) {
 		t.Errorf("%d writes for %d stages and %d approvals, over the goal of %d", writes, stages, gates, goal)
 	}
 }
+
+func TestCheckName(t *testing.T) {
+	ps := plan.Stage{ID: "test[go=1.26,os=linux]", Name: "test", MatrixKeys: []string{"go", "os"}, Matrix: map[string]string{"go": "1.26", "os": "linux"}}
+	if got := checkName("web", ps); got != "web / test (1.26, linux)" {
+		t.Errorf("checkName = %q", got)
+	}
+	if got := checkName("web", plan.Stage{ID: "build", Name: "build"}); got != "web / build" {
+		t.Errorf("checkName = %q", got)
+	}
+}

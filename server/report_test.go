@@ -191,6 +191,14 @@ func TestChecksReportARun(t *testing.T) {
 	if st, _ := engine.Status(context.Background(), e.client, runID); st.State != engine.StateWaitingApproval && st.State != engine.StateRunning {
 		t.Fatalf("after refused clicks the run is %s", st.State)
 	}
+	// In the pull request, bob's /sluice approve is refused the same way.
+	e.gh.AddPull(repo, 4, head, []string{".sluice/web.hcl"})
+	if r := e.comment("approve-c1", 4, "bob", "/sluice approve deploy"); len(r.Refused) != 1 || !strings.Contains(r.Refused[0], "not one of the approvers") {
+		t.Errorf("bob's /sluice approve: %+v", r)
+	}
+	if c := e.gh.Comments(repo, 4); len(c) != 1 || !strings.Contains(c[0], "not one of the approvers") {
+		t.Errorf("bob was answered %q", c)
+	}
 	if r := click("click-3", "alice", server.ActionApprove); len(r.Done) != 1 {
 		t.Errorf("alice's click: %+v", r)
 	}
