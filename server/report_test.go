@@ -390,10 +390,10 @@ func TestForkPullRequest(t *testing.T) {
 		m["repository"].(map[string]any)["full_name"] = repo
 		m["repository"].(map[string]any)["clone_url"] = bare
 	})
-	if code, out := e.deliver("check_suite", "suite-1", body); code != http.StatusAccepted {
+	if code, out := e.deliver("check_suite", "fork-suite-1", body); code != http.StatusAccepted {
 		t.Fatalf("check_suite: %d %s", code, out)
 	}
-	if res := e.result("suite-1"); len(res.Runs) != 1 {
+	if res := e.result("fork-suite-1"); len(res.Runs) != 1 {
 		t.Fatalf("re-running the fork's suite started %+v", res)
 	}
 	e.check(head2, "web", completed("success"))
@@ -510,10 +510,10 @@ stage "test" {
 		m["sender"].(map[string]any)["login"] = "alice"
 		m["repository"].(map[string]any)["full_name"] = repo
 	})
-	if code, out := e.deliver("check_run", "rerun-1", body); code != http.StatusAccepted {
+	if code, out := e.deliver("check_run", "cmd-rerun-1", body); code != http.StatusAccepted {
 		t.Fatalf("rerequested: %d %s", code, out)
 	}
-	if r := e.result("rerun-1"); len(r.Done) != 1 || !strings.Contains(r.Done[0], runID) {
+	if r := e.result("cmd-rerun-1"); len(r.Done) != 1 || !strings.Contains(r.Done[0], runID) {
 		t.Fatalf("re-running the failed check: %+v", r)
 	}
 	e.check(head, "web / test", func(c githubfake.CheckRunState) bool { return c.ID != failed.ID && c.Conclusion == "success" })

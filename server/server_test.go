@@ -432,21 +432,43 @@ func TestPlanAgreesWithServer(t *testing.T) {
 
 // "Re-run all checks" on GitHub (check_suite rerequested) runs the head
 // commit's pipelines again, as a new run.
-func TestRerunStartsNewRun(t *testing.T) {
+// "Re-run all checks" of a commit whose run is in progress is refused;
+// once the run ended, it retries that run (a new execution of the same
+// run) rather than starting another.
+func TestRerunRetriesTheRun(t *testing.T) {
 	e := start(t)
-	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline})
+	ctx := context.Background()
+	head := e.commit("", map[string]string{".sluice/web.hcl": webPipeline, "rerun": "x"})
 	e.pushNew("first", head, "x")
-	first := e.result("first")
-	body := fixture(t, "check_suite/rerequested.payload.json", func(m map[string]any) {
-		cs := m["check_suite"].(map[string]any)
-		cs["head_sha"], cs["head_branch"] = head, "main"
-	})
-	if code, out := e.deliver("check_suite", "rerun-1", body); code != http.StatusAccepted {
-		t.Fatalf("rerequested: %d %s", code, out)
+	runID := e.result("first").Runs[0].RunID
+	rerun := func(id string) server.DeliveryResult {
+		body := fixture(t, "check_suite/rerequested.payload.json", func(m map[string]any) {
+			cs := m["check_suite"].(map[string]any)
+			cs["head_sha"], cs["head_branch"] = head, "main"
+		})
+		if code, out := e.deliver("check_suite", id, body); code != http.StatusAccepted {
+			t.Fatalf("rerequested: %d %s", code, out)
+		}
+		return e.result(id)
 	}
-	res := e.result("rerun-1")
-	if len(res.Runs) != 1 || res.Runs[0].Existing || res.Runs[0].RunID == first.Runs[0].RunID {
-		t.Errorf("re-run started %+v; want a new run besides %s", res.Runs, first.Runs[0].RunID)
+	if res := rerun("rerun-1"); len(res.Runs) != 0 || len(res.Refused) != 1 || !strings.Contains(res.Refused[0], "still") {
+		t.Errorf("re-running a run in progress: %+v", res)
+	}
+	before, err := engine.Execution(ctx, e.client, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Cancel(ctx, e.client, runID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Wait(ctx, e.client, runID); err != nil {
+		t.Fatal(err)
+	}
+	if res := rerun("rerun-2"); len(res.Done) != 1 || !strings.Contains(res.Done[0], runID) || len(res.Runs) != 0 {
+		t.Errorf("re-running the cancelled run: %+v", res)
+	}
+	if after, err := engine.Execution(ctx, e.client, runID); err != nil || after == before {
+		t.Errorf("the run was not retried: execution %s, before %s (%v)", after, before, err)
 	}
 }
 
