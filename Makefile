@@ -24,10 +24,11 @@ bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
 	cd tools/buildkit && $(GO) build -o ../../bin/ github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl
 
 # deps installs what the tests need beyond Go: git, Prometheus (the verify
-# step's tests), npm, and GitHub's REST API description from the npm
-# package @octokit/openapi (the fake GitHub validates against it).
+# step's tests), npm, iproute2 (ip: the tests across hosts make network
+# namespaces, internal/netns), and GitHub's REST API description from the
+# npm package @octokit/openapi (the fake GitHub validates against it).
 deps:
-	@scripts/deps.sh git prometheus npm curl
+	@scripts/deps.sh git prometheus npm curl ip
 	@scripts/octokit-openapi.sh >/dev/null
 
 # test runs every Go test (real servers included: buildkitd from make

@@ -76,6 +76,19 @@ type Activities struct {
 	// means every second (the worker throttles what reaches the server).
 	HeartbeatInterval time.Duration
 
+	// Pool counts the stages the runner holds (RunnerOptions.MaxStages);
+	// NewRunner fills it in.
+	Pool *StagePool
+	// StateDir is where the runner notes the step activities it runs, so
+	// that started again after a crash it fails them at once (see
+	// inflight.go); empty notes nothing.
+	StateDir string
+	// Abort, when closed, cancels every running step (their processes get
+	// SIGTERM, then SIGKILL after the grace period) and fails their
+	// activities with RunnerStoppedError, so that their stages start again
+	// on another runner: the second SIGTERM of a draining runner.
+	Abort <-chan struct{}
+
 	// artifacts is RunnerOptions.Artifacts.
 	artifacts ArtifactStore
 }
@@ -85,6 +98,16 @@ type Activities struct {
 func (a *Activities) PrepareWorkspace(ctx context.Context, in PrepareInput) (PrepareResult, error) {
 	stop := a.heartbeat(ctx)
 	defer stop()
+	res, err := a.prepare(ctx, in)
+	if err == nil && a.Pool != nil {
+		// The stage is this runner's until it is released.
+		a.Pool.Hold(stageKey(in.RunID, in.StageID))
+	}
+	return res, err
+}
+
+// prepare makes a stage's workspace.
+func (a *Activities) prepare(ctx context.Context, in PrepareInput) (PrepareResult, error) {
 	if a.Workspaces == nil {
 		return PrepareResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("runner %q has no workspace provider", a.Runner), "NoWorkspaces", nil)
 	}
@@ -97,6 +120,9 @@ func (a *Activities) PrepareWorkspace(ctx context.Context, in PrepareInput) (Pre
 
 // ReleaseWorkspace cleans up after a stage.
 func (a *Activities) ReleaseWorkspace(ctx context.Context, in ReleaseInput) error {
+	if a.Pool != nil {
+		defer a.Pool.Release(stageKey(in.RunID, in.StageID))
+	}
 	if a.Workspaces == nil {
 		return nil
 	}
@@ -113,7 +139,67 @@ func (a *Activities) ReleaseWorkspace(ctx context.Context, in ReleaseInput) erro
 func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, error) {
 	stop := a.heartbeat(ctx)
 	defer stop()
-	return a.runStep(ctx, in)
+	defer a.busy(in.RunID, in.StageID)()
+	defer a.noteRunning(ctx, in.Step.Name)()
+	ctx, aborted := a.abortable(ctx)
+	res, err := a.runStep(ctx, in)
+	if aborted() {
+		return res, a.stopped(in.Step.Name)
+	}
+	return res, err
+}
+
+// RunnerStoppedError is the type of an activity's failure when its runner
+// was stopped (a second SIGTERM) while it ran: the workflow takes the
+// runner for lost and gives the stage to another one.
+const RunnerStoppedError = "RunnerStopped"
+
+// abortable derives a context that Abort cancels; aborted says whether it
+// did.
+func (a *Activities) abortable(ctx context.Context) (context.Context, func() bool) {
+	if a.Abort == nil {
+		return ctx, func() bool { return false }
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-a.Abort:
+			cancel(errAborted)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() bool { return errors.Is(context.Cause(ctx), errAborted) }
+}
+
+var errAborted = errors.New("the runner was stopped")
+
+func (a *Activities) stopped(step string) error {
+	return temporal.NewApplicationError(fmt.Sprintf("runner %q was stopped while it ran step %q", a.Runner, step), RunnerStoppedError)
+}
+
+// busy records, until the returned func is called, that a stage the
+// runner holds is at work: the pool does not count it stale.
+func (a *Activities) busy(run, stage string) (done func()) {
+	if a.Pool == nil {
+		return func() {}
+	}
+	key := stageKey(run, stage)
+	a.Pool.Touch(key)
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				a.Pool.Touch(key)
+				return
+			case <-t.C:
+				a.Pool.Touch(key)
+			}
+		}
+	}()
+	return func() { close(stop) }
 }
 
 // runStep runs one step; the caller heartbeats.

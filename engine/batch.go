@@ -108,11 +108,39 @@ type HeartbeatRecorder interface {
 // workspace's journal holds as finished is not run again: its recorded
 // result stands (see journal.go).
 func (a *Activities) RunSteps(ctx context.Context, in StepsInput) (StepsResult, error) {
+	step := ""
+	if len(in.Steps) > 0 {
+		step = in.Steps[0].Step.Name
+	}
+	defer a.noteRunning(ctx, step)()
+	res, err := a.runSteps(ctx, in)
+	if ctx.Err() == nil && a.Abort != nil {
+		// Aborted steps fail in the result: the stage goes elsewhere.
+		select {
+		case <-a.Abort:
+			name := ""
+			if len(in.Steps) > 0 {
+				name = in.Steps[0].Step.Name
+			}
+			return res, a.stopped(name)
+		default:
+		}
+	}
+	return res, err
+}
+
+func (a *Activities) runSteps(ctx context.Context, in StepsInput) (StepsResult, error) {
+	ctx, _ = a.abortable(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	res := StepsResult{StageID: in.StageID, First: in.First, Runner: a.Runner}
+	defer a.busy(in.RunID, in.StageID)()
 	if in.Take != nil {
-		ws, err := a.PrepareWorkspace(ctx, *in.Take)
+		// Taken here, on a stage queue: the activity's own slot counts the
+		// stage in the runner's pool, until the activity ends.
+		stop := a.heartbeat(ctx)
+		ws, err := a.prepare(ctx, *in.Take)
+		stop()
 		if err != nil {
 			return res, temporal.NewNonRetryableApplicationError(err.Error(), NotTakenError, err)
 		}
@@ -514,12 +542,21 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 			return next + 1
 		}
 		ss.Error = msg
+		lostRunner := st.status.Runner
 		if err := r.prepare(ctx, st, ws); err != nil || ctx.Err() != nil {
 			ss.State, ss.End = StateCancelled, workflow.Now(ctx)
 			if err != nil {
 				ss.State, ss.Error = StateFailed, err.Error()
 			}
 			return next + 1
+		}
+		st.status.Restarts = append(st.status.Restarts, restartNote(lostRunner, ss.Name, msg, ws.Runner))
+		// On another runner the workspace is new: the stage starts again
+		// from its first step (histories recorded before went on from the
+		// lost step).
+		if ws.Runner != lostRunner && workflow.GetVersion(ctx, "restart-stage-elsewhere", workflow.DefaultVersion, 1) == 1 {
+			r.resetSteps(st, st.first, next+1)
+			return st.first
 		}
 		ss.State = StateRunning
 		j, in.First, in.Workspace, in.Steps = next, next, ws.Workspace, in.Steps[done:]
@@ -604,5 +641,15 @@ func applyBatchProgress(st *RunStatus, desc *workflowservice.DescribeWorkflowExe
 				s.Steps[next].Attempt = 1
 			}
 		}
+	}
+}
+
+// resetSteps makes steps [from, to) of a stage pending again, forgetting
+// their outputs: the stage runs them again on a new runner.
+func (r *run) resetSteps(st *stageRun, from, to int) {
+	for k := from; k < to && k < len(st.status.Steps); k++ {
+		ss := &st.status.Steps[k]
+		ss.State, ss.Start, ss.End, ss.Outputs, ss.DryRun, ss.Tests = StatePending, time.Time{}, time.Time{}, nil, "", nil
+		delete(st.outputs, ss.Name)
 	}
 }

@@ -110,6 +110,11 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 			r.runStep(stageCtx, st, j, &ws)
 			next = j + 1
 		}
+		if next < j {
+			// The stage starts again on a new runner (see resetSteps).
+			j = next
+			continue
+		}
 		for ; j < next && stageErr == ""; j++ {
 			ss := &st.status.Steps[j]
 			if ss.State == StateFailed && !s.Steps[j].ContinueOnError {
@@ -293,6 +298,10 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 				end(StateCancelled, "")
 				return
 			}
+			if st.lost != "" {
+				st.status.Restarts = append(st.status.Restarts, st.lost+fmt.Sprintf("; stage restarted on runner %q", ws.Runner))
+				st.lost = ""
+			}
 		}
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			TaskQueue:              ws.Queue,
@@ -333,10 +342,12 @@ func (r *run) runStep(ctx workflow.Context, st *stageRun, j int, ws *PrepareResu
 			// the step goes again on whichever runner takes the stage now
 			// (the same one, once it is back). A lost runner is not the
 			// step's failure, so it does not use up the step's attempts.
+			lostRunner := ws.Runner
 			*ws = PrepareResult{}
 			if lostRunners++; lostRunners <= MaxLostRunners {
 				ss.Error = msg
 				attempt--
+				st.lost = restartNote(lostRunner, ss.Name, msg, "")
 				continue
 			}
 			msg += fmt.Sprintf("; %d runners were lost running this step", lostRunners)
@@ -394,11 +405,26 @@ func describeError(err error, runner string, timeout time.Duration) (string, boo
 	}
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
-		return ae.Message(), false
+		// A runner stopped mid-step (drained, then told to stop) is lost
+		// as one that died is, without waiting for its heartbeat.
+		return ae.Message(), ae.Type() == RunnerStoppedError
 	}
 	var pe *temporal.PanicError
 	if errors.As(err, &pe) {
 		return "the runner panicked: " + pe.Error(), false
 	}
 	return err.Error(), false
+}
+
+// restartNote says that a runner was lost during a step and where the
+// stage went on.
+func restartNote(lost, step, why, next string) string {
+	if lost == "" {
+		lost = "?"
+	}
+	note := fmt.Sprintf("runner %q lost during step %q (%s)", lost, step, why)
+	if next != "" {
+		note += fmt.Sprintf("; stage restarted on runner %q", next)
+	}
+	return note
 }

@@ -124,6 +124,10 @@ type StageStatus struct {
 	Steps    []StepStatus    `json:"steps"`
 	// Artifacts is what the stage stored for the stages after it.
 	Artifacts *ArtifactsStatus `json:"artifacts,omitempty"`
+	// Restarts says, for each time the stage started again on a runner
+	// because the one running it was lost, which runner was lost during
+	// which step, and where the stage went on.
+	Restarts []string `json:"restarts,omitempty"`
 }
 
 // StepStatus is the state of one step.

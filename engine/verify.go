@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -166,7 +167,7 @@ func (r *run) runVerify(ctx workflow.Context, st *stageRun, j int, ws *PrepareRe
 	if !ok {
 		return
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		TaskQueue:           StageQueue(st.plan.RunsOn),
 		StartToCloseTimeout: VerifyCheckTimeout,
 		HeartbeatTimeout:    HeartbeatTimeout,
@@ -174,7 +175,17 @@ func (r *run) runVerify(ctx workflow.Context, st *stageRun, j int, ws *PrepareRe
 		// A check only reads: one lost with its runner is made again.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 		Summary:     st.plan.ID + "/" + step.Name,
-	})
+	}
+	// The checks go to the runner that holds the stage: a runner that
+	// takes no more stages than it may (it stops polling the stage queues
+	// when full) would otherwise never take them. If that runner is lost,
+	// they go to any runner of the stage's labels. Histories recorded
+	// before sent them to the stage queue.
+	onRunner := ws.Queue != "" && workflow.GetVersion(ctx, "verify-runner-queue", workflow.DefaultVersion, 1) == 1
+	if onRunner {
+		opts.TaskQueue, opts.ScheduleToStartTimeout = ws.Queue, RunnerPickupTimeout
+	}
+	actx := workflow.WithActivityOptions(ctx, opts)
 	w := watch.New(resolved.Verify)
 	start := workflow.Now(ctx)
 	for {
@@ -197,7 +208,13 @@ func (r *run) runVerify(ctx workflow.Context, st *stageRun, j int, ws *PrepareRe
 				end(StateCancelled, "")
 				return
 			}
-			msg, _ := describeError(err, "", VerifyCheckTimeout)
+			msg, lost := describeError(err, "", VerifyCheckTimeout)
+			if lost && onRunner {
+				onRunner = false
+				opts.TaskQueue, opts.ScheduleToStartTimeout = StageQueue(st.plan.RunsOn), 0
+				actx = workflow.WithActivityOptions(ctx, opts)
+				continue
+			}
 			end(StateFailed, msg)
 			return
 		}
@@ -270,6 +287,12 @@ func (r *run) rollback(ctx workflow.Context, st *stageRun, j int, ws *PrepareRes
 	// The stage's own runner rolls back a deploy of this stage, in its
 	// workspace; a runner of the deploy stage's labels one of another.
 	queue, dir := StageQueue(dst.plan.RunsOn), ""
+	if dst != st && ws.Queue != "" && subsetOf(dst.plan.RunsOn, st.plan.RunsOn) &&
+		workflow.GetVersion(ctx, "rollback-runner-queue", workflow.DefaultVersion, 1) == 1 {
+		// This stage's runner has the deploy stage's labels: it rolls
+		// back, since a full runner does not poll the stage queues.
+		queue = ws.Queue
+	}
 	if dst == st && ws.Queue != "" {
 		queue, dir = ws.Queue, ws.Workspace
 	}
@@ -301,4 +324,14 @@ func (r *run) rollback(ctx workflow.Context, st *stageRun, j int, ws *PrepareRes
 		return fmt.Sprintf("rolling back step %q to %s failed: %s", argo.Name, prev, msg)
 	}
 	return fmt.Sprintf("rolled back step %q (stage %s) to %s", argo.Name, dst.plan.ID, prev)
+}
+
+// subsetOf says whether every label of a is in b.
+func subsetOf(a, b []string) bool {
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			return false
+		}
+	}
+	return true
 }

@@ -84,6 +84,9 @@ type stageRun struct {
 	approvalKept bool
 	decision     *Decision
 	decisionKind string
+	// lost notes a runner lost during a step, until the stage has a
+	// runner again (see restartNote).
+	lost string
 }
 
 func newRun(ctx workflow.Context, in RunInput) (*run, error) {

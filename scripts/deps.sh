@@ -11,6 +11,7 @@ declare -A package=(
   [runc]=runc
   [prometheus]=prometheus
   [busybox]=busybox-static
+  [ip]=iproute2
 )
 
 missing=()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"github.com/sluice-ci/sluice/runners/local"
 	"strconv"
 	"strings"
 	"time"
@@ -32,7 +33,13 @@ type Config struct {
 	Home string
 	// TemporalAddress is an existing cluster; empty runs the embedded one.
 	TemporalAddress string
-	Namespace       string
+	// TemporalListen is where the embedded Temporal listens (IP:PORT), so
+	// that runners on other hosts reach it; empty: loopback only.
+	TemporalListen string
+	// TemporalTLS and TemporalAPIKey connect to TemporalAddress.
+	TemporalTLS    *local.TLSOptions
+	TemporalAPIKey string
+	Namespace      string
 	// NoRunner starts no in-process runner: runs wait for `sluice runner`s.
 	NoRunner bool
 	// Labels are the in-process runner's labels.
@@ -95,6 +102,7 @@ type fileConfig struct {
 	Listen          string      `hcl:"listen,optional"`
 	PublicURL       string      `hcl:"public_url,optional"`
 	TemporalAddress string      `hcl:"temporal_address,optional"`
+	TemporalListen  string      `hcl:"temporal_listen,optional"`
 	Namespace       string      `hcl:"namespace,optional"`
 	Labels          []string    `hcl:"labels,optional"`
 	IdleTimeout     string      `hcl:"idle_timeout,optional"`
@@ -137,6 +145,7 @@ func (c *Config) LoadFile(path string) error {
 	setDefault(&c.Listen, fc.Listen)
 	setDefault(&c.PublicURL, fc.PublicURL)
 	setDefault(&c.TemporalAddress, fc.TemporalAddress)
+	setDefault(&c.TemporalListen, fc.TemporalListen)
 	setDefault(&c.Namespace, fc.Namespace)
 	if len(c.Labels) == 0 {
 		c.Labels = fc.Labels

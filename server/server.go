@@ -87,7 +87,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			s.Close()
 		}
 	}()
-	opts := local.Options{Home: cfg.Home, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: logger}
+	opts := local.Options{Home: cfg.Home, TemporalAddress: cfg.TemporalAddress, TemporalListen: cfg.TemporalListen,
+		TLS: cfg.TemporalTLS, APIKey: cfg.TemporalAPIKey, Namespace: cfg.Namespace, Logger: logger}
 	if !cfg.NoRunner {
 		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels}
 		if cfg.Build {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-ci/sluice/internal/netns"
 )
 
 // These tests run the real binaries as a user would, crash them with
@@ -28,6 +30,8 @@ type harness struct {
 	repo     string
 	counters string
 	env      []string
+	// host, when set, is the machine (internal/netns) the commands run on.
+	host *netns.Host
 }
 
 func newHarness(t *testing.T, pipeline string) *harness {
@@ -72,6 +76,9 @@ func buildBinaries(t *testing.T) string {
 
 func (h *harness) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(h.bin, "sluice"), args...)
+	if h.host != nil {
+		cmd = h.host.Command(filepath.Join(h.bin, "sluice"), args...)
+	}
 	cmd.Dir = h.repo
 	cmd.Env = h.env
 	return cmd

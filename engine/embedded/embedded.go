@@ -328,6 +328,10 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 			// steps a second. A single-shard server can poll far more.
 			dynamicconfig.TransferProcessorMaxPollRPS.Key(): 2000,
 			dynamicconfig.TimerProcessorMaxPollRPS.Key():    2000,
+			// A runner that drains stops its stage pollers; without this
+			// a task the server hands a poll being shut down is taken by
+			// nobody until its timeout.
+			dynamicconfig.EnableCancelWorkerPollsOnShutdown.Key(): true,
 		}),
 	)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -44,15 +45,23 @@ func findServer() (string, error) {
 
 // startServer starts sluice-temporal on home's database and waits until it
 // accepts requests.
-func startServer(ctx context.Context, home, namespace string) (*serverProcess, error) {
+func startServer(ctx context.Context, home, namespace, listen string) (*serverProcess, error) {
 	bin, err := findServer()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
+	args := []string{
 		"--data-dir", filepath.Join(home, "temporal"),
 		"--namespace", namespace,
-		"--log", filepath.Join(home, "temporal.log"))
+		"--log", filepath.Join(home, "temporal.log")}
+	if listen != "" {
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("the Temporal listen address %q is not IP:PORT: %w", listen, err)
+		}
+		args = append(args, "--ip", host, "--port", port)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = proc.ChildAttrs()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -31,6 +32,15 @@ type Options struct {
 	TemporalAddress string
 	// Namespace on that cluster; default "sluice".
 	Namespace string
+	// TemporalListen is IP:PORT the embedded Temporal's frontend listens
+	// on, for runners on other hosts; empty: a free loopback port.
+	TemporalListen string
+	// TLS connects to TemporalAddress over TLS (mTLS with a certificate);
+	// nil connects in plain text.
+	TLS *TLSOptions
+	// APIKey authenticates to the cluster (Temporal Cloud's API keys);
+	// it implies TLS.
+	APIKey string
 	// Runner starts an in-process runner with these settings; nil starts
 	// none (the commands that only look at runs).
 	Runner *RunnerOptions
@@ -64,6 +74,16 @@ type RunnerOptions struct {
 	// NoWorkflows leaves the pipelines' workflows to another process (the
 	// local server hosts them): the runner takes only stages and steps.
 	NoWorkflows bool
+	// MaxStages is how many stages the runner holds at once (default 1
+	// for a standalone runner; see engine.RunnerOptions.MaxStages).
+	MaxStages int
+	// Logs is where step logs go; nil: the stack's log store in Home.
+	Logs engine.LogSink
+	// Registry is where stage artifacts go when the stack brings up no
+	// registry of its own: the registry runners on several hosts share.
+	Registry string
+	// DrainTimeout bounds how long stopping waits for running stages.
+	DrainTimeout time.Duration
 }
 
 // Stack is a client connection to Temporal, maybe the embedded server
@@ -135,7 +155,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	case opts.Attach:
 		return nil, fmt.Errorf("no Sluice server publishes its Temporal address in %s: %w", opts.Home, perr)
 	default:
-		srv, err := startServer(ctx, opts.Home, s.Namespace)
+		srv, err := startServer(ctx, opts.Home, s.Namespace, opts.TemporalListen)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +164,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Namespace: s.Namespace, Logger: sdkLogger(opts.Logger)})
+	copts := client.Options{HostPort: s.Address, Namespace: s.Namespace, Logger: sdkLogger(opts.Logger)}
+	if opts.TemporalAddress != "" {
+		if err := connection(&copts, opts.TLS, opts.APIKey); err != nil {
+			return nil, err
+		}
+	}
+	c, err := client.DialContext(ctx, copts)
 	if err == nil && opts.TemporalAddress != "" {
 		// An existing cluster may not know Sluice's search attributes yet
 		// (an embedded server, ours or another sluice's, registers them).
@@ -187,14 +213,23 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 		Executors:  execs,
 		Secrets:    engine.HostSecrets{},
 		Logs:       s.Logs,
+		StateDir:   filepath.Join(s.home, "runner-state", o.Name),
+	}
+	if o.Logs != nil {
+		acts.Logs = o.Logs
 	}
 	// Stage artifacts go to the stack's registry when it brought one up,
 	// else to a directory of its home.
 	store := artifacts.Store{Dir: filepath.Join(s.home, "artifacts")}
 	if s.Build != nil {
 		store.Registry = s.Build.Registry
+	} else if o.Registry != "" {
+		store.Registry = o.Registry
 	}
-	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: !o.NoWorkflows})
+	// Zero: the runner of one machine takes every stage it is given, as
+	// sluice run always has.
+	maxStages := o.MaxStages
+	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: !o.NoWorkflows, MaxStages: maxStages, DrainTimeout: o.DrainTimeout, Namespace: s.Namespace})
 	if err != nil {
 		return err
 	}
@@ -220,6 +255,9 @@ func (s *Stack) AddRunner(ctx context.Context, build *BuildOptions, o RunnerOpti
 	}
 	return s.startRunner(o)
 }
+
+// Runner is the stack's runner, nil when it has none.
+func (s *Stack) Runner() *engine.Runner { return s.runner }
 
 // RunnerStarted waits until the runner started in the background (see
 // RunnerOptions.Background) has started, and says whether it could.

@@ -29,6 +29,7 @@ import (
 // stackFlags say which Temporal the run commands talk to.
 type stackFlags struct {
 	temporalAddress, namespace string
+	tls                        local.TLSOptions
 	// registry is an existing registry; build brings up BuildKit and a
 	// registry (set by the command before start).
 	registry string
@@ -40,6 +41,7 @@ type stackFlags struct {
 func (f *stackFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.temporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the local server of $SLUICE_HOME, started in the background when none runs)")
 	cmd.Flags().StringVar(&f.namespace, "namespace", "", "Temporal namespace (default sluice)")
+	tlsFlags(cmd, &f.tls)
 	cmd.Flags().StringVar(&f.registry, "registry", os.Getenv(registry.EnvAddress), "host:port of an existing registry for image steps and containers (default: the one sluice serves on 127.0.0.1, port 5000 when free)")
 }
 
@@ -51,7 +53,8 @@ func (f *stackFlags) start(ctx context.Context, e *env, runner *local.RunnerOpti
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(logFile(home), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger, Build: f.buildOptions(e)}
+	opts := local.Options{Home: home, TemporalAddress: f.temporalAddress, Namespace: f.namespace, Runner: runner, Logger: logger, Build: f.buildOptions(e),
+		TLS: &f.tls, APIKey: temporalAPIKey(e)}
 	if f.temporalAddress == "" {
 		// The home's server: the one that runs, or one started now in the
 		// background (see localserver.go). It hosts the workflows; this
@@ -374,4 +377,21 @@ func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, 
 		return exitError{1}
 	}
 	return nil
+}
+
+// tlsFlags are the flags of a TLS (or mTLS) connection to a Temporal
+// cluster, the same on every command that talks to one.
+func tlsFlags(cmd *cobra.Command, t *local.TLSOptions) {
+	fl := cmd.Flags()
+	fl.StringVar(&t.CA, "tls-ca", os.Getenv("SLUICE_TEMPORAL_TLS_CA"), "PEM file of the CA of Temporal's certificate (turns TLS on; SLUICE_TEMPORAL_TLS_CA)")
+	fl.StringVar(&t.Cert, "tls-cert", os.Getenv("SLUICE_TEMPORAL_TLS_CERT"), "client certificate for mTLS to Temporal (SLUICE_TEMPORAL_TLS_CERT)")
+	fl.StringVar(&t.Key, "tls-key", os.Getenv("SLUICE_TEMPORAL_TLS_KEY"), "client key for mTLS to Temporal (SLUICE_TEMPORAL_TLS_KEY)")
+	fl.StringVar(&t.ServerName, "tls-server-name", os.Getenv("SLUICE_TEMPORAL_TLS_SERVER_NAME"), "name Temporal's certificate must have, when not the address's host")
+}
+
+// temporalAPIKey is the API key for Temporal (Temporal Cloud), read from
+// the environment only, so that it never shows in a process listing.
+func temporalAPIKey(e *env) string {
+	v, _ := lookupIn(e.environ)("SLUICE_TEMPORAL_API_KEY")
+	return v
 }

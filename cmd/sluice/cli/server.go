@@ -106,6 +106,7 @@ func newServer(e *env) *cobra.Command {
 				return err
 			}
 			cfg.Home, cfg.Build = home, !noBuild
+			cfg.TemporalAPIKey = temporalAPIKey(e)
 			return runServer(cmd.Context(), e, cfg)
 		},
 	}
@@ -115,6 +116,10 @@ func newServer(e *env) *cobra.Command {
 	fl.StringVar(&cfg.PublicURL, "public-url", "", "URL GitHub and browsers reach the server at (default http://LISTEN)")
 	fl.StringVar(&cfg.TemporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, state in $SLUICE_HOME)")
 	fl.StringVar(&cfg.Namespace, "namespace", "", "Temporal namespace (default sluice)")
+	fl.StringVar(&cfg.TemporalListen, "temporal-listen", os.Getenv("SLUICE_TEMPORAL_LISTEN"), "IP:PORT the embedded Temporal listens on, for runners on other hosts (default: a loopback port)")
+	var tlsOpts local.TLSOptions
+	tlsFlags(cmd, &tlsOpts)
+	cfg.TemporalTLS = &tlsOpts
 	fl.BoolVar(&cfg.NoRunner, "no-runner", false, "run no steps here: runners elsewhere on the same Temporal take them")
 	fl.StringSliceVar(&cfg.Labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
 	fl.BoolVar(&noBuild, "no-build", false, "do not bring up BuildKit and a registry for the in-process runner")

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-ci/sluice/internal/netns"
+)
+
+// A pipeline whose stages go to runners by label: red to either of two
+// runners, blue to a third. Each step writes its workspace (which names
+// the runner's work dir) to a counter file; red holds while the file
+// "hold" exists.
+const fleetPipeline = `
+pipeline "fleet" {
+  on "push" { branches = ["main"] }
+}
+
+variable "counters" {}
+
+stage "red" {
+  runs_on = ["red"]
+  step "run" "first" {
+    script = "echo $SLUICE_WORKSPACE >> ${var.counters}/red-first"
+  }
+  step "run" "work" {
+    script = <<-EOT
+      echo $SLUICE_WORKSPACE >> ${var.counters}/red
+      while [ -e ${var.counters}/hold ]; do sleep 0.1; done
+    EOT
+  }
+}
+
+stage "blue" {
+  runs_on = ["blue"]
+  needs   = [stage.red]
+  step "run" "paint" {
+    script = "echo $SLUICE_WORKSPACE >> ${var.counters}/blue"
+  }
+}
+`
+
+// runnerOn starts sluice runner on host h with its own work dir.
+func runnerOn(t *testing.T, srv *harness, h *netns.Host, temporal, name, labels string) (*exec.Cmd, *lineWaiter, string) {
+	t.Helper()
+	work := filepath.Join(t.TempDir(), name)
+	r := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, counters: srv.counters, host: h}
+	r.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+r.home)
+	cmd, w := r.background("runner", "--temporal-address", temporal, "--name", name, "--labels", labels, "--work-dir", work)
+	w.waitFor(t, `Sluice runner `+name+` `, time.Minute)
+	return cmd, w, work
+}
+
+// lines reads a counter file's lines.
+func lines(h *harness, name string) []string {
+	b, _ := os.ReadFile(filepath.Join(h.counters, name))
+	return strings.Fields(string(b))
+}
+
+func waitLines(t *testing.T, h *harness, name string, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l := lines(h, name); len(l) >= n {
+			return l
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s has %d lines after %s, want %d", name, len(lines(h, name)), timeout, n)
+	return nil
+}
+
+// TestRunnersAcrossHosts: the server and its Temporal on host A, runners
+// on B and C (labels red) and D (blue). Stages go by label; the runner
+// holding red is lost (every process of its host killed with SIGKILL)
+// mid-step: within the heartbeat timeout the stage starts again, from its
+// first step, on the other red runner, the run says so, and succeeds. A
+// runner drained mid-step (SIGTERM) lets the step finish and exits 0; an
+// idle one exits at once.
+func TestRunnersAcrossHosts(t *testing.T) {
+	n := netns.New(t)
+	a := n.Host("server")
+	hosts := map[string]*netns.Host{"b": n.Host("b"), "c": n.Host("c"), "d": n.Host("d")}
+	srv := newHarness(t, fleetPipeline)
+	srv.host = a
+	url := "http://" + net.JoinHostPort(a.IP, "8080")
+	temporal := net.JoinHostPort(a.IP, "7233")
+	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
+	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
+	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
+	bare := filepath.Join(t.TempDir(), "fleet.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	srv.sluice("hook", "install", bare, "--server", url)
+
+	cli := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, host: a}
+	cli.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+cli.home, "SLUICE_TOKEN="+token)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		out, _ := cli.command("runs", "--server", url).CombinedOutput()
+		t.Logf("runs:\n%s", out)
+		for _, f := range strings.Fields(string(out)) {
+			if strings.HasPrefix(f, "fleet-") {
+				st, _ := cli.command("status", f, "--server", url, "-o", "json").CombinedOutput()
+				t.Logf("status of %s:\n%s", f, st)
+			}
+		}
+		b, _ := os.ReadFile(filepath.Join(srv.home, "sluice.log"))
+		t.Logf("server log:\n%s", b)
+	})
+
+	works := map[string]string{}
+	cmds := map[string]*exec.Cmd{}
+	waiters := map[string]*lineWaiter{}
+	for name, labels := range map[string]string{"b": "linux,red", "c": "linux,red", "d": "linux,blue"} {
+		cmds[name], waiters[name], works[name] = runnerOn(t, srv, hosts[name], temporal, "runner-"+name, labels)
+	}
+	runnerOf := func(workspace string) string {
+		for name, dir := range works {
+			if strings.HasPrefix(workspace, dir+string(filepath.Separator)) {
+				return name
+			}
+		}
+		return "?"
+	}
+
+	hold := filepath.Join(srv.counters, "hold")
+	os.WriteFile(hold, nil, 0o644)
+	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
+	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
+	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	first := runnerOf(waitLines(t, srv, "red", 1, 40*time.Second)[0])
+	if first != "b" && first != "c" {
+		t.Fatalf("red ran on runner %q, not a red runner", first)
+	}
+	other := map[string]string{"b": "c", "c": "b"}[first]
+
+	// The host of the runner holding red is lost.
+	lostAt := time.Now()
+	hosts[first].KillAll()
+	red := waitLines(t, srv, "red", 2, 2*time.Minute)
+	if runnerOf(red[1]) != other {
+		t.Fatalf("after runner-%s was lost, red ran again on %q, want runner-%s", first, runnerOf(red[1]), other)
+	}
+	took := time.Since(lostAt)
+	t.Logf("runner-%s lost: red restarted on runner-%s after %s", first, other, took.Round(time.Second))
+	if took > 45*time.Second {
+		t.Errorf("the lost runner's stage restarted after %s; the heartbeat timeout is 30 s", took)
+	}
+	// From its first step: the new runner's workspace is new.
+	if f := lines(srv, "red-first"); len(f) != 2 || runnerOf(f[1]) != other {
+		t.Errorf("red's first step ran on %v, want again on runner-%s", f, other)
+	}
+
+	// Drain the runner now holding red, mid-step: it takes nothing more,
+	// the step finishes, and it exits 0.
+	if err := cmds[other].Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waiters[other].waitFor(t, `Draining: taking no more stages; waiting up to .* for 1 running`, 30*time.Second)
+	os.Remove(hold)
+	waiters[other].waitFor(t, `Drained: no stage left; stopped.`, time.Minute)
+	if err := cmds[other].Wait(); err != nil {
+		t.Errorf("the drained runner exited with %v, want 0", err)
+	}
+
+	// The run succeeds, blue on D; the run says where red went.
+	var runID string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out := cli.sluiceOut("runs", "--server", url)
+		if f := strings.Fields(out); strings.Contains(out, "succeeded") {
+			for _, w := range f {
+				if strings.HasPrefix(w, "fleet-") {
+					runID = w
+				}
+			}
+			break
+		}
+		if strings.Contains(out, "failed") || time.Now().After(deadline) {
+			t.Fatalf("the run did not succeed:\n%s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if b := lines(srv, "blue"); len(b) != 1 || runnerOf(b[0]) != "d" {
+		t.Errorf("blue ran on %v, want once on runner-d", b)
+	}
+	status := cli.sluiceOut("status", runID, "--server", url, "-o", "json")
+	want := fmt.Sprintf(`runner \"runner-%s\" lost during step \"work\"`, first)
+	if !strings.Contains(status, want) || !strings.Contains(status, fmt.Sprintf(`stage restarted on runner \"runner-%s\"`, other)) {
+		t.Errorf("the run does not say red was restarted (%s):\n%s", want, status)
+	}
+
+	// An idle runner drains at once.
+	start := time.Now()
+	cmds["d"].Process.Signal(os.Interrupt)
+	waiters["d"].waitFor(t, `Drained: no stage left; stopped.`, 30*time.Second)
+	if err := cmds["d"].Wait(); err != nil || time.Since(start) > 10*time.Second {
+		t.Errorf("the idle runner exited with %v after %s", err, time.Since(start))
+	}
+}
+
+const resumePipeline = `
+pipeline "resume" {
+  on "push" { branches = ["main"] }
+}
+
+variable "counters" {}
+
+stage "build" {
+  runs_on = ["red"]
+  step "run" "one" {
+    script = "echo one >> ${var.counters}/one"
+  }
+  step "run" "two" {
+    script = <<-EOT
+      date +%s.%N >> ${var.counters}/two
+      while [ -e ${var.counters}/hold ]; do sleep 0.1; done
+    EOT
+  }
+}
+`
+
+// TestRunnerRestartInPlace: a runner host crashes (every process killed
+// with SIGKILL) mid-step and the runner starts again there with the same
+// name and work dir: the stage goes on at once, without waiting for the
+// heartbeat timeout, and the step that had finished does not run again.
+func TestRunnerRestartInPlace(t *testing.T) {
+	n := netns.New(t)
+	a, b := n.Host("server"), n.Host("runner")
+	srv := newHarness(t, resumePipeline)
+	srv.host = a
+	url := "http://" + net.JoinHostPort(a.IP, "8080")
+	temporal := net.JoinHostPort(a.IP, "7233")
+	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
+	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
+	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
+	bare := filepath.Join(t.TempDir(), "resume.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	srv.sluice("hook", "install", bare, "--server", url)
+
+	work := filepath.Join(t.TempDir(), "work")
+	r := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, counters: srv.counters, host: b}
+	r.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+r.home)
+	start := func() *lineWaiter {
+		_, w := r.background("runner", "--temporal-address", temporal, "--name", "runner-b", "--labels", "red", "--work-dir", work)
+		w.waitFor(t, `Sluice runner runner-b `, time.Minute)
+		return w
+	}
+	start()
+	hold := filepath.Join(srv.counters, "hold")
+	os.WriteFile(hold, nil, 0o644)
+	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
+	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
+	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	waitLines(t, srv, "two", 1, time.Minute)
+
+	b.KillAll()
+	restarted := time.Now()
+	start()
+	waitLines(t, srv, "two", 2, time.Minute)
+	took := time.Since(restarted)
+	t.Logf("the stage went on %s after the runner started again", took.Round(10*time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("the stage went on %s after the runner started again; want under 3 s", took.Round(10*time.Millisecond))
+	}
+	os.Remove(hold)
+	cli := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, host: a}
+	cli.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+cli.home, "SLUICE_TOKEN="+token)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := cli.sluiceOut("runs", "--server", url)
+		if strings.Contains(out, "succeeded") {
+			break
+		}
+		if strings.Contains(out, "failed") || time.Now().After(deadline) {
+			t.Fatalf("the run did not succeed:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := srv.count("one"); got != 1 {
+		t.Errorf("step one ran %d times, want 1 (it had finished before the crash)", got)
+	}
+}
