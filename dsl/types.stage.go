@@ -23,6 +23,7 @@ const MaxMatrix = 256
 type StageSchema struct {
 	RunsOn          []string                 `hcl:"runs_on"`
 	Timeout         plan.Duration            `hcl:"timeout"`
+	QueueTimeout    plan.Duration            `hcl:"queue_timeout"`
 	ContinueOnError bool                     `hcl:"continue_on_error"`
 	Env             map[string]plan.Template `hcl:"env"`
 	Artifacts       []string                 `hcl:"artifacts"`

@@ -117,6 +117,7 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 	var ss StageSchema
 	c.decode(s.block.Body, ctx, sc, where, s.block.DefRange, stageExtra, &ss)
 	ps.RunsOn, ps.Timeout, ps.ContinueOnError, ps.Env, ps.Retry = ss.RunsOn, ss.Timeout, ss.ContinueOnError, ss.Env, ss.Retry
+	ps.QueueTimeout = ss.QueueTimeout
 	ps.Artifacts = ss.Artifacts
 	c.checkArtifacts(s, ss.Artifacts)
 	if ss.Approval != nil {

@@ -470,7 +470,7 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 			// however long they are all busy.
 			in.Take = &PrepareInput{RunID: r.status.RunID, Pipeline: r.plan.Pipeline, StageID: st.plan.ID, Git: r.plan.Git, Source: r.source}
 			opts.TaskQueue = StageQueue(st.plan.RunsOn)
-			opts.ScheduleToStartTimeout = 0
+			opts.ScheduleToStartTimeout = queueTimeout(st.plan)
 			opts.StartToCloseTimeout += PrepareTimeout + ReleaseTimeout
 			opts.Summary = "take " + opts.Summary
 			st.status.Runner = ""
@@ -490,6 +490,10 @@ func (r *run) runBatch(ctx workflow.Context, st *stageRun, j, n int, ws *Prepare
 			if errors.As(err, &ae) && ae.Type() == NotTakenError && ctx.Err() == nil {
 				first.State, first.Start, first.Attempt = StatePending, time.Time{}, 0
 				return -1
+			}
+			if notTaken(err) && ctx.Err() == nil {
+				first.State, first.Error, first.End = StateFailed, noRunnerTook(st.plan), workflow.Now(ctx)
+				return j + 1
 			}
 			// Whatever happens next, the workspace of this batch is gone:
 			// released by the batch, or lost with its runner.

@@ -158,6 +158,7 @@ func status(ctx context.Context, c client.Client, runID, execution string, unles
 		st, err := queryStatus(ctx, c, runID, execution)
 		if err == nil {
 			applyBatchProgress(&st, desc)
+			explainWaiting(ctx, c, &st)
 		}
 		return st, err == nil, err
 	}

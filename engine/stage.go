@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"go.temporal.io/sdk/client"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -191,10 +194,11 @@ func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) err
 	st.status.Runner = ""
 	st.status.Reason = waitingForRunner(queue)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           queue,
-		StartToCloseTimeout: PrepareTimeout,
-		HeartbeatTimeout:    HeartbeatTimeout,
-		WaitForCancellation: true,
+		TaskQueue:              queue,
+		ScheduleToStartTimeout: queueTimeout(st.plan),
+		StartToCloseTimeout:    PrepareTimeout,
+		HeartbeatTimeout:       HeartbeatTimeout,
+		WaitForCancellation:    true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second,
 			MaximumAttempts: 3,
@@ -213,6 +217,9 @@ func (r *run) prepare(ctx workflow.Context, st *stageRun, ws *PrepareResult) err
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if notTaken(err) {
+			return errors.New(noRunnerTook(st.plan))
 		}
 		msg, _ := describeError(err, "", PrepareTimeout)
 		return fmt.Errorf("preparing the workspace: %s", msg)
@@ -427,4 +434,75 @@ func restartNote(lost, step, why, next string) string {
 		note += fmt.Sprintf("; stage restarted on runner %q", next)
 	}
 	return note
+}
+
+// DefaultQueueTimeout is how long a stage waits for a runner with its
+// labels when it sets no queue_timeout.
+const DefaultQueueTimeout = time.Hour
+
+func queueTimeout(s *plan.Stage) time.Duration {
+	if d := s.QueueTimeout.Std(); d > 0 {
+		return d
+	}
+	return DefaultQueueTimeout
+}
+
+// notTaken says whether an activity timed out waiting for a worker.
+func notTaken(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+// noRunnerTook says that no runner took a stage within its queue timeout.
+func noRunnerTook(s *plan.Stage) string {
+	labels := "no labels"
+	if len(s.RunsOn) > 0 {
+		labels = "labels [" + strings.Join(s.RunsOn, ", ") + "]"
+	}
+	return fmt.Sprintf("no runner with %s took the stage within %s (queue_timeout); start one (sluice runner --labels %s), or change the stage's runs_on", labels, queueTimeout(s), strings.Join(s.RunsOn, ","))
+}
+
+// OnlineWindow is how recently a runner must have polled a stage queue to
+// count as waiting for work there: a long poll lasts a minute.
+const OnlineWindow = 70 * time.Second
+
+// explainWaiting replaces the reason of each stage that waits for a runner
+// with what the stage's queue says: no runner with its labels online, or
+// some, all busy. Temporal keeps a queue's pollers for five minutes, and a
+// full runner does not poll, so a runner seen within that time is busy.
+func explainWaiting(ctx context.Context, c client.Client, st *RunStatus) {
+	for i := range st.Stages {
+		ss := &st.Stages[i]
+		queue, ok := strings.CutPrefix(ss.Reason, waitingForRunnerPrefix+" ")
+		if !ok || ss.State.Done() {
+			continue
+		}
+		queue = strings.Trim(queue, `"`)
+		labels := "no labels"
+		if _, l, found := strings.Cut(queue, "@"); found {
+			labels = "labels [" + strings.ReplaceAll(l, ",", ", ") + "]"
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := c.DescribeTaskQueue(dctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		cancel()
+		if err != nil {
+			continue
+		}
+		online, busy := 0, 0
+		for _, p := range resp.GetPollers() {
+			if time.Since(p.GetLastAccessTime().AsTime()) < OnlineWindow {
+				online++
+			} else {
+				busy++
+			}
+		}
+		switch {
+		case online > 0:
+			ss.Reason = fmt.Sprintf("waiting for a runner with %s (%d polling)", labels, online)
+		case busy > 0:
+			ss.Reason = fmt.Sprintf("waiting: every runner with %s is busy (%d seen in the last 5 minutes)", labels, busy)
+		default:
+			ss.Reason = fmt.Sprintf("waiting: no runner with %s is online", labels)
+		}
+	}
 }

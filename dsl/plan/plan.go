@@ -111,10 +111,13 @@ type Stage struct {
 	MatrixKeys []string `json:"matrix_keys,omitempty"`
 	Needs      []string `json:"needs,omitempty"`
 	// Skip is empty for a stage that runs, otherwise the reason it does not.
-	Skip            string              `json:"skip,omitempty"`
-	RunsOn          []string            `json:"runs_on,omitempty"`
-	Approval        *Approval           `json:"approval,omitempty"`
-	Timeout         Duration            `json:"timeout,omitempty"`
+	Skip     string    `json:"skip,omitempty"`
+	RunsOn   []string  `json:"runs_on,omitempty"`
+	Approval *Approval `json:"approval,omitempty"`
+	Timeout  Duration  `json:"timeout,omitempty"`
+	// QueueTimeout bounds how long the stage waits for a runner with its
+	// labels to take it; zero means the engine's default (1 h).
+	QueueTimeout    Duration            `json:"queue_timeout,omitempty"`
 	Retry           *Retry              `json:"retry,omitempty"`
 	ContinueOnError bool                `json:"continue_on_error,omitempty"`
 	Env             map[string]Template `json:"env,omitempty"`

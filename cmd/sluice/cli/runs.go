@@ -173,6 +173,12 @@ func writeStatus(w io.Writer, st engine.RunStatus, output string) error {
 		if a := stage.Approval; a != nil && stage.State == engine.StateWaitingApproval {
 			fmt.Fprintf(w, "%s waits for approval: sluice approve %s %s\n", stage.ID, st.RunID, stage.ID)
 		}
+		if stage.Reason != "" && !stage.State.Done() && stage.State != engine.StateWaitingApproval {
+			fmt.Fprintf(w, "%s: %s\n", stage.ID, stage.Reason)
+		}
+		for _, r := range stage.Restarts {
+			fmt.Fprintf(w, "%s: %s\n", stage.ID, r)
+		}
 	}
 	return nil
 }
