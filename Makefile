@@ -59,6 +59,7 @@ bench: build tools
 	scripts/bench/approvals.sh
 	scripts/bench/build-bench.sh
 	scripts/bench/webhooks.sh
+	scripts/bench/runner-idle.sh
 
 # demo is the main job on the embedded default: the base images
 # (busybox:local, golang:local) pushed to the local registry under

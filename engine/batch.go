@@ -141,6 +141,9 @@ func (a *Activities) runSteps(ctx context.Context, in StepsInput) (StepsResult, 
 		stop := a.heartbeat(ctx)
 		ws, err := a.prepare(ctx, *in.Take)
 		stop()
+		if err == nil && a.Pool != nil {
+			defer a.Pool.Running(stageKey(in.RunID, in.StageID))()
+		}
 		if err != nil {
 			return res, temporal.NewNonRetryableApplicationError(err.Error(), NotTakenError, err)
 		}

@@ -21,6 +21,7 @@ func RegisterWorkflows(r worker.Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: WorkflowName})
 	r.RegisterWorkflowWithOptions(ConcurrencyGroup, workflow.RegisterOptions{Name: GroupWorkflowName})
 	r.RegisterActivity(&Control{Client: c})
+	r.RegisterWorkflowWithOptions(RunnerRegistry, workflow.RegisterOptions{Name: RegistryWorkflowName})
 }
 
 // NewWorkflowWorker returns a worker that runs the workflows, for a process
@@ -69,6 +70,11 @@ type RunnerOptions struct {
 	DrainTimeout time.Duration
 	// Logger receives the runner's own warnings; nil discards them.
 	Logger log.Logger
+	// Version is what the runner reports of its build (sluice runners).
+	Version string
+	// Report makes the runner report itself to the registry (see
+	// registry.go): standalone runners do.
+	Report bool
 	// Namespace is the client's namespace, for failing at Start the
 	// activities a crashed process of this runner left (Activities.StateDir).
 	Namespace string
@@ -95,6 +101,13 @@ type Runner struct {
 	namespace string
 	stateDir  string
 	logger    log.Logger
+	labels    []string
+	version   string
+	reports   bool
+	// stopReports ends the reports to the registry; reported is closed
+	// once the last one was sent.
+	stopReports context.CancelFunc
+	reported    chan struct{}
 }
 
 func (r *Runner) log(msg string, kv ...any) {
@@ -141,7 +154,8 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 	}
 	setBinaryID()
 	r := &Runner{name: o.Name, queue: a.Queue, pool: NewStagePool(cmp.Or(o.MaxStages, unboundedStages)), stopped: map[worker.Worker]bool{}, abort: abort,
-		client: c, namespace: cmp.Or(o.Namespace, "default"), stateDir: a.StateDir, logger: o.Logger}
+		client: c, namespace: cmp.Or(o.Namespace, "default"), stateDir: a.StateDir, logger: o.Logger,
+		labels: normLabels(o.Labels), version: o.Version, reports: o.Report}
 	a.Pool = r.pool
 	// The workers that take stages share the pool: they poll only when
 	// the runner has room for a stage.
@@ -195,6 +209,14 @@ func (r *Runner) Start() error {
 	} else if n > 0 {
 		r.log("the runner's previous process was running activities: failed them so that they go on", "count", n)
 	}
+	if r.reports && r.stopReports == nil {
+		rctx, cancel := context.WithCancel(context.Background())
+		r.stopReports, r.reported = cancel, make(chan struct{})
+		go func() {
+			defer close(r.reported)
+			r.reportLoop(rctx)
+		}()
+	}
 	errs := make([]error, len(r.workers))
 	var wg sync.WaitGroup
 	for i, w := range r.workers {
@@ -246,6 +268,12 @@ func (r *Runner) Wait(ctx context.Context) error { return r.pool.Wait(ctx) }
 // Stop stops the runner's workers, all at once; running activities are
 // cancelled.
 func (r *Runner) Stop() {
+	defer func() {
+		if r.stopReports != nil {
+			r.stopReports()
+			<-r.reported
+		}
+	}()
 	r.mu.Lock()
 	var stop []worker.Worker
 	for _, w := range r.started {

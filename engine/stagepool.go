@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,8 +32,14 @@ type StagePool struct {
 	// ever received.
 	used, taken int
 	held        map[string]time.Time // stage key -> last activity
-	closed      bool
-	changed     chan struct{}
+	// running are the stages run whole by one task (counted by its slot),
+	// for Stages.
+	running map[string]bool
+	closed  bool
+	// blocked says why the runner takes no stage for now (its disk is
+	// full); empty when it may.
+	blocked string
+	changed chan struct{}
 }
 
 // StaleStage is how long a held stage may see no activity (no step, no
@@ -41,7 +49,7 @@ const StaleStage = 15 * time.Minute
 
 // NewStagePool returns a pool of max stages (at least 1).
 func NewStagePool(n int) *StagePool {
-	return &StagePool{max: max(n, 1), held: map[string]time.Time{}, polling: map[string]int{}, changed: make(chan struct{})}
+	return &StagePool{max: max(n, 1), held: map[string]time.Time{}, polling: map[string]int{}, running: map[string]bool{}, changed: make(chan struct{})}
 }
 
 func (p *StagePool) notify() {
@@ -56,7 +64,7 @@ func (p *StagePool) notify() {
 // queue never is.)
 func (p *StagePool) room(queue string) bool {
 	p.expire()
-	return !p.closed && p.polling[queue] == 0 && p.used+len(p.held) < p.max
+	return !p.closed && p.blocked == "" && p.polling[queue] == 0 && p.used+len(p.held) < p.max
 }
 
 // expire forgets held stages idle for StaleStage; p.mu is held.
@@ -218,3 +226,65 @@ func (p *StagePool) Changed() <-chan struct{} {
 }
 
 func stageKey(run, stage string) string { return run + "\x00" + stage }
+
+// Running records a stage run whole by the task of a stage queue, whose
+// slot already counts it, until the returned func is called.
+func (p *StagePool) Running(key string) (done func()) {
+	p.mu.Lock()
+	p.running[key] = true
+	p.notify()
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.running, key)
+		p.notify()
+		p.mu.Unlock()
+	}
+}
+
+// Stages lists the stages the runner holds, as RUN/STAGE.
+func (p *StagePool) Stages() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keys := map[string]bool{}
+	for k := range p.held {
+		keys[k] = true
+	}
+	for k := range p.running {
+		keys[k] = true
+	}
+	out := make([]string, 0, len(keys))
+	for k := range keys {
+		run, stage, _ := strings.Cut(k, "\x00")
+		out = append(out, run+"/"+stage)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Draining says whether Drain was called.
+func (p *StagePool) Draining() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Block stops the runner taking stages, saying why ("" lets it again); it
+// reports whether that changed anything.
+func (p *StagePool) Block(why string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.blocked == why {
+		return false
+	}
+	p.blocked = why
+	p.notify()
+	return true
+}
+
+// Blocked says why the runner takes no stage for now, if it does not.
+func (p *StagePool) Blocked() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.blocked
+}

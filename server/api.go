@@ -46,6 +46,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	h("GET /api/v1/runs/{id}", s.apiGetRun)
 	h("GET /api/v1/runs/{id}/plan", s.apiGetPlan)
 	h("GET /api/v1/runs/{id}/logs", s.apiGetLogs)
+	s.logRoutes(h)
 	h("POST /api/v1/runs/{id}/approve", s.apiDecide(true))
 	h("POST /api/v1/runs/{id}/reject", s.apiDecide(false))
 	h("POST /api/v1/runs/{id}/cancel", s.apiCancel)
@@ -240,6 +241,10 @@ func (s *Server) apiGetPlan(w http.ResponseWriter, r *http.Request, _ string) {
 
 func (s *Server) apiGetLogs(w http.ResponseWriter, r *http.Request, _ string) {
 	run := r.PathValue("id")
+	if f := r.URL.Query().Get("follow"); f == "1" || f == "true" {
+		s.apiFollowLog(w, r, run, r.URL.Query().Get("step"))
+		return
+	}
 	keys, err := s.stack.Logs.List(run)
 	if err != nil || len(keys) == 0 {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("run %q has no logs on this server", run))

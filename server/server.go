@@ -48,6 +48,9 @@ type Server struct {
 	app           *githubapp.App
 	installations *installations
 	limits        *WriteLimits
+	// streams are the followed logs being sent (see apiFollowLog); they
+	// end when the server shuts down.
+	streams streamSet
 }
 
 // Start brings the server up: Temporal (embedded or the cluster the
@@ -151,6 +154,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}
 	s.touch()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http.RegisterOnShutdown(s.streams.end)
 	go func() {
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("serving HTTP", "error", err)

@@ -82,12 +82,17 @@ func start(t *testing.T) *env {
 	return startWith(t, func(*server.Config) {})
 }
 
-// startWith is start with the configuration changed by set.
-func startWith(t *testing.T, set func(*server.Config)) *env {
-	t.Helper()
+// sharedTemporal starts the Temporal test server the tests share, once.
+func sharedTemporal() {
 	tsOnce.Do(func() {
 		ts = temporaltest.NewServer(temporaltest.WithBaseClientOptions(client.Options{Logger: nil}))
 	})
+}
+
+// startWith is start with the configuration changed by set.
+func startWith(t *testing.T, set func(*server.Config)) *env {
+	t.Helper()
+	sharedTemporal()
 	gh := githubfake.New(t)
 	gh.AddRepo(repo, installation)
 	home := t.TempDir()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -31,6 +32,7 @@ stage "red" {
   }
   step "run" "work" {
     script = <<-EOT
+      echo "red runs in $SLUICE_WORKSPACE"
       echo $SLUICE_WORKSPACE >> ${var.counters}/red
       while [ -e ${var.counters}/hold ]; do sleep 0.1; done
     EOT
@@ -47,12 +49,12 @@ stage "blue" {
 `
 
 // runnerOn starts sluice runner on host h with its own work dir.
-func runnerOn(t *testing.T, srv *harness, h *netns.Host, temporal, name, labels string) (*exec.Cmd, *lineWaiter, string) {
+func runnerOn(t *testing.T, srv *harness, h *netns.Host, temporal, url, token, name, labels string) (*exec.Cmd, *lineWaiter, string) {
 	t.Helper()
 	work := filepath.Join(t.TempDir(), name)
 	r := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, counters: srv.counters, host: h}
-	r.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+r.home)
-	cmd, w := r.background("runner", "--temporal-address", temporal, "--name", name, "--labels", labels, "--work-dir", work)
+	r.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+r.home, "SLUICE_TOKEN="+token)
+	cmd, w := r.background("runner", "--temporal-address", temporal, "--server", url, "--name", name, "--labels", labels, "--work-dir", work)
 	w.waitFor(t, `Sluice runner `+name+` `, time.Minute)
 	return cmd, w, work
 }
@@ -122,7 +124,7 @@ func TestRunnersAcrossHosts(t *testing.T) {
 	cmds := map[string]*exec.Cmd{}
 	waiters := map[string]*lineWaiter{}
 	for name, labels := range map[string]string{"b": "linux,red", "c": "linux,red", "d": "linux,blue"} {
-		cmds[name], waiters[name], works[name] = runnerOn(t, srv, hosts[name], temporal, "runner-"+name, labels)
+		cmds[name], waiters[name], works[name] = runnerOn(t, srv, hosts[name], temporal, url, token, "runner-"+name, labels)
 	}
 	runnerOf := func(workspace string) string {
 		for name, dir := range works {
@@ -145,6 +147,20 @@ func TestRunnersAcrossHosts(t *testing.T) {
 		t.Fatalf("red ran on runner %q, not a red runner", first)
 	}
 	other := map[string]string{"b": "c", "c": "b"}[first]
+
+	// sluice runners shows the three online, and which one runs red.
+	waitRunners(t, cli, url, func(rs []runnerRow) bool {
+		online, busy := 0, false
+		for _, r := range rs {
+			if r.Online {
+				online++
+			}
+			if r.Name == "runner-"+first && r.State == "busy" && len(r.Stages) == 1 && strings.HasSuffix(r.Stages[0], "/red") && strings.Join(r.Labels, ",") == "linux,red" {
+				busy = true
+			}
+		}
+		return online == 3 && busy
+	})
 
 	// The host of the runner holding red is lost.
 	lostAt := time.Now()
@@ -201,6 +217,21 @@ func TestRunnersAcrossHosts(t *testing.T) {
 	if !strings.Contains(status, want) || !strings.Contains(status, fmt.Sprintf(`stage restarted on runner \"runner-%s\"`, other)) {
 		t.Errorf("the run does not say red was restarted (%s):\n%s", want, status)
 	}
+
+	// The step's log, written on runner C's host, is on the server.
+	if out := cli.sluiceOut("logs", runID, "red/work", "--server", url); !strings.Contains(out, "red runs in "+works[other]) {
+		t.Errorf("the log of red/work on the server does not say it ran on runner-%s:\n%s", other, out)
+	}
+
+	// The lost runner goes offline; the drained one said it stopped.
+	waitRunners(t, cli, url, func(rs []runnerRow) bool {
+		gone, stopped := false, false
+		for _, r := range rs {
+			gone = gone || r.Name == "runner-"+first && !r.Online
+			stopped = stopped || r.Name == "runner-"+other && r.State == "stopped" && !r.Online
+		}
+		return gone && stopped
+	})
 
 	// An idle runner drains at once.
 	start := time.Now()
@@ -296,4 +327,28 @@ func TestRunnerRestartInPlace(t *testing.T) {
 	if got := srv.count("one"); got != 1 {
 		t.Errorf("step one ran %d times, want 1 (it had finished before the crash)", got)
 	}
+}
+
+type runnerRow struct {
+	Name   string   `json:"name"`
+	Labels []string `json:"labels"`
+	Stages []string `json:"stages"`
+	State  string   `json:"state"`
+	Online bool     `json:"online"`
+}
+
+// waitRunners waits until sluice runners --server shows what ok wants.
+func waitRunners(t *testing.T, cli *harness, url string, ok func([]runnerRow) bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var out string
+	for time.Now().Before(deadline) {
+		out = cli.sluiceOut("runners", "--server", url, "-o", "json")
+		var rs []runnerRow
+		if json.Unmarshal([]byte(out), &rs) == nil && ok(rs) {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("sluice runners never showed what was expected:\n%s", out)
 }

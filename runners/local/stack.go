@@ -84,6 +84,10 @@ type RunnerOptions struct {
 	Registry string
 	// DrainTimeout bounds how long stopping waits for running stages.
 	DrainTimeout time.Duration
+	// Report makes the runner report itself to the runner registry
+	// (sluice runners), with Version.
+	Report  bool
+	Version string
 }
 
 // Stack is a client connection to Temporal, maybe the embedded server
@@ -101,6 +105,7 @@ type Stack struct {
 	Build *Build
 
 	home   string
+	logger *slog.Logger
 	server *serverProcess
 	runner *engine.Runner
 	// runnerStarted delivers the outcome of a runner started in the
@@ -126,7 +131,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := os.MkdirAll(opts.Home, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", opts.Home, err)
 	}
-	s := &Stack{home: opts.Home, Namespace: opts.Namespace, Logs: Logs(opts.Home)}
+	s := &Stack{home: opts.Home, Namespace: opts.Namespace, Logs: Logs(opts.Home), logger: opts.Logger}
 	if s.Namespace == "" {
 		s.Namespace = "sluice"
 	}
@@ -229,7 +234,8 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 	// Zero: the runner of one machine takes every stage it is given, as
 	// sluice run always has.
 	maxStages := o.MaxStages
-	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: !o.NoWorkflows, MaxStages: maxStages, DrainTimeout: o.DrainTimeout, Namespace: s.Namespace})
+	r, err := engine.NewRunner(s.Client, engine.RunnerOptions{Name: o.Name, Labels: s.labels, Activities: acts, Artifacts: store, Workflows: !o.NoWorkflows, MaxStages: maxStages, DrainTimeout: o.DrainTimeout, Namespace: s.Namespace,
+		Report: o.Report, Version: o.Version, Logger: sdkLogger(s.logger)})
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-ci/sluice/engine/logstore"
 	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/runners/local"
+	"github.com/sluice-ci/sluice/server"
 )
 
 // The commands that work on runs use a Sluice server's JSON API instead of
@@ -160,20 +161,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		return fmt.Errorf("reading the answer of %s: %w", c.url, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if msg == "" {
-			msg = "the server gave no reason"
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			msg += "; run sluice login " + c.url
-		}
-		return &apiError{status: resp.StatusCode, msg: strings.Join(strings.Fields(msg), " "), server: c.url}
+		return c.refusal(resp.StatusCode, b)
 	}
 	switch o := out.(type) {
 	case nil:
@@ -186,6 +174,24 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		return fmt.Errorf("the answer of %s %s is not what sluice expects: %w", method, path, err)
 	}
 	return nil
+}
+
+// refusal is the error of an answer that is not a success, with body b.
+func (c *apiClient) refusal(status int, b []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(b))
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if msg == "" {
+		msg = "the server gave no reason"
+	}
+	if status == http.StatusUnauthorized {
+		msg += "; run sluice login " + c.url
+	}
+	return &apiError{status: status, msg: strings.Join(strings.Fields(msg), " "), server: c.url}
 }
 
 func runPath(runID string, rest ...string) string {
@@ -210,12 +216,42 @@ func (c *apiClient) logs(ctx context.Context, runID, step string) ([]byte, error
 	return b, err
 }
 
-// apiRuns follows a run through the API (see runSource); it keeps the last
-// status it read, so that the logs it tails know when a step has ended.
+// followLog streams the log of step (STAGE/STEP) into w from byte offset
+// on, as the server receives it, until the log is complete (complete is
+// true), the stream is cut or ctx ends.
+func (c *apiClient) followLog(ctx context.Context, runID, step string, offset int64, w io.Writer) (complete bool, err error) {
+	p := runPath(runID, "/logs") + "?follow=1&step=" + url.QueryEscape(step)
+	if offset > 0 {
+		p += "&offset=" + strconv.FormatInt(offset, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+"/api/v1"+p, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	// A step may write for hours: ctx ends the stream, not a timeout.
+	stream := *c.http
+	stream.Timeout = 0
+	resp, err := stream.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("reaching the Sluice server: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return false, c.refusal(resp.StatusCode, b)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return false, err
+	}
+	// The server says the log is complete after its last byte; a stream
+	// that ends without it was cut.
+	return resp.Trailer.Get(server.LogCompleteTrailer) == "true", nil
+}
+
+// apiRuns follows a run through the API (see runSource).
 type apiRuns struct {
-	c    *apiClient
-	mu   sync.Mutex
-	last engine.RunStatus
+	c *apiClient
 }
 
 func (a *apiRuns) Progress(ctx context.Context, runID string) (engine.RunStatus, bool, error) {
@@ -223,9 +259,6 @@ func (a *apiRuns) Progress(ctx context.Context, runID string) (engine.RunStatus,
 	if err != nil {
 		return st, false, err
 	}
-	a.mu.Lock()
-	a.last = st
-	a.mu.Unlock()
 	return st, true, nil
 }
 
@@ -239,60 +272,65 @@ func (a *apiRuns) Cancel(ctx context.Context, runID string) error {
 	return a.c.do(ctx, http.MethodPost, runPath(runID, "/cancel"), nil, nil)
 }
 
-// stepDone says whether the last status read has a step ended.
-func (a *apiRuns) stepDone(stage, step string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.last.State.Done() {
-		return true
-	}
-	for _, s := range a.last.Stages {
-		if s.ID != stage {
-			continue
-		}
-		for _, st := range s.Steps {
-			if st.Name == step {
-				return st.State.Done()
-			}
-		}
-	}
-	return false
-}
-
 // apiLogs is the log store of a run on a server, read through the API:
-// Follow polls a step's log until the step has ended.
+// Follow streams a step's log as the server receives it, from the
+// server's own runner or from runners on other hosts.
 type apiLogs struct {
-	runs  *apiRuns
+	c     *apiClient
 	match func(stage, step string) bool
 }
 
+// Follow reads the log until it is complete or ctx ends; a stream that is
+// cut (the server restarted) is asked for again from the byte it reached.
 func (l apiLogs) Follow(ctx context.Context, run, stage, step string) (io.ReadCloser, error) {
 	if l.match != nil && !l.match(stage, step) {
 		return io.NopCloser(strings.NewReader("")), nil
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		var sent int
+		var read int64
+		wait := 100 * time.Millisecond
 		for {
-			done := l.runs.stepDone(stage, step)
-			b, err := l.runs.c.logs(ctx, run, stage+"/"+step)
-			if err == nil && len(b) > sent {
-				if _, werr := pw.Write(b[sent:]); werr != nil {
-					return
-				}
-				sent = len(b)
-			}
-			if done || ctx.Err() != nil {
+			cw := &countingWriter{w: pw}
+			complete, _ := l.c.followLog(ctx, run, stage+"/"+step, read, cw)
+			read += cw.n
+			switch {
+			case complete:
 				pw.Close()
 				return
+			case cw.err != nil: // the reader went
+				return
+			case ctx.Err() != nil:
+				pw.CloseWithError(ctx.Err())
+				return
+			}
+			if cw.n > 0 {
+				wait = 100 * time.Millisecond
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(300 * time.Millisecond):
+			case <-time.After(wait):
 			}
+			wait = min(2*wait, 5*time.Second)
 		}
 	}()
 	return pr, nil
+}
+
+// countingWriter counts what it writes and keeps the error of a write.
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // The rest of logstore.Store is not needed to follow a run.
@@ -334,8 +372,7 @@ func followRemote(ctx context.Context, e *env, c *apiClient, runID, mode string,
 	if _, err := c.status(ctx, runID); err != nil {
 		return err
 	}
-	runs := &apiRuns{c: c}
-	st, err := follow(ctx, runs, apiLogs{runs: runs, match: match}, runID, mode, e.stdout)
+	st, err := follow(ctx, &apiRuns{c: c}, apiLogs{c: c, match: match}, runID, mode, e.stdout)
 	if err != nil || !summary {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-ci/sluice/engine/logstore/logship"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/runners/registry"
 )
@@ -25,7 +26,9 @@ runs_on labels it has, on this host, from a Sluice server's Temporal
 A runner hosts steps only; the pipelines' workflows run on the server.
 It takes at most --max-stages stages at once and polls for a stage only
 when it has room, so a busy runner leaves stages to idle ones. Each stage
-gets a workspace under --work-dir, removed when the stage ends.
+gets a workspace under --work-dir, removed when the stage ends; while that
+disk has less than --min-free-disk free the runner takes no stage and says
+why (caches stay).
 
 Stopping: the first SIGTERM (or Ctrl-C) drains: the runner takes no more
 stages, lets the running ones finish (up to --drain-timeout), and exits 0.
@@ -38,18 +41,22 @@ Connection: --temporal-address, --namespace, and for a cluster with TLS
 --tls-ca, --tls-cert, --tls-key, --tls-server-name; an API key in
 SLUICE_TEMPORAL_API_KEY (never a flag, so it stays out of process lists).
 Secrets are this host's: environment variables and files, as the pipeline
-declares them. BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
+declares them. With --server URL (and SLUICE_TOKEN, or sluice login) step
+logs go to the server, readable live from any machine (sluice logs -f
+--server URL), kept in a spool under the work dir while it is unreachable. BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
 when a step first needs it.`
 
 func newRunner(e *env) *cobra.Command {
 	var (
 		o            local.Options
+		rf           remoteFlags
 		name, labels string
 		workDir      string
 		maxStages    int
 		drainTimeout time.Duration
 		once         bool
 		registryAddr string
+		minFree      string
 	)
 	cmd := &cobra.Command{
 		Use:   "runner --temporal-address HOST:PORT",
@@ -63,6 +70,10 @@ func newRunner(e *env) *cobra.Command {
 			if o.TemporalAddress == "" {
 				return usageError{errors.New("a runner needs the Temporal of a Sluice server: give --temporal-address HOST:PORT (sluice server --temporal-listen IP:PORT serves its embedded one to other hosts)")}
 			}
+			min, err := parseSize(minFree)
+			if err != nil {
+				return usageError{fmt.Errorf("--min-free-disk: %w", err)}
+			}
 			if maxStages < 1 {
 				return usageError{fmt.Errorf("--max-stages must be at least 1, not %d", maxStages)}
 			}
@@ -75,10 +86,24 @@ func newRunner(e *env) *cobra.Command {
 			}
 			o.Home = workDir
 			o.APIKey = temporalAPIKey(e)
-			o.Runner = &local.RunnerOptions{Name: name, Labels: splitLabels(labels), NoWorkflows: true, MaxStages: maxStages, Registry: registryAddr, DrainTimeout: drainTimeout}
-			return runRunner(cmd.Context(), e, o, drainTimeout, once)
+			api, err := rf.client(e)
+			if err != nil {
+				return err
+			}
+			o.Runner = &local.RunnerOptions{Name: name, Labels: splitLabels(labels), NoWorkflows: true, MaxStages: maxStages, Registry: registryAddr, DrainTimeout: drainTimeout, Report: true, Version: version()}
+			var sink *logship.Sink
+			if api != nil {
+				// Step logs go to the server, through a spool that keeps
+				// them while it is unreachable.
+				if sink, err = logship.New(logship.Options{ServerURL: api.url, Token: api.token, Spool: filepath.Join(workDir, "log-spool")}); err != nil {
+					return err
+				}
+				o.Runner.Logs = sink
+			}
+			return runRunner(cmd.Context(), e, o, drainTimeout, once, sink, min)
 		},
 	}
+	rf.register(cmd, e)
 	fl := cmd.Flags()
 	fl.StringVar(&o.TemporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of the server's Temporal (SLUICE_TEMPORAL_ADDRESS)")
 	fl.StringVar(&o.Namespace, "namespace", "", "Temporal namespace (default sluice)")
@@ -92,6 +117,7 @@ func newRunner(e *env) *cobra.Command {
 	fl.StringVar(&workDir, "work-dir", "", "where workspaces, caches and logs live (default $SLUICE_HOME/runner)")
 	fl.DurationVar(&drainTimeout, "drain-timeout", 30*time.Minute, "how long the first SIGTERM waits for running stages before cancelling them")
 	fl.BoolVar(&once, "once", false, "exit after one stage")
+	fl.StringVar(&minFree, "min-free-disk", "2GiB", "take no stage while the work dir's disk has less free (0: never refuse)")
 	fl.StringVar(&registryAddr, "registry", os.Getenv(registry.EnvAddress), "host:port of the registry stage artifacts go through, shared by the runners of a pipeline ("+registry.EnvAddress+")")
 	return cmd
 }
@@ -106,7 +132,18 @@ func splitLabels(s string) []string {
 	return out
 }
 
-func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.Duration, once bool) error {
+func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.Duration, once bool, sink *logship.Sink, minFree uint64) error {
+	if sink != nil {
+		defer func() {
+			// What the server has not acknowledged stays in the spool and
+			// goes with the runner's next start.
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := sink.Close(sctx); err != nil {
+				fmt.Fprintf(e.stderr, "sluice: some step logs are not on the server yet (%v); they stay in the spool and go with the runner's next start\n", err)
+			}
+		}()
+	}
 	if err := os.MkdirAll(o.Home, 0o755); err != nil {
 		return fmt.Errorf("making the work dir: %w", err)
 	}
@@ -126,8 +163,16 @@ func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.D
 	}
 	fmt.Fprintf(e.stdout, "Sluice runner %s (labels: %s) on Temporal %s, namespace %s; up to %d stage(s) at once; work dir %s.\n",
 		ro.Name, labels, s.Address, s.Namespace, ro.MaxStages, o.Home)
+	if sink != nil {
+		fmt.Fprintln(e.stdout, "Step logs go to the server (--server).")
+	} else {
+		fmt.Fprintln(e.stdout, "Step logs stay in the work dir: give --server URL (and SLUICE_TOKEN) to send them to the server.")
+	}
 
 	pool := r.Pool()
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go watchDisk(wctx, e, pool, o.Home, minFree, 10*time.Second)
 	var onceDone <-chan struct{}
 	if once {
 		ch := make(chan struct{})

@@ -192,7 +192,9 @@ func newLogs(e *env) *cobra.Command {
 		Short: "Print the logs of a run, or of one step",
 		Long: `Logs prints the logs of every step of a run, each line prefixed with
 stage/step, or of one step, named as STEP or STAGE/STEP. With -f it follows
-the run until it ends.`,
+the run until it ends. Without --server it reads this machine's logs; with
+--server, the server's, which runners on every host send it as their steps
+run.`,
 		Example: `  sluice logs web-1a2b3c4d
   sluice logs web-1a2b3c4d unit
   sluice logs web-1a2b3c4d 'test[go=1.22]/unit' -f`,

@@ -32,29 +32,13 @@ than an hour late. Times are UTC.`,
   sluice schedules --server https://ci.example.com -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			api, err := rf.client(e)
+			list, err := listVia(cmd, e, &sf, &rf, "schedules", func(ctx context.Context, s *local.Stack) ([]server.ScheduleInfo, error) {
+				return server.ListSchedules(ctx, s.Client)
+			})
 			if err != nil {
 				return err
 			}
-			var list []server.ScheduleInfo
-			if api != nil {
-				var ans struct{ Schedules []server.ScheduleInfo }
-				if err := api.do(cmd.Context(), "GET", "/api/v1/schedules", nil, &ans); err != nil {
-					return err
-				}
-				list = ans.Schedules
-			} else if err := withStack(cmd, e, &sf, func(ctx context.Context, s *local.Stack) error {
-				list, err = server.ListSchedules(ctx, s.Client)
-				return err
-			}); err != nil {
-				return err
-			}
-			if output == "json" {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
-			}
-			return writeSchedules(e.stdout, list)
+			return writeList(e, output, list, writeSchedules)
 		},
 	}
 	sf.register(cmd)
@@ -89,4 +73,36 @@ func writeSchedules(w io.Writer, list []server.ScheduleInfo) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", repo, s.Pipeline, s.Cron, s.Branch, strings.Join(next, ", "), last)
 	}
 	return tw.Flush()
+}
+
+// listVia lists what a server's API has at /api/v1/NAME ({"NAME": [...]})
+// with --server, or else what the local stack's Temporal has.
+func listVia[T any](cmd *cobra.Command, e *env, sf *stackFlags, rf *remoteFlags, name string, fromStack func(context.Context, *local.Stack) ([]T, error)) ([]T, error) {
+	api, err := rf.client(e)
+	if err != nil {
+		return nil, err
+	}
+	var list []T
+	if api != nil {
+		var ans map[string][]T
+		if err := api.do(cmd.Context(), "GET", "/"+name, nil, &ans); err != nil {
+			return nil, err
+		}
+		return ans[name], nil
+	}
+	err = withStack(cmd, e, sf, func(ctx context.Context, s *local.Stack) error {
+		list, err = fromStack(ctx, s)
+		return err
+	})
+	return list, err
+}
+
+// writeList prints a list as JSON (-o json) or with its text writer.
+func writeList[T any](e *env, output string, list []T, text func(io.Writer, []T) error) error {
+	if output == "json" {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	return text(e.stdout, list)
 }
