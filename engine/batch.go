@@ -135,6 +135,9 @@ func (a *Activities) runSteps(ctx context.Context, in StepsInput) (StepsResult, 
 	defer cancel()
 	res := StepsResult{StageID: in.StageID, First: in.First, Runner: a.Runner}
 	defer a.busy(in.RunID, in.StageID)()
+	// keep is set, at the end, when the workspace must outlive the batch
+	// (see progress.cutOff).
+	keep := false
 	if in.Take != nil {
 		// Taken here, on a stage queue: the activity's own slot counts the
 		// stage in the runner's pool, until the activity ends.
@@ -149,6 +152,10 @@ func (a *Activities) runSteps(ctx context.Context, in StepsInput) (StepsResult, 
 		}
 		in.Workspace = ws.Workspace
 		defer func() {
+			if keep {
+				activity.GetLogger(ctx).Warn("the server has not heard from this batch lately: keeping the workspace and its journal for the stage's next take", "stage", in.StageID)
+				return
+			}
 			// Cancelled or not, the stage ends here.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReleaseTimeout)
 			defer cancel()
@@ -164,6 +171,7 @@ func (a *Activities) runSteps(ctx context.Context, in StepsInput) (StepsResult, 
 	defer j.close()
 	p := a.startProgress(ctx, cancel, j != nil, res)
 	defer p.stop()
+	defer func() { keep = j != nil && p.cutOff() }()
 
 	replay := j != nil
 	for i, bs := range in.Steps {
@@ -252,10 +260,22 @@ type progress struct {
 	finished  []time.Time   // when record learnt of each step
 	acked     int           // steps the server has stored
 	ack       chan struct{} // closed when acked changes
+	heard     time.Time     // when a heartbeat last reached the server
+}
+
+// cutOff says whether the server may not know what the batch did: it has
+// not stored every finished step and no heartbeat reached it for half the
+// heartbeat timeout (its frontend is unreachable). The workspace, which
+// holds the journal, is then kept: the stage's next take on this runner
+// goes on from it instead of running those steps again.
+func (p *progress) cutOff() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return activity.IsActivity(p.ctx) && p.a.Heartbeats != nil && p.acked < len(p.last.Steps) && time.Since(p.heard) > HeartbeatTimeout/2
 }
 
 func (a *Activities) startProgress(ctx context.Context, cancel context.CancelFunc, journaled bool, first StepsResult) *progress {
-	p := &progress{a: a, ctx: ctx, cancel: cancel, journaled: journaled, last: first, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{})}
+	p := &progress{a: a, ctx: ctx, cancel: cancel, journaled: journaled, last: first, wake: make(chan struct{}, 1), done: make(chan struct{}), ack: make(chan struct{}), heard: time.Now()}
 	if !activity.IsActivity(ctx) {
 		return p
 	}
@@ -355,6 +375,9 @@ func (p *progress) beat() {
 	var gone *serviceerror.NotFound
 	switch {
 	case err == nil:
+		p.mu.Lock()
+		p.heard = time.Now()
+		p.mu.Unlock()
 		p.stored(len(last.Steps))
 	case errors.As(err, &cancelled) || errors.As(err, &gone):
 		// The run was cancelled, or the workflow gave the batch up.

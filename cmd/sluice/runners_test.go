@@ -352,3 +352,85 @@ func waitRunners(t *testing.T, cli *harness, url string, ok func([]runnerRow) bo
 	}
 	t.Fatalf("sluice runners never showed what was expected:\n%s", out)
 }
+
+const partitionPipeline = `
+pipeline "partition" {
+  on "push" { branches = ["main"] }
+}
+
+variable "counters" {}
+
+stage "build" {
+  runs_on = ["red"]
+  step "run" "long" {
+    script = <<-EOT
+      echo started >> ${var.counters}/long
+      while [ -e ${var.counters}/hold ]; do sleep 0.1; done
+      echo finished >> ${var.counters}/long-done
+    EOT
+  }
+  step "run" "after" {
+    script = "echo after >> ${var.counters}/after"
+  }
+}
+`
+
+// TestFrontendUnreachable: the server's host (Temporal's frontend) cut off
+// from the network for a minute while a runner runs a step, which ends
+// meanwhile: when the network is back the runner reconnects, the stage goes
+// on from the runner's journal, the step that ended is not run again, and
+// the run succeeds.
+func TestFrontendUnreachable(t *testing.T) {
+	n := netns.New(t)
+	a, b := n.Host("server"), n.Host("runner")
+	srv := newHarness(t, partitionPipeline)
+	srv.host = a
+	url := "http://" + net.JoinHostPort(a.IP, "8080")
+	temporal := net.JoinHostPort(a.IP, "7233")
+	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
+	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
+	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
+	bare := filepath.Join(t.TempDir(), "partition.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	srv.sluice("hook", "install", bare, "--server", url)
+	runnerOn(t, srv, b, temporal, url, token, "runner-b", "red")
+
+	hold := filepath.Join(srv.counters, "hold")
+	os.WriteFile(hold, nil, 0o644)
+	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
+	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
+	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	waitLines(t, srv, "long", 1, time.Minute)
+
+	// A minute without the server's host; the step ends in the middle.
+	a.LinkDown()
+	time.Sleep(20 * time.Second)
+	os.Remove(hold)
+	waitLines(t, srv, "long-done", 1, 10*time.Second)
+	time.Sleep(40 * time.Second)
+	a.LinkUp()
+
+	cli := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, host: a}
+	cli.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+cli.home, "SLUICE_TOKEN="+token)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out := cli.sluiceOut("runs", "--server", url)
+		if strings.Contains(out, "succeeded") {
+			break
+		}
+		if strings.Contains(out, "failed") || time.Now().After(deadline) {
+			t.Fatalf("the run did not succeed after the network came back:\n%s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if got := srv.count("long"); got != 1 {
+		t.Errorf("the long step started %d times, want 1: it ended while the server was cut off, and its runner's journal kept that", got)
+	}
+	if got := srv.count("after"); got != 1 {
+		t.Errorf("the step after ran %d times, want 1", got)
+	}
+}
