@@ -63,6 +63,11 @@ func Start(ctx context.Context, c client.Client, p plan.Plan, o StartOptions) (s
 
 func start(ctx context.Context, c client.Client, id, queue string, in RunInput, reuse enumspb.WorkflowIdReusePolicy) error {
 	p := in.Plan
+	// Runners poll the queues of the label sets plans ask for: they learn
+	// this plan's before its stages wait on them.
+	if err := noteLabelSets(ctx, c, &p); err != nil {
+		return err
+	}
 	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    id,
 		TaskQueue:             queue,

@@ -117,25 +117,6 @@ func normLabels(labels []string) []string {
 	return slices.Compact(ls)
 }
 
-// labelQueues returns the queue of every subset of labels, so that a runner
-// with labels {gpu, linux} takes stages asking for none, either or both.
-func labelQueues(labels []string) []string {
-	ls := normLabels(labels)
-	n := len(ls)
-	queues := make([]string, 0, 1<<n)
-	for mask := 0; mask < 1<<n; mask++ {
-		var sub []string
-		for i := range n {
-			if mask&(1<<i) != 0 {
-				sub = append(sub, ls[i])
-			}
-		}
-		queues = append(queues, StageQueue(sub))
-	}
-	slices.Sort(queues)
-	return queues
-}
-
 // MaxLostRunners bounds how often a step is started again because the
 // runner running it was lost (crashed, killed, cut off), on top of the
 // attempts its retry block allows.

@@ -13,9 +13,12 @@ func TestStageQueue(t *testing.T) {
 	if a, b := StageQueue([]string{"linux", "gpu"}), StageQueue([]string{"gpu", "linux", "gpu"}); a != b || a != "sluice@gpu,linux" {
 		t.Errorf("queues %q and %q", a, b)
 	}
-	got := labelQueues([]string{"linux", "gpu"})
-	want := []string{"sluice", "sluice@gpu", "sluice@gpu,linux", "sluice@linux"}
+	// A runner polls the queues of the label sets in use that it has, and
+	// of no labels: not one per subset of its labels.
+	r := &Runner{labels: normLabels([]string{"linux", "gpu", "docker", "a", "b", "c"})}
+	got := r.stageQueues([][]string{{"gpu"}, {"docker", "linux"}, {"arm"}, {"gpu", "windows"}})
+	want := []string{"sluice", "sluice@gpu", "sluice@docker,linux"}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("label queues (-want +got):\n%s", diff)
+		t.Errorf("stage queues (-want +got):\n%s", diff)
 	}
 }

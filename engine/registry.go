@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluice-ci/sluice/dsl/plan"
 )
 
 // The runner registry: every runner reports itself (labels, version, what
@@ -29,6 +32,10 @@ const (
 	SignalRunner = "runner"
 	// QueryRunners returns []RunnerReport.
 	QueryRunners = "runners"
+	// SignalLabelSet carries a label set ([]string) a stage asks for.
+	SignalLabelSet = "label-set"
+	// QueryLabelSets returns [][]string.
+	QueryLabelSets = "label-sets"
 	// RegistryReport is how often a runner reports while up.
 	RegistryReport = 15 * time.Second
 	// RunnerOffline is how long after its last report a runner counts as
@@ -57,11 +64,24 @@ type RunnerReport struct {
 	Online bool `json:"online"`
 }
 
-// RunnerRegistry keeps the last report of each runner.
-func RunnerRegistry(ctx workflow.Context, known []RunnerReport) error {
+// RegistryState is what the registry carries from one run to the next.
+type RegistryState struct {
+	Runners []RunnerReport `json:"runners,omitempty"`
+	// Sets are the label sets stages ask for (runs_on), each sorted: a
+	// runner polls the queue of each set it has (see Runner).
+	Sets [][]string `json:"sets,omitempty"`
+}
+
+// RunnerRegistry keeps the last report of each runner, and the label sets
+// stages have asked for.
+func RunnerRegistry(ctx workflow.Context, state RegistryState) error {
 	runners := map[string]RunnerReport{}
-	for _, r := range known {
+	for _, r := range state.Runners {
 		runners[r.Name] = r
+	}
+	sets := map[string][]string{}
+	for _, set := range state.Sets {
+		sets[strings.Join(set, ",")] = set
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryRunners, func() ([]RunnerReport, error) {
 		out := make([]RunnerReport, 0, len(runners))
@@ -73,10 +93,19 @@ func RunnerRegistry(ctx workflow.Context, known []RunnerReport) error {
 	}); err != nil {
 		return err
 	}
-	ch := workflow.GetSignalChannel(ctx, SignalRunner)
-	for workflow.GetInfo(ctx).GetCurrentHistoryLength() < registryHistory {
-		var r RunnerReport
-		ch.Receive(ctx, &r)
+	if err := workflow.SetQueryHandler(ctx, QueryLabelSets, func() ([][]string, error) {
+		out := make([][]string, 0, len(sets))
+		//workflowcheck:ignore sortedStrings sorts the keys it collects
+		for _, k := range sortedStrings(sets) {
+			out = append(out, sets[k])
+		}
+		return out, nil
+	}); err != nil {
+		return err
+	}
+	reports := workflow.GetSignalChannel(ctx, SignalRunner)
+	labelSets := workflow.GetSignalChannel(ctx, SignalLabelSet)
+	onReport := func(r RunnerReport) {
 		r.LastSeen = workflow.Now(ctx)
 		runners[r.Name] = r
 		//workflowcheck:ignore sortedStrings sorts the keys it collects
@@ -86,33 +115,119 @@ func RunnerRegistry(ctx workflow.Context, known []RunnerReport) error {
 			}
 		}
 	}
+	onSet := func(set []string) {
+		set = normLabels(set)
+		if len(set) > 0 {
+			sets[strings.Join(set, ",")] = set
+		}
+	}
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(reports, func(c workflow.ReceiveChannel, _ bool) {
+		var r RunnerReport
+		c.Receive(ctx, &r)
+		onReport(r)
+	})
+	sel.AddReceive(labelSets, func(c workflow.ReceiveChannel, _ bool) {
+		var set []string
+		c.Receive(ctx, &set)
+		onSet(set)
+	})
+	for workflow.GetInfo(ctx).GetCurrentHistoryLength() < registryHistory {
+		sel.Select(ctx)
+	}
 	// Signals received meanwhile go on with the next run.
 	for {
 		var r RunnerReport
-		if !ch.ReceiveAsync(&r) {
+		if !reports.ReceiveAsync(&r) {
 			break
 		}
-		r.LastSeen = workflow.Now(ctx)
-		runners[r.Name] = r
+		onReport(r)
 	}
-	next := make([]RunnerReport, 0, len(runners))
+	for {
+		var set []string
+		if !labelSets.ReceiveAsync(&set) {
+			break
+		}
+		onSet(set)
+	}
+	var next RegistryState
 	//workflowcheck:ignore sortedStrings sorts the keys it collects
 	for _, name := range sortedStrings(runners) {
-		next = append(next, runners[name])
+		next.Runners = append(next.Runners, runners[name])
+	}
+	//workflowcheck:ignore sortedStrings sorts the keys it collects
+	for _, k := range sortedStrings(sets) {
+		next.Sets = append(next.Sets, sets[k])
 	}
 	return workflow.NewContinueAsNewError(ctx, RunnerRegistry, next)
+}
+
+// registryStart starts the registry if it does not run, with a signal.
+func registryStart(ctx context.Context, c client.Client, signal string, arg any) error {
+	_, err := c.SignalWithStartWorkflow(ctx, RegistryWorkflowID, signal, arg, client.StartWorkflowOptions{
+		ID:                    RegistryWorkflowID,
+		TaskQueue:             WorkflowTaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:         "the runners' reports and the label sets stages use (sluice runners)",
+	}, RegistryWorkflowName, RegistryState{})
+	return err
 }
 
 // ReportRunner sends a runner's report to the registry, starting it if it
 // does not run.
 func ReportRunner(ctx context.Context, c client.Client, r RunnerReport) error {
-	_, err := c.SignalWithStartWorkflow(ctx, RegistryWorkflowID, SignalRunner, r, client.StartWorkflowOptions{
-		ID:                    RegistryWorkflowID,
-		TaskQueue:             WorkflowTaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:         "the runners' reports (sluice runners)",
-	}, RegistryWorkflowName, []RunnerReport(nil))
-	return err
+	return registryStart(ctx, c, SignalRunner, r)
+}
+
+// knownSets are the label sets this process has told the registry of, and
+// setHooks the runners of this process, told at once of a new one.
+var (
+	knownSets sync.Map // "a,b" -> bool
+	setHooks  struct {
+		sync.Mutex
+		fs []func([]string)
+	}
+)
+
+// noteLabelSets tells the registry of the label sets a plan's stages ask
+// for, those this process has not told it of yet, and the runners of this
+// process at once.
+func noteLabelSets(ctx context.Context, c client.Client, p *plan.Plan) error {
+	for _, st := range p.Stages {
+		set := normLabels(st.RunsOn)
+		key := strings.Join(set, ",")
+		if len(set) == 0 {
+			continue
+		}
+		if _, ok := knownSets.Load(key); ok {
+			continue
+		}
+		if err := registryStart(ctx, c, SignalLabelSet, set); err != nil {
+			return fmt.Errorf("telling the runner registry of the labels [%s]: %w", key, err)
+		}
+		knownSets.Store(key, true)
+		setHooks.Lock()
+		fs := append([]func([]string){}, setHooks.fs...)
+		setHooks.Unlock()
+		for _, f := range fs {
+			f(set)
+		}
+	}
+	return nil
+}
+
+// LabelSets returns the label sets stages have asked for.
+func LabelSets(ctx context.Context, c client.Client) ([][]string, error) {
+	v, err := c.QueryWorkflow(ctx, RegistryWorkflowID, "", QueryLabelSets)
+	if err != nil {
+		if strings.Contains(err.Error(), "not found") {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var sets [][]string
+	err = v.Get(&sets)
+	return sets, err
 }
 
 // Runners lists the runners that reported, online first.

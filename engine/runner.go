@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -37,10 +38,6 @@ func NewWorkflowWorker(c client.Client, o worker.Options) worker.Worker {
 func RegisterActivities(r worker.Registry, a *Activities) {
 	r.RegisterActivity(a)
 }
-
-// maxLabels bounds a runner's labels: a runner listens on the queue of
-// every subset of its labels, 2^n queues.
-const maxLabels = 6
 
 // RunnerOptions configures a Runner.
 type RunnerOptions struct {
@@ -108,6 +105,105 @@ type Runner struct {
 	// once the last one was sent.
 	stopReports context.CancelFunc
 	reported    chan struct{}
+
+	// newTaker makes a worker for a stage queue; polled are the stage
+	// queues the runner has a worker for.
+	newTaker func(queue string) worker.Worker
+	polled   map[string]bool
+	// stopSets ends the watch for new label sets.
+	stopSets context.CancelFunc
+	setsDone chan struct{}
+}
+
+// knownSets asks the registry which label sets stages use; none when it
+// cannot say (a new namespace: the first plan started tells it).
+func (r *Runner) knownSets() [][]string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	sets, err := LabelSets(ctx, r.client)
+	if err != nil {
+		r.log("asking the registry for the label sets in use", "error", err)
+	}
+	return sets
+}
+
+// stageQueues are the queues of the sets the runner has, and of no labels.
+func (r *Runner) stageQueues(sets [][]string) []string {
+	queues := []string{StageQueue(nil)}
+	for _, set := range sets {
+		if subsetOf(set, r.labels) {
+			queues = append(queues, StageQueue(set))
+		}
+	}
+	return queues
+}
+
+// addQueues starts workers for stage queues of new label sets.
+func (r *Runner) addQueues(sets [][]string) {
+	for _, q := range r.stageQueues(sets) {
+		r.mu.Lock()
+		if r.polled[q] || r.pool.Draining() || r.started == nil {
+			r.mu.Unlock()
+			continue
+		}
+		r.polled[q] = true
+		r.mu.Unlock()
+		w := r.newTaker(q)
+		if err := w.Start(); err != nil {
+			r.log("polling a new stage queue", "queue", q, "error", err)
+			r.mu.Lock()
+			delete(r.polled, q)
+			r.mu.Unlock()
+			continue
+		}
+		r.mu.Lock()
+		r.workers = append(r.workers, w)
+		r.takers = append(r.takers, w)
+		r.started = append(r.started, w)
+		r.mu.Unlock()
+	}
+}
+
+// SetsPoll is how often a runner asks the registry for new label sets;
+// runners of the process that starts a plan learn its sets at once.
+const SetsPoll = 2 * time.Second
+
+// watchSets adds the queues of label sets that appear, until ctx ends.
+func (r *Runner) watchSets(ctx context.Context) {
+	local := make(chan []string, 16)
+	hook := func(set []string) {
+		select {
+		case local <- set:
+		default:
+		}
+	}
+	setHooks.Lock()
+	setHooks.fs = append(setHooks.fs, hook)
+	setHooks.Unlock()
+	t := time.NewTicker(SetsPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case set := <-local:
+			r.addQueues([][]string{set})
+		case <-t.C:
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			sets, err := LabelSets(qctx, r.client)
+			cancel()
+			if err == nil {
+				r.addQueues(sets)
+			}
+		}
+	}
+}
+
+// Queues returns the stage queues the runner polls.
+func (r *Runner) Queues() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(maps.Keys(r.polled))
 }
 
 func (r *Runner) log(msg string, kv ...any) {
@@ -123,9 +219,6 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 	}
 	if o.Activities == nil {
 		return nil, errors.New("a runner needs activities")
-	}
-	if n := len(normLabels(o.Labels)); n > maxLabels {
-		return nil, fmt.Errorf("runner %q has %d labels; at most %d are supported", o.Name, n, maxLabels)
 	}
 	a := *o.Activities
 	abort := make(chan struct{})
@@ -153,7 +246,7 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 		wo.WorkerStopTimeout = o.DrainTimeout
 	}
 	setBinaryID()
-	r := &Runner{name: o.Name, queue: a.Queue, pool: NewStagePool(cmp.Or(o.MaxStages, unboundedStages)), stopped: map[worker.Worker]bool{}, abort: abort,
+	r := &Runner{name: o.Name, queue: a.Queue, pool: NewStagePool(cmp.Or(o.MaxStages, unboundedStages)), stopped: map[worker.Worker]bool{}, abort: abort, polled: map[string]bool{},
 		client: c, namespace: cmp.Or(o.Namespace, "default"), stateDir: a.StateDir, logger: o.Logger,
 		labels: normLabels(o.Labels), version: o.Version, reports: o.Report}
 	a.Pool = r.pool
@@ -175,11 +268,26 @@ func NewRunner(c client.Client, o RunnerOptions) (*Runner, error) {
 		taking.Tuner = tuner
 		taking.MaxConcurrentActivityExecutionSize = 0
 	}
-	for _, q := range labelQueues(o.Labels) {
+	r.newTaker = func(q string) worker.Worker {
 		w := worker.New(c, q, taking)
 		RegisterActivities(w, &a)
+		return w
+	}
+	// The stage queues polled are those of the label sets stages ask for
+	// (the registry learns them from the plans started) that the runner
+	// has, not one per subset of its labels: a runner's pollers grow with
+	// the label sets in use, never with its own label count.
+	var sets [][]string
+	if !o.Workflows {
+		// A process that hosts the workflows cannot answer a query before
+		// it starts: it learns the sets from its hooks and watchSets.
+		sets = r.knownSets()
+	}
+	for _, q := range r.stageQueues(sets) {
+		w := r.newTaker(q)
 		r.workers = append(r.workers, w)
 		r.takers = append(r.takers, w)
+		r.polled[q] = true
 	}
 	own := worker.New(c, a.Queue, wo)
 	RegisterActivities(own, &a)
@@ -232,6 +340,12 @@ func (r *Runner) Start() error {
 		r.Stop()
 		return fmt.Errorf("starting runner %q: %w", r.name, err)
 	}
+	sctx, cancel := context.WithCancel(context.Background())
+	r.stopSets, r.setsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(r.setsDone)
+		r.watchSets(sctx)
+	}()
 	return nil
 }
 
@@ -268,6 +382,10 @@ func (r *Runner) Wait(ctx context.Context) error { return r.pool.Wait(ctx) }
 // Stop stops the runner's workers, all at once; running activities are
 // cancelled.
 func (r *Runner) Stop() {
+	if r.stopSets != nil {
+		r.stopSets()
+		<-r.setsDone
+	}
 	defer func() {
 		if r.stopReports != nil {
 			r.stopReports()
