@@ -434,3 +434,64 @@ func TestFrontendUnreachable(t *testing.T) {
 		t.Errorf("the step after ran %d times, want 1", got)
 	}
 }
+
+// TestRunnerStopTwice: a second SIGTERM to a draining runner cancels its
+// running step at once and the stage starts again on another runner
+// without waiting for a heartbeat timeout; that runner, started with
+// --once, exits 0 after the stage.
+func TestRunnerStopTwice(t *testing.T) {
+	n := netns.New(t)
+	a, b, c := n.Host("server"), n.Host("b"), n.Host("c")
+	srv := newHarness(t, resumePipeline)
+	srv.host = a
+	url := "http://" + net.JoinHostPort(a.IP, "8080")
+	temporal := net.JoinHostPort(a.IP, "7233")
+	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
+	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
+	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
+	bare := filepath.Join(t.TempDir(), "stop.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	srv.sluice("hook", "install", bare, "--server", url)
+	bCmd, bOut, _ := runnerOn(t, srv, b, temporal, url, token, "runner-b", "red")
+
+	hold := filepath.Join(srv.counters, "hold")
+	os.WriteFile(hold, nil, 0o644)
+	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
+	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
+	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	waitLines(t, srv, "two", 1, time.Minute)
+
+	// runner-c, for one stage only, is up before B stops.
+	r := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, counters: srv.counters, host: c}
+	r.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+r.home, "SLUICE_TOKEN="+token)
+	cCmd, cOut := r.background("runner", "--temporal-address", temporal, "--server", url, "--name", "runner-c", "--labels", "red", "--work-dir", filepath.Join(t.TempDir(), "c"), "--once")
+	cOut.waitFor(t, `Sluice runner runner-c `, time.Minute)
+
+	bCmd.Process.Signal(os.Interrupt)
+	bOut.waitFor(t, `Draining: taking no more stages; waiting up to .* for 1 running`, 30*time.Second)
+	stopped := time.Now()
+	bCmd.Process.Signal(os.Interrupt)
+	bOut.waitFor(t, `Cancelling the running steps; their stages start again on another runner.`, 30*time.Second)
+	if err := bCmd.Wait(); err == nil {
+		t.Error("the runner stopped twice exited 0, want 1")
+	}
+	waitLines(t, srv, "two", 2, time.Minute)
+	took := time.Since(stopped)
+	t.Logf("the stage started again on runner-c %s after the second SIGTERM", took.Round(10*time.Millisecond))
+	if took > 15*time.Second {
+		t.Errorf("the stage started again %s after the second SIGTERM; it should not wait for the heartbeat timeout (30 s)", took)
+	}
+	os.Remove(hold)
+	cOut.waitFor(t, `Took a stage \(--once\)`, time.Minute)
+	cOut.waitFor(t, `Drained: no stage left; stopped.`, time.Minute)
+	if err := cCmd.Wait(); err != nil {
+		t.Errorf("the --once runner exited with %v, want 0", err)
+	}
+	if got := srv.count("one"); got != 2 {
+		t.Errorf("step one ran %d times, want 2 (the stage started again from its first step on another runner)", got)
+	}
+}
