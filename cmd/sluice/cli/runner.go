@@ -43,8 +43,9 @@ SLUICE_TEMPORAL_API_KEY (never a flag, so it stays out of process lists).
 Secrets are this host's: environment variables and files, as the pipeline
 declares them. With --server URL (and SLUICE_TOKEN, or sluice login) step
 logs go to the server, readable live from any machine (sluice logs -f
---server URL), kept in a spool under the work dir while it is unreachable. BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
-when a step first needs it.`
+--server URL), kept in a spool under the work dir while it is
+unreachable. BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
+when a step first needs it. docs/runners.md says more.`
 
 func newRunner(e *env) *cobra.Command {
 	var (
@@ -64,6 +65,7 @@ func newRunner(e *env) *cobra.Command {
 		Long:  runnerLong,
 		Example: `  sluice runner --temporal-address ci.internal:7233 --labels linux,docker
   sluice runner --temporal-address ci.internal:7233 --labels gpu --max-stages 2 --work-dir /var/lib/sluice
+  SLUICE_TOKEN=... sluice runner --temporal-address ci.internal:7233 --server http://ci.internal:8080 --labels linux
   SLUICE_TEMPORAL_API_KEY=... sluice runner --temporal-address acme.tmprl.cloud:7233 --namespace acme.sluice --once`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
