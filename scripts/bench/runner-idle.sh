@@ -13,7 +13,7 @@ port=$((20000 + RANDOM % 20000))
 SLUICE_HOME=$tmp/server bin/sluice server --listen 127.0.0.1:$((port + 1)) --temporal-listen 127.0.0.1:$port --no-runner --no-build >"$tmp/server.log" 2>&1 &
 srv=$!
 for _ in $(seq 1 120); do grep -q "Sluice server at" "$tmp/server.log" && break; sleep 0.5; done
-SLUICE_HOME=$tmp/runner bin/sluice runner --temporal-address 127.0.0.1:$port --labels linux,docker --work-dir "$tmp/work" >"$tmp/runner.log" 2>&1 &
+env SLUICE_HOME=$tmp/runner ${RUNNER_ENV:-} bin/sluice runner --temporal-address 127.0.0.1:$port --labels linux,docker --work-dir "$tmp/work" >"$tmp/runner.log" 2>&1 &
 run=$!
 for _ in $(seq 1 60); do grep -q "Sluice runner" "$tmp/runner.log" && break; sleep 0.5; done
 sleep 10
