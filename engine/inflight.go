@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/sluice-ci/sluice/internal/proc"
 )
 
 // A runner notes, in a file per activity under its state directory, the
@@ -29,6 +31,10 @@ type inflightNote struct {
 	RunID      string `json:"run_id"`
 	ActivityID string `json:"activity_id"`
 	Step       string `json:"step,omitempty"`
+	// PID is the process running it: a note of a process still alive
+	// (another command of the same machine running a runner of the same
+	// name) is not an orphan's.
+	PID int `json:"pid"`
 }
 
 // noteRunning records the activity of ctx as running until the returned
@@ -38,7 +44,7 @@ func (a *Activities) noteRunning(ctx context.Context, step string) (done func())
 		return func() {}
 	}
 	info := activity.GetInfo(ctx)
-	n := inflightNote{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityID: info.ActivityID, Step: step}
+	n := inflightNote{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityID: info.ActivityID, Step: step, PID: os.Getpid()}
 	sum := sha256.Sum256([]byte(n.WorkflowID + "\x00" + n.RunID + "\x00" + n.ActivityID))
 	dir := filepath.Join(a.StateDir, "inflight")
 	path := filepath.Join(dir, hex.EncodeToString(sum[:12])+".json")
@@ -74,6 +80,9 @@ func failOrphans(ctx context.Context, c client.Client, namespace, stateDir, runn
 		var note inflightNote
 		if err != nil || json.Unmarshal(b, &note) != nil {
 			_ = os.Remove(path)
+			continue
+		}
+		if note.PID != 0 && proc.Alive(note.PID) {
 			continue
 		}
 		failure := temporal.NewApplicationError(fmt.Sprintf("runner %q was restarted while it ran step %q", runner, note.Step), RunnerStoppedError)
