@@ -83,6 +83,9 @@ func start(ctx context.Context, c client.Client, id, queue string, in RunInput, 
 			AttrStatus.ValueSet(string(StatePending)),
 		),
 		StaticSummary: fmt.Sprintf("%s %s@%s", p.Pipeline, p.Git.Repo, shortSHA(p.Git.SHA)),
+		// A worker that takes up a large run again replays its history in
+		// one workflow task (see workflowTaskTimeout).
+		WorkflowTaskTimeout: workflowTaskTimeout(&p),
 	}, WorkflowName, in)
 	var dup *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &dup) {
@@ -434,10 +437,18 @@ func resumeFrom(p *plan.Plan, prev RunStatus, from string) (*Resume, error) {
 	if err != nil {
 		return nil, err
 	}
-	// after holds the stage of the step and every stage that needs it.
+	// after holds the stage of the step and every stage that needs it. A
+	// stage whose status lost the outputs of a step (too large a status:
+	// see fitStatus) runs again too, with the stages that need it: its
+	// outputs are not there to keep.
 	after := make([]bool, len(p.Stages))
 	after[si] = true
-	for i := si + 1; i < len(p.Stages); i++ {
+	for i, s := range p.Stages {
+		if ps, ok := prev.Stage(s.ID); ok && i != si && slices.ContainsFunc(ps.Steps, func(ss StepStatus) bool { return ss.OutputsDropped }) {
+			after[i] = true
+		}
+	}
+	for i := range p.Stages {
 		for _, n := range p.Stages[i].Needs {
 			if k := slices.IndexFunc(p.Stages, func(s plan.Stage) bool { return s.ID == n }); k >= 0 && after[k] {
 				after[i] = true
@@ -464,6 +475,9 @@ func resumeFrom(p *plan.Plan, prev RunStatus, from string) (*Resume, error) {
 				st := ps.Steps[j]
 				if st.State != StateSucceeded && (st.State != StateFailed || !s.Steps[j].ContinueOnError) {
 					return nil, fmt.Errorf("step %s/%s before it did not succeed (%s); retry from %s/%s", s.ID, st.Name, st.State, s.ID, st.Name)
+				}
+				if st.OutputsDropped {
+					return nil, fmt.Errorf("the outputs of step %s/%s before it were dropped from the run's status, which was too large to hold them all; retry from %s/%s", s.ID, st.Name, s.ID, st.Name)
 				}
 			}
 			res.Stages = append(res.Stages, ResumedStage{ID: s.ID, Approval: approval, Steps: slices.Clone(ps.Steps[:sj])})

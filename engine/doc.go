@@ -45,6 +45,11 @@
 // Concurrency groups: a lock workflow per group, asked with SignalWithStart;
 // see the comment in concurrency.go.
 //
+// Large runs stay one workflow execution within Temporal's limits: at most
+// MaxRunningStages stages run at once, the status is cut to StatusBudget,
+// and runs of LargeRunStages stages or more have a longer workflow task
+// timeout for their replay; see the comment in bounds.go.
+//
 // Retry from a step: a new execution of the same run ID whose input carries
 // the steps kept from the attempt before; see Retry.
 //

@@ -35,6 +35,8 @@ import (
 //	env NAME...       succeed with outputs NAME=$NAME
 //	write PATH TEXT   write TEXT to PATH in the workspace
 //	read PATH         succeed with output read=<PATH's content>, or fail
+//	fill NAME N       succeed with output NAME of N bytes
+//	size NAME TEXT    succeed with output NAME=<the length of TEXT>
 type fakeExec struct {
 	mu         sync.Mutex
 	calls      map[string]int // by "stage/step"
@@ -188,6 +190,11 @@ func (f *fakeExec) Execute(ctx context.Context, req steps.Request) (steps.Result
 			return steps.Result{}, err
 		}
 		return steps.Result{Outputs: map[string]string{"read": string(b)}}, nil
+	case "fill":
+		n, _ := strconv.Atoi(args[2])
+		return steps.Result{Outputs: map[string]string{args[1]: strings.Repeat("x", n)}}, nil
+	case "size":
+		return steps.Result{Outputs: map[string]string{args[1]: strconv.Itoa(len(args[2]))}}, nil
 	case "env":
 		res := steps.Result{Outputs: map[string]string{}}
 		for _, name := range args[1:] {

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func testClient(t *testing.T) client.Client {
+func testClient(t testing.TB) client.Client {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs a Temporal server")
@@ -58,7 +58,7 @@ type testRunner struct {
 }
 
 // startRunner starts an in-process runner that also runs the workflows.
-func startRunner(t *testing.T, c client.Client, name string) *testRunner {
+func startRunner(t testing.TB, c client.Client, name string) *testRunner {
 	t.Helper()
 	tr := &testRunner{exec: newFakeExec(), ws: &countingWorkspaces{TempWorkspaces: TempWorkspaces{Dir: t.TempDir()}}, logs: newMemLogs()}
 	startTestRunner(t, c, RunnerOptions{
@@ -76,7 +76,7 @@ func startRunner(t *testing.T, c client.Client, name string) *testRunner {
 
 // startTestRunner starts a runner that heartbeats every 200 ms and fails
 // a workflow that panics, and stops it when the test ends.
-func startTestRunner(t *testing.T, c client.Client, o RunnerOptions) {
+func startTestRunner(t testing.TB, c client.Client, o RunnerOptions) {
 	t.Helper()
 	o.Activities.HeartbeatInterval = 200 * time.Millisecond
 	o.Worker.WorkflowPanicPolicy = worker.FailWorkflow

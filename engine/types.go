@@ -98,6 +98,9 @@ type RunStatus struct {
 	SupersededBy string        `json:"superseded_by,omitempty"`
 	Supersedes   []string      `json:"supersedes,omitempty"`
 	Stages       []StageStatus `json:"stages"`
+	// Trimmed says what was cut from a status too large for Temporal's
+	// payloads (see StatusBudget); empty when nothing was.
+	Trimmed string `json:"trimmed,omitempty"`
 }
 
 // Stage returns the status of the stage with the given ID.
@@ -141,6 +144,9 @@ type StepStatus struct {
 	Error   string    `json:"error,omitempty"`
 	// Outputs are the step's outputs, with secret values masked.
 	Outputs map[string]string `json:"outputs,omitempty"`
+	// OutputsDropped says that the step's outputs were left out of a
+	// status too large to hold them all (see StatusBudget).
+	OutputsDropped bool `json:"outputs_dropped,omitempty"`
 	// Resumed is set on a step a retried run kept from an earlier attempt.
 	Resumed bool `json:"resumed,omitempty"`
 	// DryRun names the side effects the step only reported (see

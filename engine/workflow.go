@@ -202,7 +202,7 @@ func validatePlan(p *plan.Plan) error {
 
 func (r *run) setHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RunStatus, error) {
-		return r.status, nil
+		return fitStatus(r.status), nil
 	}); err != nil {
 		return fmt.Errorf("setting status query: %w", err)
 	}
@@ -344,7 +344,8 @@ func (r *run) stop(reason string) {
 	}
 }
 
-// finish sets the final state and returns the workflow's result.
+// finish sets the final state and returns the workflow's result: the
+// status, cut to fit in a payload (fitStatus).
 func (r *run) finish(ctx, cleanupCtx workflow.Context) (RunStatus, error) {
 	r.status.End = workflow.Now(cleanupCtx)
 	for _, st := range r.stages {
@@ -356,23 +357,26 @@ func (r *run) finish(ctx, cleanupCtx workflow.Context) (RunStatus, error) {
 	case ctx.Err() != nil && r.status.SupersededBy != "":
 		r.status.Error = fmt.Sprintf("superseded by run %s (a newer run of concurrency group %q; cancel_in_progress)", r.status.SupersededBy, r.status.Group)
 		r.setState(cleanupCtx, StateCancelled)
-		return r.status, temporal.NewCanceledError(r.status)
+		st := fitStatus(r.status)
+		return st, temporal.NewCanceledError(st)
 	case ctx.Err() != nil:
 		r.status.Error = "the run was cancelled"
 		r.setState(cleanupCtx, StateCancelled)
-		return r.status, temporal.NewCanceledError(r.status)
+		st := fitStatus(r.status)
+		return st, temporal.NewCanceledError(st)
 	case r.timedOut:
 		r.status.Error = r.stopped
 	case r.failure != "":
 		r.status.Error = r.failure
 	default:
 		r.setState(cleanupCtx, StateSucceeded)
-		return r.status, nil
+		return fitStatus(r.status), nil
 	}
 	r.setState(cleanupCtx, StateFailed)
-	return r.status, temporal.NewApplicationErrorWithOptions(r.status.Error, "PipelineFailed", temporal.ApplicationErrorOptions{
+	st := fitStatus(r.status)
+	return st, temporal.NewApplicationErrorWithOptions(st.Error, "PipelineFailed", temporal.ApplicationErrorOptions{
 		NonRetryable: true,
-		Details:      []any{r.status},
+		Details:      []any{st},
 	})
 }
 
@@ -489,9 +493,9 @@ func (r *run) failStage(st *stageRun, reason string) {
 }
 
 // acquireSlot waits, in FIFO order, until fewer than MaxParallel stages hold
-// a runner.
+// a runner, and never more than MaxRunningStages (see stageCap).
 func (r *run) acquireSlot(ctx workflow.Context, i int) error {
-	max := r.plan.MaxParallel
+	max := r.stageCap(ctx, r.plan.MaxParallel)
 	if max <= 0 {
 		r.running++
 		return nil
