@@ -180,6 +180,9 @@ func writeStatus(w io.Writer, st engine.RunStatus, output string) error {
 			fmt.Fprintf(w, "%s: %s\n", stage.ID, r)
 		}
 	}
+	if st.Trimmed != "" {
+		fmt.Fprintf(w, "This status was cut to fit Temporal's limits: %s.\n", st.Trimmed)
+	}
 	return nil
 }
 
