@@ -53,6 +53,8 @@ lint:
 bench: build tools
 	@scripts/deps.sh hyperfine
 	$(GO) test ./dsl -run '^$$' -bench 'Compile1000|Parse1000' -benchmem -count 5
+	$(GO) test ./engine -run 'TestLarge' -count=1 -v
+	$(GO) test ./engine -run '^$$' -bench LargeRunUnbatched -benchtime 1x -v
 	hyperfine --warmup 5 --runs 50 -N '$(BIN) validate examples/go-service/.sluice'
 	scripts/bench/run-bench.sh
 	scripts/bench/local-server-bench.sh
@@ -60,6 +62,7 @@ bench: build tools
 	scripts/bench/build-bench.sh
 	scripts/bench/webhooks.sh
 	scripts/bench/runner-idle.sh
+	SLUICE_BENCH_BIN=bin scripts/bench/runner-pickup.sh
 
 # demo is the main job on the embedded default: the base images
 # (busybox:local, golang:local) pushed to the local registry under
