@@ -78,6 +78,73 @@ func waitLines(t *testing.T, h *harness, name string, n int, timeout time.Durati
 	return nil
 }
 
+// fleet is a sluice server on host A of a test's network, with its
+// Temporal reachable by runners on the other hosts, a bare repository whose
+// pushes it runs, an API token, and a CLI on A to look at it.
+type fleet struct {
+	t                   *testing.T
+	srv, cli            *harness
+	a                   *netns.Host
+	url, temporal, bare string
+	token               string
+}
+
+func startFleet(t *testing.T, n *netns.Net, pipeline string) *fleet {
+	t.Helper()
+	f := &fleet{t: t, a: n.Host("server"), srv: newHarness(t, pipeline)}
+	f.srv.host = f.a
+	f.url = "http://" + net.JoinHostPort(f.a.IP, "8080")
+	f.temporal = net.JoinHostPort(f.a.IP, "7233")
+	_, w := f.srv.background("server", "--listen", net.JoinHostPort(f.a.IP, "8080"), "--temporal-listen", f.temporal, "--no-runner", "--no-build")
+	w.waitFor(t, `Sluice server at `+f.url, 2*time.Minute)
+	f.token = strings.TrimSpace(f.srv.sluiceOut("server", "token", "create", "--user", "alice"))
+	f.bare = filepath.Join(t.TempDir(), "project.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", f.bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	f.srv.sluice("hook", "install", f.bare, "--server", f.url)
+	f.cli = &harness{t: t, bin: f.srv.bin, home: t.TempDir(), repo: f.srv.repo, host: f.a}
+	f.cli.env = append(f.srv.env[:len(f.srv.env):len(f.srv.env)], "SLUICE_HOME="+f.cli.home, "SLUICE_TOKEN="+f.token)
+	return f
+}
+
+// runner starts sluice runner on h (see runnerOn).
+func (f *fleet) runner(h *netns.Host, name, labels string) (*exec.Cmd, *lineWaiter, string) {
+	f.t.Helper()
+	return runnerOn(f.t, f.srv, h, f.temporal, f.url, f.token, name, labels)
+}
+
+// push pushes the project: its hook reports to the server.
+func (f *fleet) push() {
+	f.t.Helper()
+	push := f.a.Command("git", "-C", f.srv.repo, "push", "-q", f.bare, "main")
+	push.Env = append(f.srv.env[:len(f.srv.env):len(f.srv.env)], "SLUICE_TOKEN="+f.token)
+	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
+		f.t.Fatalf("git push: %v\n%s", err, out)
+	}
+}
+
+// succeeded waits until the run succeeds and returns its ID.
+func (f *fleet) succeeded(timeout time.Duration) string {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out := f.cli.sluiceOut("runs", "--server", f.url)
+		if strings.Contains(out, "succeeded") {
+			for _, w := range strings.Fields(out) {
+				if strings.Contains(w, "-") && len(w) > 16 {
+					return w
+				}
+			}
+			return ""
+		}
+		if strings.Contains(out, "failed") || time.Now().After(deadline) {
+			f.t.Fatalf("the run did not succeed:\n%s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // TestRunnersAcrossHosts: the server and its Temporal on host A, runners
 // on B and C (labels red) and D (blue). Stages go by label; the runner
 // holding red is lost (every process of its host killed with SIGKILL)
@@ -87,23 +154,11 @@ func waitLines(t *testing.T, h *harness, name string, n int, timeout time.Durati
 // idle one exits at once.
 func TestRunnersAcrossHosts(t *testing.T) {
 	n := netns.New(t)
-	a := n.Host("server")
+	f := startFleet(t, n, fleetPipeline)
+	srv, url, temporal, token := f.srv, f.url, f.temporal, f.token
 	hosts := map[string]*netns.Host{"b": n.Host("b"), "c": n.Host("c"), "d": n.Host("d")}
-	srv := newHarness(t, fleetPipeline)
-	srv.host = a
-	url := "http://" + net.JoinHostPort(a.IP, "8080")
-	temporal := net.JoinHostPort(a.IP, "7233")
-	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
-	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
-	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
-	bare := filepath.Join(t.TempDir(), "fleet.git")
-	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
-		t.Fatalf("git init --bare: %v\n%s", err, out)
-	}
-	srv.sluice("hook", "install", bare, "--server", url)
 
-	cli := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, host: a}
-	cli.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+cli.home, "SLUICE_TOKEN="+token)
+	cli := f.cli
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -137,11 +192,7 @@ func TestRunnersAcrossHosts(t *testing.T) {
 
 	hold := filepath.Join(srv.counters, "hold")
 	os.WriteFile(hold, nil, 0o644)
-	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
-	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
-	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
-		t.Fatalf("git push: %v\n%s", err, out)
-	}
+	f.push()
 	first := runnerOf(waitLines(t, srv, "red", 1, 40*time.Second)[0])
 	if first != "b" && first != "c" {
 		t.Fatalf("red ran on runner %q, not a red runner", first)
@@ -269,19 +320,9 @@ stage "build" {
 // heartbeat timeout, and the step that had finished does not run again.
 func TestRunnerRestartInPlace(t *testing.T) {
 	n := netns.New(t)
-	a, b := n.Host("server"), n.Host("runner")
-	srv := newHarness(t, resumePipeline)
-	srv.host = a
-	url := "http://" + net.JoinHostPort(a.IP, "8080")
-	temporal := net.JoinHostPort(a.IP, "7233")
-	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
-	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
-	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
-	bare := filepath.Join(t.TempDir(), "resume.git")
-	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
-		t.Fatalf("git init --bare: %v\n%s", err, out)
-	}
-	srv.sluice("hook", "install", bare, "--server", url)
+	f := startFleet(t, n, resumePipeline)
+	srv, temporal := f.srv, f.temporal
+	b := n.Host("runner")
 
 	work := filepath.Join(t.TempDir(), "work")
 	r := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, counters: srv.counters, host: b}
@@ -294,11 +335,7 @@ func TestRunnerRestartInPlace(t *testing.T) {
 	start()
 	hold := filepath.Join(srv.counters, "hold")
 	os.WriteFile(hold, nil, 0o644)
-	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
-	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
-	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
-		t.Fatalf("git push: %v\n%s", err, out)
-	}
+	f.push()
 	waitLines(t, srv, "two", 1, time.Minute)
 
 	b.KillAll()
@@ -311,19 +348,7 @@ func TestRunnerRestartInPlace(t *testing.T) {
 		t.Errorf("the stage went on %s after the runner started again; want under 3 s", took.Round(10*time.Millisecond))
 	}
 	os.Remove(hold)
-	cli := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, host: a}
-	cli.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+cli.home, "SLUICE_TOKEN="+token)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out := cli.sluiceOut("runs", "--server", url)
-		if strings.Contains(out, "succeeded") {
-			break
-		}
-		if strings.Contains(out, "failed") || time.Now().After(deadline) {
-			t.Fatalf("the run did not succeed:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	f.succeeded(time.Minute)
 	if got := srv.count("one"); got != 1 {
 		t.Errorf("step one ran %d times, want 1 (it had finished before the crash)", got)
 	}
@@ -382,28 +407,14 @@ stage "build" {
 // the run succeeds.
 func TestFrontendUnreachable(t *testing.T) {
 	n := netns.New(t)
-	a, b := n.Host("server"), n.Host("runner")
-	srv := newHarness(t, partitionPipeline)
-	srv.host = a
-	url := "http://" + net.JoinHostPort(a.IP, "8080")
-	temporal := net.JoinHostPort(a.IP, "7233")
-	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
-	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
-	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
-	bare := filepath.Join(t.TempDir(), "partition.git")
-	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
-		t.Fatalf("git init --bare: %v\n%s", err, out)
-	}
-	srv.sluice("hook", "install", bare, "--server", url)
+	f := startFleet(t, n, partitionPipeline)
+	srv, a, url, temporal, token := f.srv, f.a, f.url, f.temporal, f.token
+	b := n.Host("runner")
 	runnerOn(t, srv, b, temporal, url, token, "runner-b", "red")
 
 	hold := filepath.Join(srv.counters, "hold")
 	os.WriteFile(hold, nil, 0o644)
-	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
-	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
-	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
-		t.Fatalf("git push: %v\n%s", err, out)
-	}
+	f.push()
 	waitLines(t, srv, "long", 1, time.Minute)
 
 	// A minute without the server's host; the step ends in the middle.
@@ -414,19 +425,7 @@ func TestFrontendUnreachable(t *testing.T) {
 	time.Sleep(40 * time.Second)
 	a.LinkUp()
 
-	cli := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, host: a}
-	cli.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+cli.home, "SLUICE_TOKEN="+token)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		out := cli.sluiceOut("runs", "--server", url)
-		if strings.Contains(out, "succeeded") {
-			break
-		}
-		if strings.Contains(out, "failed") || time.Now().After(deadline) {
-			t.Fatalf("the run did not succeed after the network came back:\n%s", out)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	f.succeeded(2 * time.Minute)
 	if got := srv.count("long"); got != 1 {
 		t.Errorf("the long step started %d times, want 1: it ended while the server was cut off, and its runner's journal kept that", got)
 	}
@@ -441,28 +440,15 @@ func TestFrontendUnreachable(t *testing.T) {
 // --once, exits 0 after the stage.
 func TestRunnerStopTwice(t *testing.T) {
 	n := netns.New(t)
-	a, b, c := n.Host("server"), n.Host("b"), n.Host("c")
-	srv := newHarness(t, resumePipeline)
-	srv.host = a
-	url := "http://" + net.JoinHostPort(a.IP, "8080")
-	temporal := net.JoinHostPort(a.IP, "7233")
-	_, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", temporal, "--no-runner", "--no-build")
-	w.waitFor(t, `Sluice server at `+url, 2*time.Minute)
-	token := strings.TrimSpace(srv.sluiceOut("server", "token", "create", "--user", "alice"))
-	bare := filepath.Join(t.TempDir(), "stop.git")
-	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
-		t.Fatalf("git init --bare: %v\n%s", err, out)
-	}
-	srv.sluice("hook", "install", bare, "--server", url)
+	f := startFleet(t, n, resumePipeline)
+	srv, url, temporal, token := f.srv, f.url, f.temporal, f.token
+	b := n.Host("b")
+	c := n.Host("c")
 	bCmd, bOut, _ := runnerOn(t, srv, b, temporal, url, token, "runner-b", "red")
 
 	hold := filepath.Join(srv.counters, "hold")
 	os.WriteFile(hold, nil, 0o644)
-	push := a.Command("git", "-C", srv.repo, "push", "-q", bare, "main")
-	push.Env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_TOKEN="+token)
-	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
-		t.Fatalf("git push: %v\n%s", err, out)
-	}
+	f.push()
 	waitLines(t, srv, "two", 1, time.Minute)
 
 	// runner-c, for one stage only, is up before B stops.
