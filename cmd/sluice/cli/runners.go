@@ -15,10 +15,7 @@ import (
 )
 
 func newRunners(e *env) *cobra.Command {
-	var sf stackFlags
-	var rf remoteFlags
-	var output string
-	cmd := &cobra.Command{
+	return listCommand(e, &cobra.Command{
 		Use:   "runners",
 		Short: "List the runners: online or not, labels, what they run",
 		Long: `Runners lists the runners that reported to the server's Temporal (sluice
@@ -29,21 +26,9 @@ it last reported. A runner that stops says so; one that dies is offline
 45 s after its last report.`,
 		Example: `  sluice runners
   sluice runners --server https://ci.example.com -o json`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			list, err := listVia(cmd, e, &sf, &rf, "runners", func(ctx context.Context, s *local.Stack) ([]engine.RunnerReport, error) {
-				return engine.Runners(ctx, s.Client)
-			})
-			if err != nil {
-				return err
-			}
-			return writeList(e, output, list, writeRunners)
-		},
-	}
-	sf.register(cmd)
-	rf.register(cmd, e)
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	return cmd
+	}, "runners", func(ctx context.Context, s *local.Stack) ([]engine.RunnerReport, error) {
+		return engine.Runners(ctx, s.Client)
+	}, writeRunners)
 }
 
 func writeRunners(w io.Writer, list []engine.RunnerReport) error {

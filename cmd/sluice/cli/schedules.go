@@ -16,10 +16,7 @@ import (
 )
 
 func newSchedules(e *env) *cobra.Command {
-	var sf stackFlags
-	var rf remoteFlags
-	var output string
-	cmd := &cobra.Command{
+	return listCommand(e, &cobra.Command{
 		Use:   "schedules",
 		Short: "List the pipelines' schedules and when they run next",
 		Long: `Schedules lists the on "schedule" triggers the server keeps as Temporal
@@ -30,16 +27,25 @@ skipped, and firings missed while the server was down run if they are less
 than an hour late. Times are UTC.`,
 		Example: `  sluice schedules
   sluice schedules --server https://ci.example.com -o json`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			list, err := listVia(cmd, e, &sf, &rf, "schedules", func(ctx context.Context, s *local.Stack) ([]server.ScheduleInfo, error) {
-				return server.ListSchedules(ctx, s.Client)
-			})
-			if err != nil {
-				return err
-			}
-			return writeList(e, output, list, writeSchedules)
-		},
+	}, "schedules", func(ctx context.Context, s *local.Stack) ([]server.ScheduleInfo, error) {
+		return server.ListSchedules(ctx, s.Client)
+	}, writeSchedules)
+}
+
+// listCommand makes a command that lists what the API has at
+// /api/v1/NAME with --server, or else what the local stack's Temporal has,
+// as text or JSON (-o json).
+func listCommand[T any](e *env, cmd *cobra.Command, name string, fromStack func(context.Context, *local.Stack) ([]T, error), text func(io.Writer, []T) error) *cobra.Command {
+	var sf stackFlags
+	var rf remoteFlags
+	var output string
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		list, err := listVia(cmd, e, &sf, &rf, name, fromStack)
+		if err != nil {
+			return err
+		}
+		return writeList(e, output, list, text)
 	}
 	sf.register(cmd)
 	rf.register(cmd, e)
