@@ -19,7 +19,9 @@ import (
 // checksPipeline has a stage that succeeds and reads a secret, one that
 // fails after a few lines of log, one that succeeds beside it, and a
 // deploy that waits for alice's approval.
-const checksPipeline = `pipeline "web" {
+// webHead is the pipeline block and the secret the pipelines of these
+// tests share.
+const webHead = `pipeline "web" {
   on "push" { branches = ["main"] }
   on "pull_request" { branches = ["main"] }
 }
@@ -28,7 +30,9 @@ secret "token" {
   env = "SLUICE_TEST_CHECKS_TOKEN"
 }
 
-stage "build" {
+`
+
+const checksPipeline = webHead + `stage "build" {
   step "run" "compile" {
     command = ["sh", "-c", "echo building; echo token=[$TOKEN]"]
     env     = { TOKEN = secret.token }
@@ -248,16 +252,7 @@ func TestChecksReportARun(t *testing.T) {
 	t.Logf("check writes for a 4-stage run with an approval: %d", writes)
 }
 
-const forkBase = `pipeline "web" {
-  on "push" { branches = ["main"] }
-  on "pull_request" { branches = ["main"] }
-}
-
-secret "token" {
-  env = "SLUICE_TEST_CHECKS_TOKEN"
-}
-
-stage "build" {
+const forkBase = webHead + `stage "build" {
   step "run" "compile" {
     command = ["sh", "-c", "echo base pipeline token=[$TOKEN]"]
     env     = { TOKEN = secret.token }
