@@ -51,6 +51,8 @@ type Server struct {
 	// streams are the followed logs being sent (see apiFollowLog); they
 	// end when the server shuts down.
 	streams streamSet
+	// web is the web view (web.go).
+	web *web
 }
 
 // Start brings the server up: Temporal (embedded or the cluster the
@@ -72,6 +74,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		}
 	}
 	if s.hookKeys, err = hookSecrets(cfg); err != nil {
+		return nil, err
+	}
+	if s.web, err = newWeb(cfg.Home, webFuncs); err != nil {
 		return nil, err
 	}
 	if s.tokens, err = OpenTokens(TokensFile(cfg.Home)); err != nil {
