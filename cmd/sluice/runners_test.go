@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/netns"
+	"github.com/sluice-ci/sluice/runners/registry"
 )
 
 // A pipeline whose stages go to runners by label: red to either of two
@@ -49,12 +51,13 @@ stage "blue" {
 `
 
 // runnerOn starts sluice runner on host h with its own work dir.
-func runnerOn(t *testing.T, srv *harness, h *netns.Host, temporal, url, token, name, labels string) (*exec.Cmd, *lineWaiter, string) {
+func runnerOn(t *testing.T, srv *harness, h *netns.Host, temporal, url, token, name, labels string, flags ...string) (*exec.Cmd, *lineWaiter, string) {
 	t.Helper()
 	work := filepath.Join(t.TempDir(), name)
 	r := &harness{t: t, bin: srv.bin, home: t.TempDir(), repo: srv.repo, counters: srv.counters, host: h}
 	r.env = append(srv.env[:len(srv.env):len(srv.env)], "SLUICE_HOME="+r.home, "SLUICE_TOKEN="+token)
-	cmd, w := r.background("runner", "--temporal-address", temporal, "--server", url, "--name", name, "--labels", labels, "--work-dir", work)
+	args := append([]string{"runner", "--temporal-address", temporal, "--server", url, "--name", name, "--labels", labels, "--work-dir", work}, flags...)
+	cmd, w := r.background(args...)
 	w.waitFor(t, `Sluice runner `+name+` `, time.Minute)
 	return cmd, w, work
 }
@@ -109,9 +112,9 @@ func startFleet(t *testing.T, n *netns.Net, pipeline string) *fleet {
 }
 
 // runner starts sluice runner on h (see runnerOn).
-func (f *fleet) runner(h *netns.Host, name, labels string) (*exec.Cmd, *lineWaiter, string) {
+func (f *fleet) runner(h *netns.Host, name, labels string, flags ...string) (*exec.Cmd, *lineWaiter, string) {
 	f.t.Helper()
-	return runnerOn(f.t, f.srv, h, f.temporal, f.url, f.token, name, labels)
+	return runnerOn(f.t, f.srv, h, f.temporal, f.url, f.token, name, labels, flags...)
 }
 
 // push pushes the project: its hook reports to the server.
@@ -121,6 +124,26 @@ func (f *fleet) push() {
 	push.Env = append(f.srv.env[:len(f.srv.env):len(f.srv.env)], "SLUICE_TOKEN="+f.token)
 	if out, err := push.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
 		f.t.Fatalf("git push: %v\n%s", err, out)
+	}
+}
+
+// runOf waits for the latest run of pipeline to be in one of states (any
+// state when none are given) and returns its ID.
+func (f *fleet) runOf(pipeline string, timeout time.Duration, states ...string) string {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out := f.cli.sluiceOut("runs", "--pipeline", pipeline, "--server", f.url)
+		if l := strings.Split(out, "\n"); len(l) > 1 && strings.HasPrefix(l[0], "RUN") {
+			// RUN PIPELINE REF SHA STATUS ...
+			if fs := strings.Fields(l[1]); len(fs) > 4 && fs[1] == pipeline && (len(states) == 0 || slices.Contains(states, fs[4])) {
+				return fs[0]
+			}
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("no run of %s in %v after %s:\n%s", pipeline, states, timeout, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -479,5 +502,145 @@ func TestRunnerStopTwice(t *testing.T) {
 	}
 	if got := srv.count("one"); got != 2 {
 		t.Errorf("step one ran %d times, want 2 (the stage started again from its first step on another runner)", got)
+	}
+}
+
+// Two pipelines of one repository (ship at its root, gpu in gpu/): ship makes a file on a red runner and
+// hands it to a blue one as an artifact through the registry the runners
+// share; gpu needs a label no runner has.
+const shipPipeline = `
+pipeline "ship" {
+  on "push" { branches = ["main"] }
+}
+
+variable "counters" {}
+
+stage "make" {
+  runs_on   = ["red"]
+  artifacts = ["out/*"]
+  step "run" "compile" {
+    script = <<-EOT
+      mkdir -p out
+      echo "made in $SLUICE_WORKSPACE" > out/app.txt
+      echo $SLUICE_WORKSPACE >> ${var.counters}/make
+    EOT
+  }
+}
+
+stage "use" {
+  runs_on = ["blue"]
+  needs   = [stage.make]
+  step "run" "unpack" {
+    script = <<-EOT
+      cat out/app.txt >> ${var.counters}/received
+      echo $SLUICE_WORKSPACE >> ${var.counters}/use
+    EOT
+  }
+}
+`
+
+const gpuPipeline = `
+pipeline "gpu" {
+  on "push" { branches = ["main"] }
+}
+
+stage "train" {
+  runs_on       = ["gpu"]
+  queue_timeout = "10s"
+  step "run" "fit" {
+    command = ["echo", "training"]
+  }
+}
+`
+
+// TestArtifactsAcrossHosts: a registry on host A, runners on B (red) and C
+// (blue) that share it. The artifact made on B reaches C's workspace
+// through the registry, where it stays tagged by run and stage. The stage
+// of the other pipeline, whose label no runner has, says so while it waits
+// and fails when its queue_timeout passes.
+func TestArtifactsAcrossHosts(t *testing.T) {
+	n := netns.New(t)
+	f := startFleet(t, n, shipPipeline)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := f.cli.command("runs", "--server", f.url).CombinedOutput()
+			b, _ := os.ReadFile(filepath.Join(f.srv.home, "sluice.log"))
+			t.Logf("runs:\n%s\nserver log:\n%s", out, b)
+		}
+	})
+	os.MkdirAll(filepath.Join(f.srv.repo, "gpu", ".sluice"), 0o755)
+	os.WriteFile(filepath.Join(f.srv.repo, "gpu", ".sluice", "p.hcl"), []byte(gpuPipeline), 0o644)
+	for _, args := range [][]string{{"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "gpu"}} {
+		if out, err := exec.Command("git", append([]string{"-C", f.srv.repo}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+
+	// The team's registry: a real one (distribution), on host A.
+	regAddr := net.JoinHostPort(f.a.IP, "5000")
+	ln, err := f.a.Listen("tcp", regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Serve(registry.ServeOptions{Dir: t.TempDir(), Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+
+	_, _, workB := f.runner(n.Host("b"), "runner-b", "linux,red", "--registry", regAddr)
+	_, _, workC := f.runner(n.Host("c"), "runner-c", "linux,blue", "--registry", regAddr)
+	f.push()
+
+	// gpu waits, and says why, while no runner has its label.
+	gpu := f.runOf("gpu", time.Minute)
+	waitStatus := func(id, want string, timeout time.Duration) string {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			out := f.cli.sluiceOut("status", id, "--server", f.url)
+			if strings.Contains(out, want) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status of %s does not say %q after %s:\n%s", id, want, timeout, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	waitStatus(gpu, "waiting: no runner with labels [gpu] is online", 20*time.Second)
+
+	// ship succeeds: made on B, used on C, with B's file.
+	ship := f.runOf("ship", 2*time.Minute, "succeeded", "failed")
+	if out := f.cli.sluiceOut("status", ship, "--server", f.url); !strings.Contains(out, "Run "+ship+" succeeded") {
+		t.Fatalf("ship did not succeed:\n%s", out)
+	}
+	made, used := lines(f.srv, "make"), lines(f.srv, "use")
+	if len(made) != 1 || !strings.HasPrefix(made[0], workB+"/") || len(used) != 1 || !strings.HasPrefix(used[0], workC+"/") {
+		t.Fatalf("make ran in %v (want under runner-b's %s), use in %v (want under runner-c's %s)", made, workB, used, workC)
+	}
+	got, _ := os.ReadFile(filepath.Join(f.srv.counters, "received"))
+	if want := "made in " + made[0] + "\n"; string(got) != want {
+		t.Fatalf("use read %q from the artifact, want %q", got, want)
+	}
+	// The artifact is in the shared registry, tagged by run and stage.
+	resp, err := f.a.HTTPClient().Get("http://" + regAddr + "/v2/sluice/artifacts/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tags struct{ Tags []string }
+	if err := json.NewDecoder(resp.Body).Decode(&tags); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tags.Tags, ship+"-make") {
+		t.Errorf("the registry's sluice/artifacts has tags %v, want %s-make", tags.Tags, ship)
+	}
+
+	// gpu fails when its queue_timeout passes, saying what to do.
+	f.runOf("gpu", time.Minute, "succeeded", "failed")
+	out := f.cli.sluiceOut("status", gpu, "--server", f.url)
+	if !strings.Contains(out, "no runner with labels [gpu] took the stage within 10s (queue_timeout); start one (sluice runner --labels gpu)") {
+		t.Errorf("gpu's status does not say why it failed:\n%s", out)
 	}
 }

@@ -107,6 +107,9 @@ type ServeOptions struct {
 	// Wrap, when set, wraps the registry's handler: tests put access
 	// control in front of it.
 	Wrap func(http.Handler) http.Handler
+	// Listener, when set, is where the registry serves instead of Port:
+	// a shared registry on an address other hosts reach.
+	Listener net.Listener
 }
 
 // Serve starts a registry in this process and returns it serving.
@@ -114,9 +117,12 @@ func Serve(o ServeOptions) (*Registry, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the registry's storage: %w", err)
 	}
-	ln, err := listen(o.Port)
-	if err != nil {
-		return nil, err
+	ln := o.Listener
+	if ln == nil {
+		var err error
+		if ln, err = listen(o.Port); err != nil {
+			return nil, err
+		}
 	}
 	quietLogs(o.Log)
 	secret := make([]byte, 16)
