@@ -218,6 +218,29 @@ func (p *StagePool) Wait(ctx context.Context) error {
 	}
 }
 
+// WhenIdle calls fn each time the runner has held no stage for after: at
+// start-up, and after each spell of work. It looks every second, and
+// returns when ctx ends.
+func (p *StagePool) WhenIdle(ctx context.Context, after time.Duration, fn func()) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	idleSince, done := time.Now(), false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			switch {
+			case p.Busy() > 0:
+				idleSince, done = now, false
+			case !done && now.Sub(idleSince) >= after:
+				fn()
+				done = true
+			}
+		}
+	}
+}
+
 // Changed returns a channel closed at the pool's next change.
 func (p *StagePool) Changed() <-chan struct{} {
 	p.mu.Lock()

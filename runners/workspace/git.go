@@ -141,11 +141,21 @@ func (r repository) clone(ctx context.Context, dir string) error {
 // checkout fills dir with the files of one commit of the repository at repo,
 // with a .git of its own whose HEAD is detached at that commit.
 func checkout(ctx context.Context, repo, sha, dir string) error {
-	// A full SHA, as runs give, needs no resolving: the clone and the
-	// checkout are tried at once, and only when one fails are the
+	// A full SHA, as runs give, needs no resolving: the workspace is made
+	// at once, sharing the repository's objects (shareCheckout: one git),
+	// else cloned and checked out (two), and only when that fails are the
 	// repository and the commit looked at, for the error a user can act
-	// on. Two gits instead of four, whatever the outcome.
+	// on.
 	if len(sha) == 40 || len(sha) == 64 {
+		if err := shareCheckout(ctx, repo, sha, dir); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := emptyDir(dir); err != nil {
+			return err
+		}
 		if err := (repository{source: repo}).clone(ctx, dir); err == nil {
 			if _, err := git(ctx, dir, "checkout", "--quiet", "--detach", sha); err == nil {
 				return nil

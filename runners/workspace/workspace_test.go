@@ -573,3 +573,55 @@ func TestPrepareReuse(t *testing.T) {
 		t.Error("Remove left the workspace's journal behind")
 	}
 }
+
+// A workspace of a full SHA shares its repository's objects and is made
+// without cloning, from a working tree (its top or a directory in it), a
+// bare repository and a linked worktree alike: the commit's files, HEAD
+// detached at it, nothing to commit, the tags (git describe works) and the
+// branches as origin's.
+func TestPrepareShared(t *testing.T) {
+	r := newTestRepo(t)
+	run(t, r.dir, "tag", "-a", "-m", "release", "v1.0.0", r.c1)
+	run(t, r.dir, "tag", "light", r.c2)
+	bare := filepath.Join(t.TempDir(), "bare.git")
+	run(t, r.dir, "clone", "--quiet", "--bare", r.dir, bare)
+	run(t, bare, "pack-refs", "--all")
+	linked := filepath.Join(t.TempDir(), "linked")
+	run(t, r.dir, "worktree", "add", "--quiet", "--detach", linked, r.c2)
+
+	for name, repo := range map[string]string{"top": r.dir, "subdir": filepath.Join(r.dir, "sub", "dir"), "bare": bare, "worktree": linked} {
+		t.Run(name, func(t *testing.T) {
+			dir, err := Prepare(context.Background(), Options{Root: r.root, Run: "shared-" + name, Stage: "s", Repo: repo, SHA: r.c1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(r.wantCommit[r.c1], files(t, dir)); diff != "" {
+				t.Errorf("files (-want +got):\n%s", diff)
+			}
+			if head := run(t, dir, "rev-parse", "HEAD"); head != r.c1 {
+				t.Errorf("HEAD = %s, want %s", head, r.c1)
+			}
+			if st := run(t, dir, "status", "--porcelain"); st != "" {
+				t.Errorf("git status says the workspace changed:\n%s", st)
+			}
+			if d := run(t, dir, "describe", "--tags"); d != "v1.0.0" {
+				t.Errorf("git describe --tags = %q, want v1.0.0", d)
+			}
+			if tags := run(t, dir, "tag", "--list"); tags != "light\nv1.0.0" {
+				t.Errorf("tags = %q", tags)
+			}
+			if br := run(t, dir, "branch", "-r", "--format=%(refname:short)"); !strings.Contains(br, "origin/main") {
+				t.Errorf("remote branches = %q, want origin/main", br)
+			}
+			// Shared, not copied: the objects are the repository's.
+			alt, err := os.ReadFile(filepath.Join(dir, ".git", "objects", "info", "alternates"))
+			if err != nil || !strings.HasSuffix(strings.TrimSpace(string(alt)), "objects") {
+				t.Errorf("alternates = %q, %v", alt, err)
+			}
+			// Made directly: a clone would have copied git's hook templates.
+			if _, err := os.Stat(filepath.Join(dir, ".git", "hooks")); err == nil {
+				t.Errorf("the workspace was cloned, not made directly")
+			}
+		})
+	}
+}

@@ -15,9 +15,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/engine/logstore/logship"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/runners/registry"
 )
+
+// trimAfter is how long a runner is idle before it gives back memory.
+const trimAfter = 5 * time.Second
 
 const runnerLong = `Run a self-hosted runner: a Temporal worker that takes the stages whose
 runs_on labels it has, on this host, from a Sluice server's Temporal
@@ -175,6 +179,9 @@ func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.D
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go watchDisk(wctx, e, pool, o.Home, minFree, 10*time.Second)
+	// Idle, the runner gives back the memory start-up and its last
+	// stages left behind (docs/runners.md, "Memory").
+	go pool.WhenIdle(wctx, trimAfter, func() { proc.Trim() })
 	var onceDone <-chan struct{}
 	if once {
 		ch := make(chan struct{})
