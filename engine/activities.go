@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -96,7 +97,7 @@ type Activities struct {
 // PrepareWorkspace takes a stage on this runner: it prepares the stage's
 // workspace and returns the runner's own queue for the stage's steps.
 func (a *Activities) PrepareWorkspace(ctx context.Context, in PrepareInput) (PrepareResult, error) {
-	stop := a.heartbeat(ctx)
+	ctx, stop := a.heartbeat(ctx)
 	defer stop()
 	res, err := a.prepare(ctx, in)
 	if err == nil && a.Pool != nil {
@@ -137,7 +138,7 @@ func (a *Activities) ReleaseWorkspace(ctx context.Context, in ReleaseInput) erro
 // in the outputs, and heartbeats while the executor runs so that a lost
 // runner is noticed and a cancelled run reaches the executor's context.
 func (a *Activities) RunStep(ctx context.Context, in StepInput) (StepResult, error) {
-	stop := a.heartbeat(ctx)
+	ctx, stop := a.heartbeat(ctx)
 	defer stop()
 	defer a.busy(in.RunID, in.StageID)()
 	defer a.noteRunning(ctx, in.Step.Name)()
@@ -406,13 +407,56 @@ func maskString(s string, secrets []string) string {
 }
 
 // heartbeat records a heartbeat now and then until the returned func is
-// called. Heartbeats carry no details: a retried step starts over.
-func (a *Activities) heartbeat(ctx context.Context) (stop func()) {
+// called, and returns the context the activity goes on with: it ends when
+// the server answers a heartbeat with a cancellation. Heartbeats carry no
+// details: a retried step starts over.
+//
+// With a.Heartbeats (a runner's client), the heartbeats go straight to the
+// server, each allowed half the heartbeat timeout: through the SDK, a
+// heartbeat whose call outlasts the throttle interval (3 s) cancels the
+// activity as if the server had, which a loaded frontend made happen to
+// stages that were fine. A slow or failed call here only waits for the
+// next; the server's heartbeat timeout still decides when a runner is
+// lost.
+func (a *Activities) heartbeat(ctx context.Context) (context.Context, func()) {
 	every := a.HeartbeatInterval
 	if every <= 0 {
 		every = time.Second
 	}
-	return Heartbeat(ctx, every)
+	if a.Heartbeats == nil || !activity.IsActivity(ctx) {
+		return ctx, Heartbeat(ctx, every)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	token := activity.GetInfo(ctx).TaskToken
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(every, HeartbeatThrottle))
+		defer t.Stop()
+		for {
+			call, end := context.WithTimeout(ctx, HeartbeatTimeout/2)
+			err := a.Heartbeats.RecordActivityHeartbeat(call, token)
+			end()
+			var cancelled *temporal.CanceledError
+			var gone *serviceerror.NotFound
+			if errors.As(err, &cancelled) || errors.As(err, &gone) {
+				// The run was cancelled, or the workflow gave the
+				// activity up.
+				cancel(err)
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return ctx, func() { close(done); wg.Wait(); cancel(nil) }
 }
 
 // Heartbeat records an activity's heartbeat at once and then every

@@ -76,7 +76,7 @@ type DownloadResult struct {
 // UploadArtifacts stores the files of a stage's workspace that its
 // artifacts patterns match.
 func (a *Activities) UploadArtifacts(ctx context.Context, in UploadInput) (ArtifactsStatus, error) {
-	stop := a.heartbeat(ctx)
+	ctx, stop := a.heartbeat(ctx)
 	defer stop()
 	if a.artifacts == nil {
 		return ArtifactsStatus{}, a.noArtifactStore(in.StageID)
@@ -91,7 +91,7 @@ func (a *Activities) UploadArtifacts(ctx context.Context, in UploadInput) (Artif
 // DownloadArtifacts unpacks the artifacts of the stages a stage needs into
 // its workspace.
 func (a *Activities) DownloadArtifacts(ctx context.Context, in DownloadInput) (DownloadResult, error) {
-	stop := a.heartbeat(ctx)
+	ctx, stop := a.heartbeat(ctx)
 	defer stop()
 	if a.artifacts == nil {
 		return DownloadResult{}, a.noArtifactStore(in.StageID)

@@ -141,8 +141,8 @@ func (a *Activities) runSteps(ctx context.Context, in StepsInput) (StepsResult, 
 	if in.Take != nil {
 		// Taken here, on a stage queue: the activity's own slot counts the
 		// stage in the runner's pool, until the activity ends.
-		stop := a.heartbeat(ctx)
-		ws, err := a.prepare(ctx, *in.Take)
+		pctx, stop := a.heartbeat(ctx)
+		ws, err := a.prepare(pctx, *in.Take)
 		stop()
 		if err == nil && a.Pool != nil {
 			defer a.Pool.Running(stageKey(in.RunID, in.StageID))()

@@ -93,7 +93,7 @@ func (a *Activities) VerifyCheck(ctx context.Context, in VerifyCheckInput) (watc
 	if !ok {
 		return watch.Reading{}, stepFailure(fmt.Sprintf("runner %q cannot check verify steps: it has no verify executor with a Check method. Register steps/verify's Executor for %q steps", a.Runner, plan.KindVerify), "UnknownKind")
 	}
-	stop := a.heartbeat(ctx)
+	ctx, stop := a.heartbeat(ctx)
 	defer stop()
 	res, err := a.runWith(ctx, in.Step, executorFunc(func(ctx context.Context, req steps.Request) (steps.Result, error) {
 		value, crossed, err := checker.Check(ctx, req)
@@ -128,7 +128,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (StepResult
 	if !ok {
 		return StepResult{}, stepFailure(fmt.Sprintf("runner %q cannot roll back argocd steps: it has no argocd executor with a Rollback method", a.Runner), "UnknownKind")
 	}
-	stop := a.heartbeat(ctx)
+	ctx, stop := a.heartbeat(ctx)
 	defer stop()
 	return a.runWith(ctx, in.Step, executorFunc(func(ctx context.Context, req steps.Request) (steps.Result, error) {
 		fmt.Fprintf(req.Log, "sluice: rolling back step %q to %s\n", req.Step.Name, in.PreviousImage)
