@@ -2,6 +2,7 @@ package dsl
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"reflect"
@@ -267,6 +268,9 @@ func (c *compiler) decodeAttr(expr hcl.Expression, s fieldSpec, field reflect.Va
 	case typTemplateMap:
 		m, diags := c.templateMap(expr, ctx, sc)
 		c.add(diags...)
+		if s.name == "env" {
+			c.checkEnvNames(m, expr, sc)
+		}
 		*field.Addr().Interface().(*map[string]plan.Template) = m
 		return
 	case typStrings, typGlobs:
@@ -595,4 +599,32 @@ func partialContent(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyContent {
 		}
 	}
 	return content
+}
+
+// checkEnvNames refuses the names of an env map that no process can
+// receive: empty, or holding "=" (which ends a name in the environment)
+// or a NUL byte.
+func (c *compiler) checkEnvNames(m map[string]plan.Template, expr hcl.Expression, sc scope) {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		var why string
+		switch {
+		case name == "":
+			why = "is empty"
+		case strings.Contains(name, "="):
+			why = `holds "=", which ends a name in a process's environment`
+		case strings.ContainsRune(name, 0):
+			why = "holds a NUL byte"
+		default:
+			continue
+		}
+		rng := expr.Range()
+		if oc, ok := expr.(*hclsyntax.ObjectConsExpr); ok {
+			for _, item := range oc.Items {
+				if k, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && k.Type() == cty.String && k.IsKnown() && !k.IsNull() && k.AsString() == name {
+					rng = item.KeyExpr.Range()
+				}
+			}
+		}
+		c.add(errorDiag("Invalid environment variable name", fmt.Sprintf("%q in %s %s: no process can receive it. Name variables with letters, digits and _, like GOFLAGS or APP_ENV.", name, sc.desc(), why), &rng, nil))
+	}
 }

@@ -66,7 +66,7 @@ func Load(path string) (*Sources, hcl.Diagnostics) {
 			}
 		}
 		if len(names) == 0 {
-			return src, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No pipeline files", Detail: fmt.Sprintf("The directory %q has no .hcl files. Pipeline files are named like %s/web.hcl.", path, path)}}
+			return src, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No pipeline files", Detail: fmt.Sprintf("The directory %q has no .hcl files. Pipeline files are named like %s, or kept in %s of a project's directory.", path, filepath.Join(path, "web.hcl"), DefaultDir+"/")}}
 		}
 		if len(names) > MaxFiles {
 			return src, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Too many pipeline files", Detail: fmt.Sprintf("The directory %q has %d .hcl files; a pipeline may have at most %d.", path, len(names), MaxFiles)}}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -148,7 +149,9 @@ func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.Bo
 		ps.Steps = append(ps.Steps, plan.Step{})
 		c.compileStep(&ps.Steps[len(ps.Steps)-1], st, ctx, ssc, ps.Retry)
 	}
-	if len(ps.Steps) == 0 && len(s.steps) == 0 {
+	// A stage whose step blocks were all refused (a duplicate name, an
+	// unknown kind) was told about them; it is not also "without steps".
+	if len(ps.Steps) == 0 && len(s.steps) == 0 && len(content.Blocks.OfType("step")) == 0 {
 		c.add(errorDiag("Stage without steps", fmt.Sprintf("Stage %q has no steps, so it would do nothing. Add a step, like:\n\n  step \"run\" \"hello\" {\n    command = [\"echo\", \"hello\"]\n  }", s.name), &s.block.DefRange, nil))
 	}
 	if ps.Steps == nil {
@@ -239,6 +242,14 @@ func (c *compiler) checkKind(s *plan.Step, st *stepBlock) {
 			}
 		}
 	case plan.KindImage:
+		for i, tag := range s.Image.Tags {
+			if !tag.IsLiteral() {
+				continue // checked when the step runs, with its values
+			}
+			if _, err := reference.ParseNormalizedNamed(tag.Literal()); err != nil {
+				c.add(errorDiag("Invalid image reference", fmt.Sprintf("tag %q of image step %q is not an image reference (%v). Write [registry/]repository[:tag] in lower case, like \"localhost:5000/web:v1\" or \"ghcr.io/acme/web:${git.short_sha}\"; a tag is letters, digits, _ . and -, at most 128.", tag.Literal(), s.Name, err), listItemRange(b, "tags", i), def))
+			}
+		}
 		for _, pl := range s.Image.Platforms {
 			parts := strings.Split(pl, "/")
 			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {

@@ -125,11 +125,25 @@ func contains(list []string, s string) bool {
 }
 
 // pipelinePath returns the path argument or the default .sluice directory.
+// A directory that holds a .sluice directory and no pipeline files of its
+// own (a project, such as examples/hello) stands for its .sluice, as a
+// repository's directory stands for its .git.
 func pipelinePath(args []string) string {
-	if len(args) == 1 {
-		return args[0]
+	if len(args) != 1 {
+		return dsl.DefaultDir
 	}
-	return dsl.DefaultDir
+	path := args[0]
+	if filepath.Base(filepath.Clean(path)) == dsl.DefaultDir {
+		return path
+	}
+	if hcl, _ := filepath.Glob(filepath.Join(path, "*.hcl")); len(hcl) > 0 {
+		return path
+	}
+	inner := filepath.Join(path, dsl.DefaultDir)
+	if info, err := os.Stat(inner); err == nil && info.IsDir() {
+		return inner
+	}
+	return path
 }
 
 // pipelineDir is the directory a pipeline path stands for.
