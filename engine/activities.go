@@ -90,6 +90,11 @@ type Activities struct {
 	// on another runner: the second SIGTERM of a draining runner.
 	Abort <-chan struct{}
 
+	// StepDone, when set, learns of each step the runner ran: its kind,
+	// how long its executor took and how it ended (err nil: it
+	// succeeded), for the runner's metrics.
+	StepDone func(ctx context.Context, kind string, took time.Duration, err error)
+
 	// artifacts is RunnerOptions.Artifacts.
 	artifacts ArtifactStore
 }
@@ -280,7 +285,11 @@ func (a *Activities) runStep(ctx context.Context, in StepInput) (StepResult, err
 		}
 	}
 
+	began := time.Now()
 	res, err := exec.Execute(ctx, req)
+	if a.StepDone != nil {
+		a.StepDone(ctx, in.Step.Kind, time.Since(began), err)
+	}
 	if cerr := errors.Join(masked.Close(), logw.Close()); cerr != nil && err == nil {
 		err = fmt.Errorf("closing log of step %q: %w", in.Step.Name, cerr)
 	}

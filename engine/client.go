@@ -15,6 +15,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -81,6 +82,8 @@ func start(ctx context.Context, c client.Client, id, queue string, in RunInput, 
 			AttrRef.ValueSet(p.Git.Ref),
 			AttrSHA.ValueSet(p.Git.SHA),
 			AttrStatus.ValueSet(string(StatePending)),
+			AttrEvent.ValueSet(p.Git.Event),
+			AttrActor.ValueSet(p.Git.Actor),
 		),
 		StaticSummary: fmt.Sprintf("%s %s@%s", p.Pipeline, p.Git.Repo, shortSHA(p.Git.SHA)),
 		// A worker that takes up a large run again replays its history in
@@ -491,6 +494,11 @@ func resumeFrom(p *plan.Plan, prev RunStatus, from string) (*Resume, error) {
 // RunInfo is a run as List finds it.
 type RunInfo struct {
 	RunRef
+	// Event is what triggered the run (push, pull_request, tag, manual,
+	// schedule...) and Actor who; empty for runs started before they
+	// were recorded.
+	Event  string    `json:"event,omitempty"`
+	Actor  string    `json:"actor,omitempty"`
 	Status State     `json:"status"`
 	Start  time.Time `json:"start"`
 	End    time.Time `json:"end,omitzero"`
@@ -513,29 +521,36 @@ func List(ctx context.Context, c client.Client, query string) ([]RunInfo, error)
 			return nil, fmt.Errorf("listing runs (%s): %w", q, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			fields := e.GetSearchAttributes().GetIndexedFields()
-			ri := RunInfo{
-				RunRef: RunRef{
-					RunID:    e.GetExecution().GetWorkflowId(),
-					Pipeline: keyword(fields, AttrPipeline.GetName()),
-					Repo:     keyword(fields, AttrRepo.GetName()),
-					Ref:      keyword(fields, AttrRef.GetName()),
-					SHA:      keyword(fields, AttrSHA.GetName()),
-				},
-				Status: State(keyword(fields, AttrStatus.GetName())),
-				Start:  e.GetStartTime().AsTime(),
-			}
-			if e.GetCloseTime() != nil {
-				ri.End = e.GetCloseTime().AsTime()
-			}
-			ri.Status = closedState(ri.Status, e.GetStatus())
-			runs = append(runs, ri)
+			runs = append(runs, runInfo(e))
 		}
 		token = resp.GetNextPageToken()
 		if len(token) == 0 {
 			return runs, nil
 		}
 	}
+}
+
+// runInfo reads a run from its visibility record.
+func runInfo(e *workflowpb.WorkflowExecutionInfo) RunInfo {
+	fields := e.GetSearchAttributes().GetIndexedFields()
+	ri := RunInfo{
+		RunRef: RunRef{
+			RunID:    e.GetExecution().GetWorkflowId(),
+			Pipeline: keyword(fields, AttrPipeline.GetName()),
+			Repo:     keyword(fields, AttrRepo.GetName()),
+			Ref:      keyword(fields, AttrRef.GetName()),
+			SHA:      keyword(fields, AttrSHA.GetName()),
+		},
+		Event:  keyword(fields, AttrEvent.GetName()),
+		Actor:  keyword(fields, AttrActor.GetName()),
+		Status: State(keyword(fields, AttrStatus.GetName())),
+		Start:  e.GetStartTime().AsTime(),
+	}
+	if e.GetCloseTime() != nil {
+		ri.End = e.GetCloseTime().AsTime()
+	}
+	ri.Status = closedState(ri.Status, e.GetStatus())
+	return ri
 }
 
 // closedState reconciles the status a run recorded with how its execution

@@ -69,19 +69,22 @@ const (
 const NotTakenError = "NotTaken"
 
 // Search attributes of a run. The server registers them as Keyword
-// attributes (see SearchAttributes); Start sets the first four and the
-// workflow keeps SluiceStatus current.
+// attributes (see SearchAttributes); Start sets all but SluiceStatus,
+// which the workflow keeps current. SluiceEvent and SluiceActor (what
+// triggered the run, and who) are for the web view's list of runs.
 var (
 	AttrPipeline = temporal.NewSearchAttributeKeyKeyword("SluicePipeline")
 	AttrRepo     = temporal.NewSearchAttributeKeyKeyword("SluiceRepo")
 	AttrRef      = temporal.NewSearchAttributeKeyKeyword("SluiceRef")
 	AttrSHA      = temporal.NewSearchAttributeKeyKeyword("SluiceSHA")
 	AttrStatus   = temporal.NewSearchAttributeKeyKeyword("SluiceStatus")
+	AttrEvent    = temporal.NewSearchAttributeKeyKeyword("SluiceEvent")
+	AttrActor    = temporal.NewSearchAttributeKeyKeyword("SluiceActor")
 )
 
 // SearchAttributes names every search attribute the engine uses; each is a
 // Keyword. The embedded server and tests register them in their namespace.
-var SearchAttributes = []string{"SluicePipeline", "SluiceRepo", "SluiceRef", "SluiceSHA", "SluiceStatus"}
+var SearchAttributes = []string{"SluicePipeline", "SluiceRepo", "SluiceRef", "SluiceSHA", "SluiceStatus", "SluiceEvent", "SluiceActor"}
 
 // StageQueue returns the shared task queue for stages that run on runners
 // with all of labels. Labels are sorted and deduplicated so that

@@ -53,6 +53,12 @@ type Config struct {
 	// Background is a server a command started: it says so in its log and
 	// records itself for the commands that find it.
 	Background bool
+	// MetricsListen serves /metrics on a listener of its own (HOST:PORT)
+	// instead of Listen's.
+	MetricsListen string
+	// MetricsInterval is how often the figures of /metrics that come
+	// from Temporal are read (default DefaultMetricsInterval).
+	MetricsInterval time.Duration
 
 	GitHub GitHubConfig
 	// GitHookSecrets sign git hook requests; the first is the one `sluice
@@ -77,6 +83,15 @@ type GitHubConfig struct {
 	// (sluice/<pipeline>), for branch protection that requires statuses
 	// rather than checks.
 	CommitStatuses bool
+	// ClientID and ClientSecret are the App's OAuth credentials (its
+	// settings page, "Client ID" and "Client secrets"): with both, people
+	// sign in to the web view with GitHub.
+	ClientID     string
+	ClientSecret string
+	// WebURL is GitHub's web root, where sign-in and commit links go;
+	// empty: derived from APIURL (https://github.com for api.github.com,
+	// https://HOST for https://HOST/api/v3/).
+	WebURL string
 }
 
 // Repository is a git repository whose post-receive hook reports to the
@@ -106,6 +121,7 @@ type fileConfig struct {
 	Namespace       string      `hcl:"namespace,optional"`
 	Labels          []string    `hcl:"labels,optional"`
 	IdleTimeout     string      `hcl:"idle_timeout,optional"`
+	MetricsListen   string      `hcl:"metrics_listen,optional"`
 	GitHookSecrets  []string    `hcl:"git_hook_secrets,optional"`
 	GitHub          *fileGitHub `hcl:"github,block"`
 	Repositories    []fileRepo  `hcl:"repository,block"`
@@ -118,6 +134,9 @@ type fileGitHub struct {
 	WebhookSecrets []string `hcl:"webhook_secrets,optional"`
 	APIURL         string   `hcl:"api_url,optional"`
 	CommitStatuses *bool    `hcl:"commit_statuses,optional"`
+	ClientID       string   `hcl:"client_id,optional"`
+	ClientSecret   string   `hcl:"client_secret,optional"`
+	WebURL         string   `hcl:"web_url,optional"`
 }
 
 type fileRepo struct {
@@ -147,6 +166,7 @@ func (c *Config) LoadFile(path string) error {
 	setDefault(&c.TemporalAddress, fc.TemporalAddress)
 	setDefault(&c.TemporalListen, fc.TemporalListen)
 	setDefault(&c.Namespace, fc.Namespace)
+	setDefault(&c.MetricsListen, fc.MetricsListen)
 	if len(c.Labels) == 0 {
 		c.Labels = fc.Labels
 	}
@@ -166,6 +186,9 @@ func (c *Config) LoadFile(path string) error {
 		}
 		setDefault(&c.GitHub.PrivateKeyFile, g.PrivateKeyFile)
 		setDefault(&c.GitHub.APIURL, g.APIURL)
+		setDefault(&c.GitHub.ClientID, g.ClientID)
+		setDefault(&c.GitHub.ClientSecret, g.ClientSecret)
+		setDefault(&c.GitHub.WebURL, g.WebURL)
 		if g.CommitStatuses != nil && !c.GitHub.CommitStatuses {
 			c.GitHub.CommitStatuses = *g.CommitStatuses
 		}
@@ -188,7 +211,9 @@ func (c *Config) LoadFile(path string) error {
 // FromEnv fills what the environment sets and c does not:
 // SLUICE_GITHUB_WEBHOOK_SECRET (several separated by commas, for
 // rotation), SLUICE_GITHUB_APP_ID, SLUICE_GITHUB_PRIVATE_KEY_FILE,
-// SLUICE_GITHUB_API_URL, SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL.
+// SLUICE_GITHUB_API_URL, SLUICE_GITHUB_CLIENT_ID,
+// SLUICE_GITHUB_CLIENT_SECRET, SLUICE_GITHUB_WEB_URL,
+// SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL.
 func (c *Config) FromEnv(lookupEnv func(string) (string, bool)) error {
 	getenv := func(k string) string { v, _ := lookupEnv(k); return v }
 	if len(c.GitHub.WebhookSecrets) == 0 {
@@ -210,6 +235,9 @@ func (c *Config) FromEnv(lookupEnv func(string) (string, bool)) error {
 	}
 	setDefault(&c.GitHub.PrivateKeyFile, getenv("SLUICE_GITHUB_PRIVATE_KEY_FILE"))
 	setDefault(&c.GitHub.APIURL, getenv("SLUICE_GITHUB_API_URL"))
+	setDefault(&c.GitHub.ClientID, getenv("SLUICE_GITHUB_CLIENT_ID"))
+	setDefault(&c.GitHub.ClientSecret, getenv("SLUICE_GITHUB_CLIENT_SECRET"))
+	setDefault(&c.GitHub.WebURL, getenv("SLUICE_GITHUB_WEB_URL"))
 	setDefault(&c.PublicURL, getenv("SLUICE_PUBLIC_URL"))
 	if len(c.GitHookSecrets) == 0 {
 		c.GitHookSecrets = splitList(getenv("SLUICE_GIT_HOOK_SECRET"))

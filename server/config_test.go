@@ -91,3 +91,25 @@ func TestConfigEnv(t *testing.T) {
 		t.Errorf("an empty webhook secret started the server: %v", err)
 	}
 }
+
+// The App's OAuth client, for signing in to the web view with GitHub:
+// from server.hcl, or the environment, which wins.
+func TestConfigGitHubSignIn(t *testing.T) {
+	p := writeConfig(t, `
+github {
+  client_id     = "Iv1.file"
+  client_secret = "from-file"
+  web_url       = "https://ghe.example.com"
+}
+`)
+	var c Config
+	if err := c.FromEnv(env(map[string]string{"SLUICE_GITHUB_CLIENT_SECRET": "from-env"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if c.GitHub.ClientID != "Iv1.file" || c.GitHub.ClientSecret != "from-env" || c.GitHub.WebURL != "https://ghe.example.com" {
+		t.Errorf("github %+v", c.GitHub)
+	}
+}

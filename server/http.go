@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -23,17 +22,18 @@ import (
 // and a health check.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/webhooks/github", s.githubWebhook)
-	mux.HandleFunc("/hooks/git", s.gitHook)
+	mux.HandleFunc("/webhooks/github", s.metrics.observeHook(ViaGitHub, s.githubWebhook))
+	mux.HandleFunc("/hooks/git", s.metrics.observeHook(ViaGit, s.gitHook))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	// The pages checks link to; until the web view serves them, the
-	// run's status in JSON.
-	mux.HandleFunc("GET /runs/{id}", s.runPage)
-	mux.HandleFunc("GET /runs/{id}/stages/{stage}", s.runPage)
+	// Unauthenticated, like /healthz (see metrics.go).
+	mux.Handle("GET /metrics", s.metrics.handler())
 	s.apiRoutes(mux)
 	s.webRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.touch()
+		// A scraper's requests do not keep an idle server up.
+		if r.URL.Path != "/metrics" {
+			s.touch()
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -75,10 +75,12 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 	s.installations.set(ev.Repo, ev.InstallationID)
 	switch ev.Kind {
 	case webhook.KindPing:
+		noteHook(r, hookPing)
 		writeJSON(w, http.StatusOK, map[string]string{"pong": d.ID})
 		return
 	case webhook.KindIgnored:
 		s.log.Info("webhook ignored", "event", ev.Name, "action", ev.Action, "delivery", d.ID, "reason", ev.Ignored)
+		noteHook(r, hookIgnored)
 		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: ev.Ignored})
 		return
 	case webhook.KindInstallation:
@@ -98,6 +100,7 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.log.Info("installation", "action", ev.Action, "installation", ev.InstallationID)
+		noteHook(r, hookNoted)
 		writeJSON(w, http.StatusOK, queued{Delivery: d.ID, Ignored: "installation noted"})
 		return
 	}
@@ -108,6 +111,9 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Delivery = d.ID
+	if q.Duplicate {
+		noteHook(r, hookDuplicate)
+	}
 	writeJSON(w, status, q)
 }
 
@@ -231,7 +237,13 @@ func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) {
 		if st == http.StatusAccepted {
 			status = st
 		}
+		if q.Duplicate && status != http.StatusAccepted {
+			noteHook(r, hookDuplicate)
+		}
 		answers = append(answers, q)
+	}
+	if status == http.StatusAccepted {
+		noteHook(r, hookQueued)
 	}
 	writeJSON(w, status, map[string]any{"updates": answers})
 }
@@ -274,9 +286,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-}
-
-// runPage is where a check's details link leads: the run's status.
-func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, "/api/v1/runs/"+url.PathEscape(r.PathValue("id")), http.StatusFound)
 }

@@ -53,6 +53,11 @@ type Server struct {
 	streams streamSet
 	// web is the web view (web.go).
 	web *web
+	// traces exports runs as traces, when the environment asks for it
+	// (traces.go).
+	traces *traces
+	// metrics are the series of /metrics (metrics.go).
+	metrics *serverMetrics
 }
 
 // Start brings the server up: Temporal (embedded or the cluster the
@@ -105,6 +110,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			opts.Build = b
 		}
 	}
+	if s.metrics, err = newServerMetrics(cfg, logger); err != nil {
+		return nil, err
+	}
+	opts.MetricsHandler = s.metrics.temporal
+	if opts.Runner != nil {
+		opts.Runner.StepDone = s.metrics.runner.StepDone
+	}
 	if s.stack, err = local.Start(ctx, opts); err != nil {
 		return nil, err
 	}
@@ -120,6 +132,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		if s.app, err = githubapp.LoadApp(cfg.GitHub.AppID, cfg.GitHub.PrivateKeyFile, cfg.GitHub.APIURL); err != nil {
 			return nil, err
 		}
+		s.app.Observe = s.metrics.githubCall
 		s.triggers.GitHub = newGitHubSources(s.app)
 		s.triggers.App = s.app.Installation
 	}
@@ -157,7 +170,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("starting the server's workers: %w", err)
 	}
+	if s.traces, err = startTraces(ctx, s.client, cfg.Home, logger); err != nil {
+		return nil, err
+	}
 	s.touch()
+	if r := s.stack.Runner(); r != nil {
+		s.metrics.runner.Watch(r.Pool())
+	}
+	if err := s.metrics.start(s.client, s.stack.Namespace, cfg.MetricsListen); err != nil {
+		return nil, err
+	}
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.http.RegisterOnShutdown(s.streams.end)
 	go func() {
@@ -210,6 +232,8 @@ func (s *Server) Close() {
 	for _, w := range s.extraWorkers {
 		w.Stop()
 	}
+	s.traces.close()
+	s.metrics.close()
 	if s.stack != nil {
 		s.stack.Close()
 	}

@@ -92,6 +92,13 @@ func sharedTemporal() {
 // startWith is start with the configuration changed by set.
 func startWith(t *testing.T, set func(*server.Config)) *env {
 	t.Helper()
+	return startWithGitHub(t, func(_ *githubfake.Server, c *server.Config) { set(c) })
+}
+
+// startWithGitHub is startWith for a configuration that needs the fake
+// GitHub (its App's OAuth client, say).
+func startWithGitHub(t *testing.T, set func(*githubfake.Server, *server.Config)) *env {
+	t.Helper()
 	sharedTemporal()
 	gh := githubfake.New(t)
 	gh.AddRepo(repo, installation)
@@ -106,7 +113,7 @@ func startWith(t *testing.T, set func(*server.Config)) *env {
 		NoRunner: true,
 		GitHub:   server.GitHubConfig{AppID: gh.AppID, PrivateKeyFile: key, WebhookSecrets: []string{"old secret", secret}, APIURL: gh.URL()},
 	}
-	set(&cfg)
+	set(gh, &cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := server.Start(ctx, cfg, slog.New(slog.DiscardHandler))

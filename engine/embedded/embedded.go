@@ -49,6 +49,8 @@ const (
 	SearchAttrRef      = "SluiceRef"
 	SearchAttrSHA      = "SluiceSHA"
 	SearchAttrStatus   = "SluiceStatus"
+	SearchAttrEvent    = "SluiceEvent"
+	SearchAttrActor    = "SluiceActor"
 )
 
 // DefaultNamespace is the namespace used when Config.Namespace is empty. It
@@ -442,7 +444,7 @@ func isDBLocked(err error) bool {
 	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
-var searchAttrs = []string{SearchAttrPipeline, SearchAttrRepo, SearchAttrRef, SearchAttrSHA, SearchAttrStatus}
+var searchAttrs = []string{SearchAttrPipeline, SearchAttrRepo, SearchAttrRef, SearchAttrSHA, SearchAttrStatus, SearchAttrEvent, SearchAttrActor}
 
 // probe succeeds when the frontend serves the namespace and reaches the
 // history service: the first workflow a caller starts then does not wait.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,7 @@ func startServer(ctx context.Context, home, namespace, listen string) (*serverPr
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = proc.ChildAttrs()
+	cmd.Env = withoutOTel(os.Environ())
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -144,4 +146,18 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
+}
+
+// withoutOTel is environ without the OpenTelemetry settings: they ask
+// Sluice's server for a trace per run, and Temporal would take
+// OTEL_TRACES_EXPORTER for itself, export its own internal spans beside
+// the runs' and refuse to start with an HTTP protocol.
+func withoutOTel(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// Build brings up BuildKit and a registry (see build.go); nil brings
 	// up neither.
 	Build *BuildOptions
+	// MetricsHandler receives the Temporal SDK's metrics (of the client
+	// and every worker on it); nil drops them.
+	MetricsHandler client.MetricsHandler
 	// Attach connects only to the server another process publishes for
 	// Home (a sluice server, see Published) and never starts the embedded
 	// one: the commands that start that server in the background when
@@ -88,6 +91,9 @@ type RunnerOptions struct {
 	// (sluice runners), with Version.
 	Report  bool
 	Version string
+	// StepDone learns of each step the runner ran, for its metrics (see
+	// engine.Activities.StepDone).
+	StepDone func(ctx context.Context, kind string, took time.Duration, err error)
 }
 
 // Stack is a client connection to Temporal, maybe the embedded server
@@ -169,7 +175,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	copts := client.Options{HostPort: s.Address, Namespace: s.Namespace, Logger: sdkLogger(opts.Logger)}
+	copts := client.Options{HostPort: s.Address, Namespace: s.Namespace, Logger: sdkLogger(opts.Logger), MetricsHandler: opts.MetricsHandler}
 	if opts.TemporalAddress != "" {
 		if err := connection(&copts, opts.TLS, opts.APIKey); err != nil {
 			return nil, err
@@ -219,6 +225,7 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 		Secrets:    engine.HostSecrets{},
 		Logs:       s.Logs,
 		StateDir:   filepath.Join(s.home, "runner-state", o.Name),
+		StepDone:   o.StepDone,
 	}
 	if o.Logs != nil {
 		acts.Logs = o.Logs

@@ -44,6 +44,9 @@ type App struct {
 	// HTTP is the client whose Transport and Timeout all requests use;
 	// http.DefaultClient's when nil.
 	HTTP *http.Client
+	// Observe, when set before the App's first request, learns of every
+	// request it makes to GitHub, for the server's metrics.
+	Observe func(Call)
 
 	once    sync.Once
 	initErr error
@@ -128,10 +131,14 @@ func (a *App) init() error {
 }
 
 func (a *App) transport() http.RoundTripper {
+	tr := http.DefaultTransport
 	if a.HTTP != nil && a.HTTP.Transport != nil {
-		return a.HTTP.Transport
+		tr = a.HTTP.Transport
 	}
-	return http.DefaultTransport
+	if a.Observe != nil {
+		return observed{base: tr, observe: a.Observe}
+	}
+	return tr
 }
 
 // Installation returns a client for one installation of the App, the same
@@ -155,7 +162,10 @@ func (a *App) Installation(id int64) (*Client, error) {
 	// An empty JSON object, not the JSON null a nil options value sends:
 	// GitHub's description declares the body an object.
 	tr.InstallationTokenOptions = &ghtoken.InstallationTokenOptions{}
-	hc := &http.Client{Transport: tr}
+	hc := &http.Client{Transport: http.RoundTripper(tr)}
+	if a.Observe != nil {
+		hc.Transport = tagged{base: tr, installation: id}
+	}
 	if a.HTTP != nil {
 		hc.Timeout = a.HTTP.Timeout
 		tr.Client = &http.Client{Transport: a.transport(), Timeout: a.HTTP.Timeout}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,12 @@ type env struct {
 // and returns the process exit code: 0 on success, 1 when the command
 // failed, 2 for a usage mistake.
 func Main(args []string, stdout, stderr io.Writer) int {
+	return MainContext(context.Background(), args, stdout, stderr)
+}
+
+// MainContext is Main with a context: its end stops a command that runs
+// until stopped (sluice server, sluice runner) as SIGTERM would.
+func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOGC") == "" {
 		// A short-lived command that builds one large value (a plan) and
 		// exits spends much of its time in the collector at the default
@@ -44,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(singleDashLong(root, args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	var xe exitError
 	switch {
 	case err == nil:

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/engine/logstore/logship"
+	"github.com/sluice-ci/sluice/internal/metrics"
 	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/runners/registry"
@@ -49,7 +50,8 @@ declares them. With --server URL (and SLUICE_TOKEN, or sluice login) step
 logs go to the server, readable live from any machine (sluice logs -f
 --server URL), kept in a spool under the work dir while it is
 unreachable. BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
-when a step first needs it. docs/runners.md says more.`
+when a step first needs it. --metrics-listen HOST:PORT serves Prometheus
+metrics at /metrics (docs/operations.md). docs/runners.md says more.`
 
 func newRunner(e *env) *cobra.Command {
 	var (
@@ -62,6 +64,7 @@ func newRunner(e *env) *cobra.Command {
 		once         bool
 		registryAddr string
 		minFree      string
+		metricsAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "runner --temporal-address HOST:PORT",
@@ -106,7 +109,12 @@ func newRunner(e *env) *cobra.Command {
 				}
 				o.Runner.Logs = sink
 			}
-			return runRunner(cmd.Context(), e, o, drainTimeout, once, sink, min)
+			rm, stopMetrics, err := runnerMetrics(e, &o, metricsAddr)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			return runRunner(cmd.Context(), e, o, drainTimeout, once, sink, min, rm)
 		},
 	}
 	rf.register(cmd, e)
@@ -124,6 +132,7 @@ func newRunner(e *env) *cobra.Command {
 	fl.DurationVar(&drainTimeout, "drain-timeout", 30*time.Minute, "how long the first SIGTERM waits for running stages before cancelling them")
 	fl.BoolVar(&once, "once", false, "exit after one stage")
 	fl.StringVar(&minFree, "min-free-disk", "2GiB", "take no stage while the work dir's disk has less free (0: never refuse)")
+	fl.StringVar(&metricsAddr, "metrics-listen", os.Getenv("SLUICE_METRICS_LISTEN"), "serve Prometheus metrics at http://HOST:PORT/metrics (SLUICE_METRICS_LISTEN; default: none; docs/operations.md)")
 	fl.StringVar(&registryAddr, "registry", os.Getenv(registry.EnvAddress), "host:port of the registry stage artifacts go through, shared by the runners of a pipeline ("+registry.EnvAddress+")")
 	return cmd
 }
@@ -138,7 +147,32 @@ func splitLabels(s string) []string {
 	return out
 }
 
-func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.Duration, once bool, sink *logship.Sink, minFree uint64) error {
+// runnerMetrics serves the runner's metrics on addr, when it is given:
+// the Temporal SDK's, and the runner's own (see package metrics).
+func runnerMetrics(e *env, o *local.Options, addr string) (*metrics.Runner, func(), error) {
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	reg := metrics.NewRegistry()
+	h, err := metrics.Temporal(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	o.MetricsHandler = h
+	ro := o.Runner
+	dir := o.Home
+	rm := metrics.NewRunner(reg, metrics.RunnerInfo{Name: ro.Name, Version: ro.Version, Labels: ro.Labels,
+		DiskFree: func() (uint64, error) { return diskFree(dir) }})
+	ro.StepDone = rm.StepDone
+	srv, err := metrics.Listen(addr, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(e.stdout, "Metrics at %s.\n", srv.URL())
+	return rm, func() { _ = srv.Close() }, nil
+}
+
+func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.Duration, once bool, sink *logship.Sink, minFree uint64, rm *metrics.Runner) error {
 	if sink != nil {
 		defer func() {
 			// What the server has not acknowledged stays in the spool and
@@ -162,6 +196,9 @@ func runRunner(ctx context.Context, e *env, o local.Options, drainTimeout time.D
 		return err
 	}
 	r := s.Runner()
+	if rm != nil {
+		rm.Watch(r.Pool())
+	}
 	ro := o.Runner
 	labels := "none"
 	if len(ro.Labels) > 0 {

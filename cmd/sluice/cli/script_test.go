@@ -42,6 +42,8 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
+		// otlp receives traces (traces_test.go).
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){"otlp": otlpCmd},
 		Setup: func(env *testscript.Env) error {
 			// Runs use a fresh home and the embedded server built here.
 			home := filepath.Join(env.WorkDir, ".sluice-home")

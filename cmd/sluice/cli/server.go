@@ -28,6 +28,9 @@ It serves, on --listen (default 127.0.0.1:8080):
   POST /hooks/git         git post-receive hooks (sluice hook install)
   /api/v1/...             the JSON API (docs/api.md), with bearer tokens
   GET  /healthz
+  GET  /metrics           Prometheus metrics, unauthenticated (on
+                          --metrics-listen instead when given;
+                          docs/operations.md lists them)
 
 and runs the pipelines' workflows and a runner of its own (unless
 --no-runner: then runners on other machines, sluice dev --temporal-address
@@ -127,6 +130,9 @@ func newServer(e *env) *cobra.Command {
 	fl.Int64Var(&cfg.GitHub.AppID, "github-app-id", 0, "the GitHub App's ID (SLUICE_GITHUB_APP_ID)")
 	fl.StringVar(&cfg.GitHub.PrivateKeyFile, "github-private-key", "", "the GitHub App's private key, a .pem file (SLUICE_GITHUB_PRIVATE_KEY_FILE)")
 	fl.StringVar(&cfg.GitHub.APIURL, "github-api-url", "", "GitHub's REST API (default https://api.github.com/; GitHub Enterprise: https://HOST/api/v3/)")
+	fl.StringVar(&cfg.GitHub.ClientID, "github-client-id", "", "the GitHub App's client ID, for signing in to the web view with GitHub; the secret comes from SLUICE_GITHUB_CLIENT_SECRET (SLUICE_GITHUB_CLIENT_ID)")
+	fl.StringVar(&cfg.MetricsListen, "metrics-listen", os.Getenv("SLUICE_METRICS_LISTEN"), "serve /metrics on this HOST:PORT of its own instead of on --listen (SLUICE_METRICS_LISTEN)")
+	fl.DurationVar(&cfg.MetricsInterval, "metrics-interval", server.DefaultMetricsInterval, "how often the runs, runners and queues of /metrics are read from Temporal")
 	fl.BoolVar(&cfg.GitHub.CommitStatuses, "commit-statuses", false, "also post a commit status sluice/<pipeline> per run, for branch protection that requires statuses (checks are always posted)")
 	fl.BoolVar(&cfg.Background, "background", false, "")
 	_ = fl.MarkHidden("background")
@@ -204,6 +210,8 @@ func runServer(ctx context.Context, e *env, cfg server.Config) error {
 	fmt.Fprintf(e.stdout, "  GitHub webhooks: %s/webhooks/github%s\n", s.URL(), map[bool]string{true: "", false: " (off: set SLUICE_GITHUB_WEBHOOK_SECRET)"}[len(cfg.GitHub.WebhookSecrets) > 0])
 	fmt.Fprintf(e.stdout, "  git pushes:      sluice hook install REPO.git --server %s\n", s.URL())
 	fmt.Fprintf(e.stdout, "  API:             %s/api/v1 (sluice server token create --user NAME)\n", s.URL())
+	fmt.Fprintf(e.stdout, "  metrics:         %s\n", s.MetricsURL())
+	fmt.Fprintf(e.stdout, "  web view:        %s/runs (sign in with a token%s)\n", s.URL(), map[bool]string{true: " or GitHub", false: ""}[cfg.GitHub.ClientID != "" && cfg.GitHub.ClientSecret != ""])
 	if cfg.NoRunner {
 		fmt.Fprintln(e.stdout, "  runner:          none here (--no-runner); runs wait for a runner on this Temporal (sluice dev --temporal-address)")
 	} else {

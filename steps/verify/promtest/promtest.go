@@ -1,6 +1,7 @@
 // Package promtest starts a real Prometheus server (Debian's prometheus
 // package, installed by `scripts/deps.sh prometheus`) for tests, scraping
-// a target whose error rate the test sets.
+// a target whose error rate the test sets, and whatever other targets the
+// test names (a server's /metrics).
 package promtest
 
 import (
@@ -53,6 +54,14 @@ func (t *Target) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprint(w, body)
 }
 
+// Job is another target for Prometheus to scrape every second, as job
+// Name: http://Target/metrics.
+type Job struct {
+	Name string
+	// Target is HOST:PORT.
+	Target string
+}
+
 // Server is a running Prometheus scraping a Target every second.
 type Server struct {
 	// URL is Prometheus's base URL.
@@ -60,9 +69,10 @@ type Server struct {
 	Target *Target
 }
 
-// Start starts a target and a Prometheus scraping it; both stop when the
-// test ends. It fails the test when Debian's prometheus is not installed.
-func Start(t testing.TB) *Server {
+// Start starts a target and a Prometheus scraping it and jobs; both stop
+// when the test ends. It fails the test when Debian's prometheus is not
+// installed.
+func Start(t testing.TB, jobs ...Job) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -81,6 +91,9 @@ scrape_configs:
     static_configs:
       - targets: [%q]
 `, strings.TrimPrefix(target.srv.URL, "http://"))
+	for _, j := range jobs {
+		cfg += fmt.Sprintf("  - job_name: %q\n    static_configs:\n      - targets: [%q]\n", j.Name, j.Target)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -137,34 +150,48 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
-// WaitFor waits until query's value satisfies ok, and returns it.
+// WaitFor waits until query's value (a vector of one element) satisfies
+// ok, and returns it.
 func (s *Server) WaitFor(t testing.TB, query string, ok func(float64) bool, within time.Duration) float64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := "no answer"
+	for time.Now().Before(deadline) {
+		f, answer, found := s.value(t, query)
+		if found && ok(f) {
+			return f
+		}
+		last = answer
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s did not reach the expected value within %s; last: %s", query, within, last)
+	return 0
+}
+
+// Value is query's value now, through Prometheus's HTTP query API, when
+// it is a vector of one element.
+func (s *Server) Value(t testing.TB, query string) (float64, bool) {
+	t.Helper()
+	f, _, found := s.value(t, query)
+	return f, found
+}
+
+// value asks Prometheus for query's value; answer says what came back.
+func (s *Server) value(t testing.TB, query string) (f float64, answer string, found bool) {
 	t.Helper()
 	client, err := api.NewClient(api.Config{Address: s.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	papi := promv1.NewAPI(client)
-	deadline := time.Now().Add(within)
-	last := "no answer"
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		v, _, err := papi.Query(ctx, query, time.Now())
-		cancel()
-		switch {
-		case err != nil:
-			last = err.Error()
-		case v.Type() == model.ValVector && len(v.(model.Vector)) == 1:
-			f := float64(v.(model.Vector)[0].Value)
-			if ok(f) {
-				return f
-			}
-			last = fmt.Sprint(f)
-		default:
-			last = v.String()
-		}
-		time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, _, err := promv1.NewAPI(client).Query(ctx, query, time.Now())
+	switch {
+	case err != nil:
+		return 0, err.Error(), false
+	case v.Type() == model.ValVector && len(v.(model.Vector)) == 1:
+		f := float64(v.(model.Vector)[0].Value)
+		return f, fmt.Sprint(f), true
 	}
-	t.Fatalf("%s did not reach the expected value within %s; last: %s", query, within, last)
-	return 0
+	return 0, v.String(), false
 }
