@@ -52,6 +52,19 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	h("POST /api/v1/runs/{id}/cancel", s.apiCancel)
 	h("POST /api/v1/runs/{id}/retry", s.apiRetry)
 	h("GET /api/v1/deliveries/{id...}", s.apiGetDelivery)
+	h("POST /api/v1/deliveries/redeliver", func(w http.ResponseWriter, r *http.Request, user string) {
+		if s.app == nil {
+			httpError(w, http.StatusConflict, "this server has no GitHub App to redeliver webhooks with; start it with --github-app-id and --github-private-key")
+			return
+		}
+		res, err := RedeliverNow(r.Context(), s.client)
+		if err != nil {
+			httpError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		s.log.Info("webhook redelivery asked", "user", user, "redelivered", len(res.Redelivered))
+		writeJSON(w, http.StatusOK, res)
+	})
 	h("GET /api/v1/runners", s.apiRunners)
 	h("GET /api/v1/schedules", func(w http.ResponseWriter, r *http.Request, _ string) {
 		list, err := ListSchedules(r.Context(), s.client)

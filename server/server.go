@@ -146,6 +146,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.worker.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
 	s.worker.RegisterWorkflowWithOptions(ScheduledRun, workflow.RegisterOptions{Name: ScheduledWorkflowName})
 	s.worker.RegisterActivity(s.triggers)
+	s.worker.RegisterWorkflowWithOptions(Redeliver, workflow.RegisterOptions{Name: RedeliverWorkflowName})
+	redeliverer := &Redeliverer{Client: s.client, Log: logger}
+	if s.app != nil {
+		redeliverer.App = s.app
+	}
+	s.worker.RegisterActivity(redeliverer)
 	s.worker.RegisterWorkflowWithOptions(Report, workflow.RegisterOptions{Name: ReportWorkflowName})
 	s.worker.RegisterActivity(&Reporter{
 		Client: s.client, GitHub: s.triggers.App, Limits: s.limits, Log: logger,
@@ -169,6 +175,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("starting the server's workers: %w", err)
+	}
+	if err := s.reconcileRedelivery(ctx); err != nil {
+		return nil, err
 	}
 	if s.traces, err = startTraces(ctx, s.client, cfg.Home, logger); err != nil {
 		return nil, err

@@ -157,6 +157,11 @@ func TestRemoteCommands(t *testing.T) {
 	if got := must(t, "status", runID); !regexp.MustCompile(`(?m)^deploy +ship +succeeded`).MatchString(got) {
 		t.Errorf("status (SLUICE_SERVER): %q", got)
 	}
+	// A server that is no GitHub App has no webhook deliveries to ask for
+	// again, and says so.
+	if code, _, stderr := sluiceMain("server", "redeliver"); code != 1 || !strings.Contains(stderr, "this server has no GitHub App to redeliver webhooks with") {
+		t.Errorf("server redeliver: exit %d, %q", code, stderr)
+	}
 }
 
 // must runs a command that has to succeed and returns its stdout.

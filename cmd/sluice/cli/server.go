@@ -136,7 +136,7 @@ func newServer(e *env) *cobra.Command {
 	fl.BoolVar(&cfg.GitHub.CommitStatuses, "commit-statuses", false, "also post a commit status sluice/<pipeline> per run, for branch protection that requires statuses (checks are always posted)")
 	fl.BoolVar(&cfg.Background, "background", false, "")
 	_ = fl.MarkHidden("background")
-	cmd.AddCommand(newServerStop(e), newServerToken(e))
+	cmd.AddCommand(newServerStop(e), newServerToken(e), newServerRedeliver(e))
 	return cmd
 }
 

@@ -64,6 +64,9 @@ type Server struct {
 	public *rsa.PublicKey
 
 	mu            sync.Mutex
+	hookURL       string                      // where the App's events go (deliveries.go)
+	hookSecret    string                      // and the secret that signs them
+	deliveries    []Delivery                  // the attempts to deliver them, oldest first
 	repos         map[string]*repo            // by full name
 	installations map[int64]string            // installation ID -> account (owner)
 	perms         map[int64]map[string]string // installation ID -> permissions, when not the default
@@ -637,6 +640,9 @@ func (s *Server) handle(r *http.Request, in *openapi3filter.RequestValidationInp
 	p := in.PathParams
 	if op == "apps/create-installation-access-token" {
 		return s.createToken(r, p["installation_id"])
+	}
+	if res, ok := s.appOp(op, r, p, r.URL.Query()); ok {
+		return res
 	}
 	tok, res := s.installationOf(r)
 	if tok.installation == 0 {
