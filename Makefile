@@ -25,7 +25,7 @@ bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
 
 # deps installs what the tests need beyond Go: git, Prometheus (the verify
 # step's tests), npm, iproute2 (ip: the tests across hosts make network
-# namespaces, internal/netns), Chromium (the web view's tests drive it,
+# namespaces, internal/testing/netns), Chromium (the web view's tests drive it,
 # internal/testing/browsertest), and GitHub's REST API description from the
 # npm package @octokit/openapi (the fake GitHub validates against it).
 deps:

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-ci/sluice/internal/netns"
+	"github.com/sluice-ci/sluice/internal/testing/netns"
 )
 
 // These tests run the real binaries as a user would, crash them with
@@ -30,7 +30,7 @@ type harness struct {
 	repo     string
 	counters string
 	env      []string
-	// host, when set, is the machine (internal/netns) the commands run on.
+	// host, when set, is the machine (internal/testing/netns) the commands run on.
 	host *netns.Host
 }
 

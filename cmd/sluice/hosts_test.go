@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-ci/sluice/internal/netns"
+	"github.com/sluice-ci/sluice/internal/testing/netns"
 )
 
 // Tests across machines (issue 11): each machine is a network namespace of
-// internal/netns, with the file system shared.
+// internal/testing/netns, with the file system shared.
 
 const hostsPipeline = `
 pipeline "hosts" {

@@ -21,11 +21,11 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 
-	"github.com/sluice-ci/sluice/internal/netns"
+	"github.com/sluice-ci/sluice/internal/testing/netns"
 )
 
 // Issue 11's speed goals, measured across hosts (network namespaces of
-// internal/netns): sluice server --no-runner on host A, standalone
+// internal/testing/netns): sluice server --no-runner on host A, standalone
 // runners on other hosts. These are benchmarks, not tests: they run only
 // with SLUICE_BENCH=1 (scripts/bench/runner-pickup.sh sets it), print one
 // "BENCH" line per figure and, with SLUICE_BENCH_OUT set, append them to

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-ci/sluice/internal/netns"
+	"github.com/sluice-ci/sluice/internal/testing/netns"
 	"github.com/sluice-ci/sluice/runners/registry"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/internal/testing/buildtest"
 )
 
 var env *buildtest.Env

@@ -13,7 +13,7 @@ import (
 	"github.com/moby/buildkit/client"
 	"github.com/tonistiigi/fsutil"
 
-	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/internal/testing/buildtest"
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
-	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/internal/testing/buildtest"
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 	"github.com/sluice-ci/sluice/runners/registry"
 	"github.com/sluice-ci/sluice/steps"

@@ -2,7 +2,7 @@
 # runner-pickup.sh measures issue 11's speed goals across hosts: the
 # server (sluice server --no-runner --no-build --temporal-listen A:7233) on
 # host A and standalone runners (sluice runner) on other hosts, each host a
-# network namespace (internal/netns; needs root and `ip`).
+# network namespace (internal/testing/netns; needs root and `ip`).
 #
 #   pickup:  200 chained one-step stages on one idle runner (host B):
 #            p50/p99/max from a stage being ready to its step's first

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
-	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/internal/testing/buildtest"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/buildkit"
 	"github.com/sluice-ci/sluice/steps/image"

@@ -20,7 +20,7 @@ import (
 	"github.com/moby/buildkit/client"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
-	"github.com/sluice-ci/sluice/internal/buildtest"
+	"github.com/sluice-ci/sluice/internal/testing/buildtest"
 	"github.com/sluice-ci/sluice/steps"
 	"github.com/sluice-ci/sluice/steps/buildkit"
 )

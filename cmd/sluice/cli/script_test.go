@@ -10,8 +10,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/sluice-ci/sluice/internal/buildtest"
 	"github.com/sluice-ci/sluice/internal/proc"
+	"github.com/sluice-ci/sluice/internal/testing/buildtest"
 	"github.com/sluice-ci/sluice/runners/buildkitd"
 )
 

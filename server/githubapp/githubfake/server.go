@@ -40,7 +40,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 
-	"github.com/sluice-ci/sluice/internal/apicheck"
+	"github.com/sluice-ci/sluice/internal/testing/apicheck"
 )
 
 // Request is one request the fake received.

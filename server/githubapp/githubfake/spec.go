@@ -11,7 +11,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/sluice-ci/sluice/internal/apicheck"
+	"github.com/sluice-ci/sluice/internal/testing/apicheck"
 )
 
 // The API description the fake obeys: GitHub's REST description as the npm

@@ -18,7 +18,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/sluice-ci/sluice/internal/apicheck"
+	"github.com/sluice-ci/sluice/internal/testing/apicheck"
 )
 
 // The Argo CD release whose API description the fake obeys.

@@ -9,7 +9,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 
-	"github.com/sluice-ci/sluice/internal/apicheck"
+	"github.com/sluice-ci/sluice/internal/testing/apicheck"
 )
 
 // ClientModule is the Harbor client whose API description the fake obeys,
