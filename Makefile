@@ -26,10 +26,11 @@ bin/buildkitd bin/buildctl: tools/buildkit/go.mod tools/buildkit/go.sum
 # deps installs what the tests need beyond Go: git, Prometheus (the verify
 # step's tests), npm, iproute2 (ip: the tests across hosts make network
 # namespaces, internal/testing/netns), Chromium (the web view's tests drive it,
-# internal/testing/browsertest), and GitHub's REST API description from the
-# npm package @octokit/openapi (the fake GitHub validates against it).
+# internal/testing/browsertest), PostgreSQL (the embedded Temporal on
+# PostgreSQL, internal/testing/pgtest), and GitHub's REST API description from
+# the npm package @octokit/openapi (the fake GitHub validates against it).
 deps:
-	@scripts/deps.sh git prometheus npm curl ip chromium
+	@scripts/deps.sh git prometheus npm curl ip chromium postgres
 	@scripts/octokit-openapi.sh >/dev/null
 
 # test runs every Go test (real servers included: buildkitd from make

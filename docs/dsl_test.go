@@ -51,6 +51,9 @@ func TestReferenceCoversSchema(t *testing.T) {
 		"`approval`":    dsl.SchemaNames(&dsl.ApprovalSchema{}),
 		"`retry`":       dsl.SchemaNames(&plan.Retry{}),
 		"`step`":        append(dsl.SchemaNames(&dsl.StepCommon{}), plan.Kinds...),
+		"`module`":      dsl.ModuleSchemaNames(),
+		"`output`":      dsl.OutputSchemaNames(),
+		"Modules":       {dsl.LockFileName, "--update-modules", "$SLUICE_HOME/modules", "x-access-token"},
 	}
 	for _, kind := range plan.Kinds {
 		names := append(dsl.SchemaNames(plan.KindConfig(kind)), plan.KindOutputs[kind]...)
@@ -66,7 +69,7 @@ func TestReferenceCoversSchema(t *testing.T) {
 	for _, n := range dsl.GitContextNames() {
 		contexts = append(contexts, "git."+n)
 	}
-	want["Expressions"] = append(contexts, "var.<name>", "local.<name>", "matrix.<key>", "pipeline.name", "pipeline.event", "pipeline.inputs.<name>", "step.<name>.<output>", "secret.<name>")
+	want["Expressions"] = append(contexts, "var.<name>", "local.<name>", "matrix.<key>", "pipeline.name", "pipeline.event", "pipeline.inputs.<name>", "step.<name>.<output>", "secret.<name>", "module.<name>.output.<name>")
 	want["Functions"] = dsl.FunctionNames()
 
 	for heading, names := range want {

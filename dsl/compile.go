@@ -38,6 +38,9 @@ type Options struct {
 	// Root is the directory file() reads from; default: the pipeline
 	// directory's parent (the repository root for .sluice/).
 	Root string
+	// Modules says where the sources of module blocks come from and how
+	// the lock file of git sources is used.
+	Modules ModuleOptions
 }
 
 // compiler carries the state of one compilation through its phases.
@@ -55,19 +58,56 @@ type compiler struct {
 	secrets  map[string]*secretBlock
 	inputs   map[string]*inputBlock
 
-	stages    []*stageBlock
-	stageIdx  map[string]*stageBlock
-	steps     map[string]*stepBlock
+	stages   []*stageBlock // this compiler's, as written
+	stageIdx map[string]*stageBlock
+	steps    map[string]*stepBlock
+	g        *graph // the stages of the pipeline and of all its modules
+
+	baseVars    map[string]cty.Value // see evalContext
+	baseCtx     *hcl.EvalContext
+	baseLocals  int
+	baseModules int
+
+	relNames map[string]string // file name -> relSource's name for it
+	relDir   string            // the pipeline directory, which plan sources are relative to
+
+	schedule *plan.Schedule // the on "schedule" block, when valid
+
+	// Modules. A module is compiled by a compiler of its own, made by the
+	// module block that calls it (mod); the pipeline's compiler has none.
+	mod          *moduleCall
+	calls        map[string]*moduleCall // the module blocks of this compiler
+	callList     []*moduleCall          // the same, as written
+	moduleVal    map[string]cty.Value   // module.<name> of each evaluated call
+	outputs      map[string]*outputBlock
+	localsBlocks []*hcl.Block
+	prefix       string    // of stage and step names in the plan: "" or "go."
+	repo         *repoInfo // where this compiler's files come from
+	dirID        string    // its directory, absolute, for module cycles
+	where        string    // its directory, for messages
+	note         string    // where a module is called, for its diagnostics
+	callSource   string    // plan source of the stages of a module not in the repository
+}
+
+// graph is the stages of a pipeline and of the modules it calls, which
+// form one DAG, and what the compilers of a pipeline share about modules.
+type graph struct {
+	stages    []*stageBlock // every stage, by stageBlock.index
 	ancestors [][]uint64    // by stage index; see computeAncestors
 	order     []*stageBlock // see topoOrder
 
-	baseVars   map[string]cty.Value // see evalContext
-	baseCtx    *hcl.EvalContext
-	baseLocals int
+	opts       Options
+	src        *Sources // the pipeline's: module files join its Files, for snippets
+	root       string   // Options.Root or its default
+	hasModules bool
+	modules    int                 // module blocks loaded, for MaxModules
+	loaded     map[string]*Sources // module directories parsed, by the directory read
 
-	relNames map[string]string // file name -> relSource's name for it
-
-	schedule *plan.Schedule // the on "schedule" block, when valid
+	defaultFetcher *GitFetcher
+	fetcherErr     error
+	own            string // the fetched copy of ModuleOptions.Repository
+	ownErr         error
+	ownDone        bool
 }
 
 // Compile turns loaded pipeline sources into a plan for one event. It
@@ -86,6 +126,10 @@ func Compile(src *Sources, opts Options) (*plan.Plan, hcl.Diagnostics) {
 	if opts.Git.Event == "" {
 		opts.Git.Event = "push"
 	}
+	src.lock = nil
+	if opts.Modules.Lock != LockRead {
+		src.lock = newModuleLock(src, opts.Modules.Lock)
+	}
 	c := &compiler{
 		src:      src,
 		opts:     opts,
@@ -99,12 +143,17 @@ func Compile(src *Sources, opts Options) (*plan.Plan, hcl.Diagnostics) {
 		stageIdx: map[string]*stageBlock{},
 		steps:    map[string]*stepBlock{},
 		relNames: make(map[string]string, len(src.Order)),
+		relDir:   src.Dir,
+		g:        &graph{opts: opts, src: src, root: root},
+		repo:     &repoInfo{},
+		where:    filepath.ToSlash(src.Dir),
 	}
+	c.dirID, _ = filepath.Abs(src.Dir)
 	for _, name := range src.Order {
 		c.relNames[name] = relName(src.Dir, name)
 	}
 	p := c.run()
-	diags := dedupe(c.diags)
+	diags := dedupe(c.allDiags())
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -123,12 +172,17 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "secret", LabelNames: []string{"name"}},
 		{Type: "locals"},
 		{Type: "stage", LabelNames: []string{"name"}},
+		{Type: "module", LabelNames: []string{"name"}},
+		{Type: "output", LabelNames: []string{"name"}},
 	},
 }
 
-func (c *compiler) run() *plan.Plan {
-	var pipelines []*hcl.Block
-	var localsBlocks, stageBlocks []*hcl.Block
+// declare reads the top-level blocks of the compiler's files: it decodes
+// variables and secrets, declares stages and outputs, loads modules, and
+// returns the pipeline and locals blocks for the phases after.
+func (c *compiler) declare() (pipelines, localsBlocks []*hcl.Block) {
+	var stageBlocks, moduleBlocks []*hcl.Block
+	var moduleAfter []int
 	declared := map[string]map[string]*hcl.Block{}
 	for _, name := range c.src.Order {
 		content, diags := c.src.Files[name].Body.Content(rootSchema)
@@ -155,15 +209,39 @@ func (c *compiler) run() *plan.Plan {
 			case "variable":
 				c.decodeVariable(b)
 			case "secret":
+				if c.mod != nil {
+					c.add(errorDiag("Secret in a module", fmt.Sprintf("A module uses the secrets of the pipeline that calls it, and declares none. Remove this block; secret.%s then refers to the calling pipeline's secret %q, which it declares.", b.Labels[0], b.Labels[0]), &b.DefRange, nil))
+					continue
+				}
 				c.decodeSecret(b)
 			case "locals":
 				localsBlocks = append(localsBlocks, b)
 			case "stage":
 				stageBlocks = append(stageBlocks, b)
+			case "module":
+				moduleBlocks = append(moduleBlocks, b)
+				moduleAfter = append(moduleAfter, len(stageBlocks))
+			case "output":
+				if c.mod == nil {
+					c.add(errorDiag("Output outside a module", "An output block gives a value to the pipeline that calls a module, and a pipeline has no caller. Remove it, or use a local value.", &b.DefRange, nil))
+					continue
+				}
+				c.declareOutput(b)
 			}
 		}
 	}
 	c.declareStages(stageBlocks)
+	for i, b := range moduleBlocks {
+		c.declareModule(b, moduleAfter[i])
+	}
+	return pipelines, localsBlocks
+}
+
+func (c *compiler) run() *plan.Plan {
+	pipelines, localsBlocks := c.declare()
+	if c.g.hasModules {
+		c.g.renumber(c)
+	}
 	switch {
 	case len(pipelines) == 0 && len(c.src.Order) > 0:
 		r := hcl.Range{Filename: c.src.Order[0], Start: hcl.InitialPos, End: hcl.InitialPos}
@@ -175,6 +253,11 @@ func (c *compiler) run() *plan.Plan {
 	}
 	if len(pipelines) > 0 {
 		c.declarePipeline(pipelines[0])
+		if c.g.hasModules {
+			for _, cc := range c.compilers() {
+				cc.pipeline = c.pipeline
+			}
+		}
 	}
 	c.assignVariables()
 	c.evalLocals(localsBlocks)
@@ -251,6 +334,8 @@ func refRoot(what string) string {
 		return "var"
 	case "step name":
 		return "step"
+	case "output":
+		return "module.<module>.output"
 	}
 	return what
 }
@@ -265,14 +350,18 @@ func nonNil(s []string) []string {
 // evalContext builds the variables for expressions; matrix is nil outside
 // a matrix stage.
 func (c *compiler) evalContext(matrix map[string]cty.Value) *hcl.EvalContext {
-	if c.baseVars == nil || len(c.localVal) != c.baseLocals {
-		// Locals are evaluated one by one; after that, the base is fixed.
-		c.baseLocals = len(c.localVal)
+	if c.baseVars == nil || len(c.localVal) != c.baseLocals || len(c.moduleVal) != c.baseModules {
+		// Locals and modules are evaluated one by one; after that, the
+		// base is fixed.
+		c.baseLocals, c.baseModules = len(c.localVal), len(c.moduleVal)
 		c.baseVars = map[string]cty.Value{
 			"git":      gitValue(c.opts.Git),
 			"var":      cty.ObjectVal(c.varVals),
 			"local":    cty.ObjectVal(c.localVal),
 			"pipeline": c.pipelineValue(),
+		}
+		if c.calls != nil {
+			c.baseVars["module"] = cty.ObjectVal(c.moduleVal)
 		}
 		c.baseCtx = &hcl.EvalContext{Variables: c.baseVars, Functions: c.funcs}
 	}
@@ -335,9 +424,18 @@ func (c *compiler) exprText(r hcl.Range) string {
 func (c *compiler) relSource(r hcl.Range) string {
 	name, ok := c.relNames[r.Filename]
 	if !ok {
-		name = relName(c.src.Dir, r.Filename)
+		name = relName(c.relDir, r.Filename)
 	}
 	return name + ":" + strconv.Itoa(r.Start.Line)
+}
+
+// planSource is the source of a stage or step in the plan: relSource, or
+// for a module from another repository, where the pipeline calls it.
+func (c *compiler) planSource(r hcl.Range) string {
+	if c.repo.git != nil {
+		return c.callSource
+	}
+	return c.relSource(r)
 }
 
 func relName(dir, name string) string {

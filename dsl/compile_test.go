@@ -18,9 +18,11 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata")
 
 // TestCompileGolden compiles every case in testdata/compile and compares the
 // plan JSON (or the rendered diagnostics) with the golden section of the
-// case. A case is a txtar archive: pipeline files ending in .hcl, an
-// optional options.json (dsl.Options), and the golden `plan.json` or
-// `diagnostics` section. Run with -update to rewrite the goldens.
+// case. A case is a txtar archive: pipeline files ending in .hcl (a name
+// starting with ../ puts the file beside .sluice, where the directories of
+// local modules are), an optional options.json (dsl.Options), and the
+// golden `plan.json` or `diagnostics` section. Run with -update to rewrite
+// the goldens.
 func TestCompileGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/compile/*.txtar")
 	if err != nil || len(cases) == 0 {
@@ -53,6 +55,9 @@ func TestCompileGolden(t *testing.T) {
 					p := filepath.Join(pdir, f.Name)
 					if strings.HasPrefix(f.Name, "../") {
 						p = filepath.Join(dir, strings.TrimPrefix(f.Name, "../"))
+					}
+					if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+						t.Fatal(err)
 					}
 					if err := os.WriteFile(p, f.Data, 0o644); err != nil {
 						t.Fatal(err)
@@ -110,6 +115,11 @@ func compileForTest(t *testing.T, pdir, root string, opts Options) []byte {
 			}
 			return b
 		}
+	}
+	// Paths in details are made relative before wrapping, as a user sees
+	// them when running sluice in the repository.
+	for _, d := range diags {
+		d.Detail = strings.ReplaceAll(d.Detail, root+string(filepath.Separator), "")
 	}
 	var buf bytes.Buffer
 	if err := WriteDiagnostics(&buf, src, diags, 100, false); err != nil {

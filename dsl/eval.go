@@ -41,7 +41,7 @@ func (sc scope) desc() string {
 }
 
 // contextRoots are the root names of the expression language.
-var contextRoots = []string{"git", "var", "local", "matrix", "pipeline", "step", "secret"}
+var contextRoots = []string{"git", "var", "local", "matrix", "pipeline", "step", "secret", "module"}
 
 // checkRefs reports every reference in expr that does not resolve in sc,
 // with a suggestion where one is close. It runs before evaluation so that
@@ -146,12 +146,17 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 			return needAttr("secret.<name>")
 		}
 		if _, found := c.secrets[name]; !found {
+			if c.mod != nil {
+				return c.undeclaredSecret(name, r)
+			}
 			return unknownAttr("secret", name, r, sortedKeys(c.secrets), fmt.Sprintf("Declare it with a block: secret %q { env = \"...\" }.", name))
 		}
 		if len(tr) > 2 {
 			r := tr[2].SourceRange()
 			return hcl.Diagnostics{errorDiag("Invalid secret reference", "A secret is a single string; write secret.<name> with nothing after it.", &r, nil)}
 		}
+	case "module":
+		return c.checkModuleRef(tr, sc)
 	case "stage":
 		return hcl.Diagnostics{errorDiag("Stage reference not allowed here", fmt.Sprintf("stage.<name> is only used in needs; %s cannot refer to a stage. To use a value a stage produces, refer to one of its steps' outputs: step.<name>.<output>.", sc.desc()), tr.SourceRange().Ptr(), nil)}
 	default:
@@ -199,7 +204,7 @@ func (c *compiler) checkStepRef(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 		if sc.stepIndex < 0 {
 			return hcl.Diagnostics{errorDiag("Step output used before it exists", fmt.Sprintf("Stage attributes are set before any step of stage %q runs, so they cannot use the outputs of its own step %q.", sc.stage.name, name), tr.SourceRange().Ptr(), nil)}
 		}
-	case !c.needsTransitively(sc.stage, producer):
+	case !c.g.needsTransitively(sc.stage, producer):
 		return hcl.Diagnostics{errorDiag("Step output from a stage this one does not need", fmt.Sprintf("Step %q runs in stage %q, but stage %q does not depend on it, so the output may not exist when this stage runs. Add stage.%s to the needs of stage %q (directly or through a stage that needs it).", name, producer.name, sc.stage.name, producer.name, sc.stage.name), tr.SourceRange().Ptr(), nil)}
 	case producer.hasMatrix:
 		return hcl.Diagnostics{errorDiag("Ambiguous step output", fmt.Sprintf("Step %q runs once per matrix instance of stage %q, so step.%s.%s has several values. Use the output inside stage %q, or produce it in a stage without a matrix.", name, producer.name, name, out, producer.name), tr.SourceRange().Ptr(), nil)}
@@ -239,11 +244,17 @@ func appendVariables(trs []hcl.Traversal, expr hcl.Expression) []hcl.Traversal {
 	return trs
 }
 
-// runtimeRefs reports whether traversals use step outputs or secrets.
-func runtimeRefs(trs []hcl.Traversal) bool {
+// runtimeRefs reports whether traversals use step outputs or secrets,
+// directly or through a module's output.
+func (c *compiler) runtimeRefs(trs []hcl.Traversal) bool {
 	for _, tr := range trs {
-		if r := tr.RootName(); r == "step" || r == "secret" {
+		switch tr.RootName() {
+		case "step", "secret":
 			return true
+		case "module":
+			if c.runtimeOutput(tr) != nil {
+				return true
+			}
 		}
 	}
 	return false
@@ -264,7 +275,7 @@ func (c *compiler) valueOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.Ev
 	if diags := c.checkRefs(trs, sc); diags.HasErrors() {
 		return cty.DynamicVal, diags
 	}
-	if runtimeRefs(trs) {
+	if c.runtimeRefs(trs) {
 		r := expr.Range()
 		return cty.DynamicVal, hcl.Diagnostics{errorDiag("Run-time value not allowed here", fmt.Sprintf("%s must be known when the pipeline is compiled, so it cannot use step outputs or secrets, which are known only while it runs.", capitalise(sc.desc())), &r, nil)}
 	}
@@ -298,7 +309,7 @@ func (c *compiler) template(expr hcl.Expression, ctx *hcl.EvalContext, sc scope)
 // templateOf is template for a caller that has the expression's
 // traversals.
 func (c *compiler) templateOf(expr hcl.Expression, trs []hcl.Traversal, ctx *hcl.EvalContext, sc scope) (plan.Template, hcl.Diagnostics) {
-	if !runtimeRefs(trs) {
+	if !c.runtimeRefs(trs) {
 		v, diags := c.valueOf(expr, trs, ctx, sc)
 		if diags.HasErrors() {
 			return plan.Template{}, diags
@@ -325,8 +336,15 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 		case "step":
 			st, _, _ := attrName(e.Traversal, 1)
 			out, _, _ := attrName(e.Traversal, 2)
-			t.Append(plan.Part{Ref: &plan.Ref{Step: st, Output: out}})
+			t.Append(plan.Part{Ref: &plan.Ref{Step: c.prefix + st, Output: out}})
 			return nil
+		case "module":
+			if o := c.runtimeOutput(e.Traversal); o != nil {
+				for _, p := range o.runtime.Parts {
+					t.Append(p)
+				}
+				return nil
+			}
 		case "secret":
 			name, _, _ := attrName(e.Traversal, 1)
 			t.Append(plan.Part{Ref: &plan.Ref{Secret: name}})
@@ -347,7 +365,7 @@ func (c *compiler) templateParts(expr hcl.Expression, ctx *hcl.EvalContext, sc s
 		}
 	}
 	trs := variables(expr)
-	if runtimeRefs(trs) {
+	if c.runtimeRefs(trs) {
 		r := expr.Range()
 		return hcl.Diagnostics{errorDiag("Run-time value used in an expression", "Step outputs and secrets are known only while the pipeline runs. Use them as a whole value (image = step.api.digest_ref) or inside a string (\"${step.api.ref}-debug\"), not in function calls, conditionals or arithmetic.", &r, nil)}
 	}
@@ -384,7 +402,7 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 				trs = append(trs, elemTrs[i]...)
 			}
 		}
-		if !runtimeRefs(trs) {
+		if !c.runtimeRefs(trs) {
 			if out, ok := c.stringElems(tup, trs, ctx, sc); ok {
 				return out, nil
 			}
@@ -404,7 +422,7 @@ func (c *compiler) templateList(expr hcl.Expression, ctx *hcl.EvalContext, sc sc
 		return out, diags
 	}
 	trs := variables(expr)
-	if runtimeRefs(trs) {
+	if c.runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
 	return c.literalList(c.stringList(expr, trs, ctx, sc))
@@ -466,7 +484,7 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 				trs = append(trs, items[i].val...)
 			}
 		}
-		if !runtimeRefs(trs) {
+		if !c.runtimeRefs(trs) {
 			return c.stringMap(expr, trs, ctx, sc)
 		}
 		out := map[string]plan.Template{}
@@ -497,7 +515,7 @@ func (c *compiler) templateMap(expr hcl.Expression, ctx *hcl.EvalContext, sc sco
 		return out, diags
 	}
 	trs := variables(expr)
-	if runtimeRefs(trs) {
+	if c.runtimeRefs(trs) {
 		return nil, c.templateParts(expr, ctx, sc, &plan.Template{})
 	}
 	return c.stringMap(expr, trs, ctx, sc)

@@ -38,6 +38,8 @@ type Sources struct {
 	Files map[string]*hcl.File
 	// Order is the file names in the order they are read: by name.
 	Order []string
+	// lock is the module lock file as the last Compile read and used it.
+	lock *moduleLock
 }
 
 // Load reads and parses a pipeline: every .hcl file of a directory, or one
@@ -61,7 +63,7 @@ func Load(path string) (*Sources, hcl.Diagnostics) {
 			return src, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read pipeline directory", Detail: fmt.Sprintf("Reading %q: %s.", path, errText(err))}}
 		}
 		for _, e := range entries {
-			if !e.IsDir() && strings.HasSuffix(e.Name(), ".hcl") {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".hcl") && e.Name() != LockFileName {
 				names = append(names, filepath.Join(path, e.Name()))
 			}
 		}
@@ -76,6 +78,12 @@ func Load(path string) (*Sources, hcl.Diagnostics) {
 		names = []string{path}
 	}
 	sort.Strings(names)
+	return src, parseFiles(src, names, names)
+}
+
+// parseFiles parses the files read (named as in names) into src, in
+// order. Files that cannot be parsed are reported and left out.
+func parseFiles(src *Sources, read, names []string) hcl.Diagnostics {
 	// Files are parsed in parallel: parsing dominates loading a large
 	// pipeline, and files are independent until compilation.
 	type result struct {
@@ -90,7 +98,7 @@ func Load(path string) (*Sources, hcl.Diagnostics) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			b, err := os.ReadFile(name)
+			b, err := os.ReadFile(read[i])
 			if err != nil {
 				results[i].diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read pipeline file", Detail: fmt.Sprintf("Reading %q: %s.", name, errText(err))}}
 				return
@@ -108,7 +116,7 @@ func Load(path string) (*Sources, hcl.Diagnostics) {
 		src.Files[name] = results[i].file
 		src.Order = append(src.Order, name)
 	}
-	return src, diags
+	return diags
 }
 
 // Parse checks that b is pipeline text that is safe to hand to the HCL

@@ -22,6 +22,10 @@ func (c *compiler) evalLocals(blocks []*hcl.Block) {
 			c.locals[a.Name] = a
 		}
 	}
+	if len(c.callList) > 0 {
+		c.evalLocalsAndModules()
+		return
+	}
 	pending := map[string]bool{}
 	for name := range c.locals {
 		pending[name] = true
@@ -63,6 +67,92 @@ func (c *compiler) evalLocals(blocks []*hcl.Block) {
 				c.localVal[name] = cty.DynamicVal
 				a := c.locals[name]
 				c.add(errorDiag("Cycle in local values", fmt.Sprintf("The locals %s refer to each other in a cycle, so none of them can be evaluated. Break the cycle.", "local."+strings.Join(names, ", local.")), a.NameRange.Ptr(), nil))
+			}
+			return
+		}
+	}
+}
+
+// evalLocalsAndModules evaluates locals and module calls together, in
+// dependency order: a local may use a module's outputs, and a module's
+// inputs may use locals and other modules' outputs.
+func (c *compiler) evalLocalsAndModules() {
+	// Keys: "local.<name>" and "module.<name>".
+	pending := map[string]bool{}
+	for name := range c.locals {
+		pending["local."+name] = true
+	}
+	for name := range c.calls {
+		pending["module."+name] = true
+	}
+	deps := func(key string) []hcl.Traversal {
+		root, name, _ := strings.Cut(key, ".")
+		if root == "local" {
+			return c.locals[name].Expr.Variables()
+		}
+		if in := c.calls[name].inputs; in != nil {
+			return in.Expr.Variables()
+		}
+		return nil
+	}
+	depKey := func(tr hcl.Traversal) string {
+		if r := tr.RootName(); r == "local" || r == "module" {
+			if name, _, ok := attrName(tr, 1); ok {
+				return r + "." + name
+			}
+		}
+		return ""
+	}
+	for len(pending) > 0 {
+		progress := false
+		for _, key := range sortedKeys(pending) {
+			trs := deps(key)
+			ready := true
+			for _, tr := range trs {
+				if dk := depKey(tr); dk != key && pending[dk] {
+					ready = false
+				}
+			}
+			if !ready {
+				continue
+			}
+			delete(pending, key)
+			progress = true
+			root, name, _ := strings.Cut(key, ".")
+			self := false
+			for _, tr := range trs {
+				if depKey(tr) == key {
+					self = true
+					if root == "local" {
+						c.add(errorDiag("Self-referencing local value", fmt.Sprintf("local.%s refers to itself.", name), tr.SourceRange().Ptr(), nil))
+					} else {
+						c.add(errorDiag("Module uses its own outputs", fmt.Sprintf("The inputs of module %q refer to its own outputs, which depend on them.", name), tr.SourceRange().Ptr(), &c.calls[name].block.DefRange))
+					}
+				}
+			}
+			switch {
+			case root == "module":
+				c.evalModule(c.calls[name], !self)
+			case self:
+				c.localVal[name] = cty.DynamicVal
+			default:
+				v, diags := c.value(c.locals[name].Expr, c.evalContext(nil), scope{what: "local." + name, stepIndex: -1})
+				c.add(diags...)
+				c.localVal[name] = v
+			}
+		}
+		if !progress {
+			keys := sortedKeys(pending)
+			for _, key := range keys {
+				root, name, _ := strings.Cut(key, ".")
+				if root == "local" {
+					c.localVal[name] = cty.DynamicVal
+					c.add(errorDiag("Cycle in local values", fmt.Sprintf("%s refer to each other in a cycle, so none of them can be evaluated. Break the cycle.", strings.Join(keys, ", ")), c.locals[name].NameRange.Ptr(), nil))
+					continue
+				}
+				m := c.calls[name]
+				c.add(errorDiag("Cycle in local values", fmt.Sprintf("%s refer to each other in a cycle, so none of them can be evaluated. Break the cycle.", strings.Join(keys, ", ")), m.inputs.Expr.Range().Ptr(), &m.block.DefRange))
+				c.evalModule(m, false)
 			}
 			return
 		}

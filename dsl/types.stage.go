@@ -51,11 +51,19 @@ var stageExtra = &hcl.BodySchema{
 
 type stageBlock struct {
 	name  string
-	index int
+	c     *compiler // the compiler of the pipeline or module it is in
+	id    string    // its name in the plan: the module path and name
+	index int       // in the graph of the pipeline and its modules
 	block *hcl.Block
 	// content holds needs, when, matrix and the step blocks, read once.
-	content   *hcl.BodyContent
-	needs     []string
+	content *hcl.BodyContent
+	// deps are its needs as written (readNeeds), needs those of the
+	// graph (graph.link); needsAttr is where they are written, in the
+	// file of needsBy.
+	deps      deps
+	needs     []*stageBlock
+	needsAttr *hcl.Attribute
+	needsBy   *compiler
 	hasMatrix bool
 	steps     []*stepBlock
 }
@@ -108,6 +116,9 @@ func (c *compiler) declareStages(blocks []*hcl.Block) {
 		c.steps = make(map[string]*stepBlock, steps)
 		c.stageIdx = make(map[string]*stageBlock, len(blocks))
 		c.stages = make([]*stageBlock, 0, len(blocks))
+		if c.g.stages == nil {
+			c.g.stages = make([]*stageBlock, 0, len(blocks))
+		}
 	}
 	for i, b := range blocks {
 		c.declareStage(b, bodies[i])
@@ -117,8 +128,9 @@ func (c *compiler) declareStages(blocks []*hcl.Block) {
 // declareStage registers a stage and its steps, so that references to
 // them can be checked wherever they appear.
 func (c *compiler) declareStage(b *hcl.Block, body stageBody) {
-	s := &stageBlock{name: b.Labels[0], index: len(c.stages), block: b}
+	s := &stageBlock{name: b.Labels[0], c: c, id: c.prefix + b.Labels[0], index: len(c.g.stages), block: b}
 	c.stages = append(c.stages, s)
+	c.g.stages = append(c.g.stages, s)
 	c.stageIdx[s.name] = s
 	content := body.content
 	s.content = content
@@ -191,68 +203,31 @@ func (c *compiler) declaredOutputs(sb *hcl.Block) []string {
 	return out
 }
 
-// resolveNeeds reads every stage's needs statically, checks the graph for
-// unknown stages and cycles, and computes each stage's ancestors.
+// resolveNeeds reads the needs of every stage and module block
+// statically, links them into the graph of the pipeline's stages and its
+// modules', checks it for cycles and computes each stage's ancestors.
 func (c *compiler) resolveNeeds() {
-	names := make([]string, len(c.stages))
-	for i, s := range c.stages {
-		names[i] = s.name
-	}
-	needsRange := map[string]hcl.Range{}
-	for i, s := range c.stages {
-		attr, ok := s.content.Attributes["needs"]
-		if !ok {
-			if i > 0 {
-				s.needs = []string{c.stages[i-1].name}
-			}
-			continue
-		}
-		needsRange[s.name] = attr.Expr.Range()
-		exprs, diags := hcl.ExprList(attr.Expr)
-		if diags.HasErrors() {
-			c.add(errorDiag("Invalid needs", "needs is a list of stage references, like needs = [stage.build, stage.lint].", attr.Expr.Range().Ptr(), &s.block.DefRange))
-			continue
-		}
-		seen := map[string]bool{}
-		for _, e := range exprs {
-			tr, diags := hcl.AbsTraversalForExpr(e)
-			name, r, ok := attrName(tr, 1)
-			if diags.HasErrors() || tr.RootName() != "stage" || !ok || len(tr) != 2 {
-				c.add(errorDiag("Invalid needs", "Each item of needs is a stage reference, like stage.build (not a string or other expression).", e.Range().Ptr(), &s.block.DefRange))
-				continue
-			}
-			switch {
-			case c.stageIdx[name] == nil:
-				c.add(errorDiag("Reference to undeclared stage", fmt.Sprintf("There is no stage named %q.%s", name, didYouMean(name, names)), r.Ptr(), &s.block.DefRange))
-			case name == s.name:
-				c.add(errorDiag("Stage needs itself", fmt.Sprintf("Stage %q lists itself in needs; remove stage.%s.", name, name), r.Ptr(), &s.block.DefRange))
-			case seen[name]:
-				c.add(errorDiag("Duplicate need", fmt.Sprintf("stage.%s is listed twice.", name), r.Ptr(), &s.block.DefRange))
-			default:
-				seen[name] = true
-				s.needs = append(s.needs, name)
-			}
-		}
-	}
-	c.checkCycles(needsRange)
-	c.computeAncestors()
+	c.readNeeds()
+	c.g.link()
+	c.g.checkCycles()
+	c.g.computeAncestors()
 }
 
-func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
+func (g *graph) checkCycles() {
 	const (
 		unvisited = iota
 		onStack
 		done
 	)
-	state := map[string]int{}
-	var stack []string
+	state := make([]int8, len(g.stages))
+	var stack []*stageBlock
 	reported := map[string]bool{}
-	var visit func(name string)
-	visit = func(name string) {
-		state[name] = onStack
-		stack = append(stack, name)
-		for _, dep := range c.stageIdx[name].needs {
-			switch state[dep] {
+	var visit func(s *stageBlock)
+	visit = func(s *stageBlock) {
+		state[s.index] = onStack
+		stack = append(stack, s)
+		for _, dep := range s.needs {
+			switch state[dep.index] {
 			case unvisited:
 				visit(dep)
 			case onStack:
@@ -260,7 +235,11 @@ func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
 				for stack[i] != dep {
 					i--
 				}
-				cycle := append(append([]string{}, stack[i:]...), dep)
+				cycle := make([]string, 0, len(stack)-i+1)
+				for _, m := range stack[i:] {
+					cycle = append(cycle, m.id)
+				}
+				cycle = append(cycle, dep.id)
 				members := append([]string{}, cycle[:len(cycle)-1]...)
 				sort.Strings(members)
 				key := strings.Join(members, ",")
@@ -268,19 +247,23 @@ func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
 					continue
 				}
 				reported[key] = true
-				var r *hcl.Range
-				if nr, ok := needsRange[name]; ok {
-					r = &nr
+				by := s.needsBy
+				if by == nil {
+					by = s.c
 				}
-				c.add(errorDiag("Cycle in stage needs", fmt.Sprintf("These stages need each other in a cycle, so none of them can start: %s. Remove one of these needs.", strings.Join(cycle, " → ")), r, &c.stageIdx[name].block.DefRange))
+				var r *hcl.Range
+				if s.needsAttr != nil {
+					r = s.needsAttr.Expr.Range().Ptr()
+				}
+				by.add(errorDiag("Cycle in stage needs", fmt.Sprintf("These stages need each other in a cycle, so none of them can start: %s. Remove one of these needs.", strings.Join(cycle, " → ")), r, &s.block.DefRange))
 			}
 		}
 		stack = stack[:len(stack)-1]
-		state[name] = done
+		state[s.index] = done
 	}
-	for _, s := range c.stages {
-		if state[s.name] == unvisited {
-			visit(s.name)
+	for _, s := range g.stages {
+		if state[s.index] == unvisited {
+			visit(s)
 		}
 	}
 }
@@ -288,53 +271,51 @@ func (c *compiler) checkCycles(needsRange map[string]hcl.Range) {
 // computeAncestors records, for every stage, the set of stages it depends
 // on directly or not, as a bitset indexed by declaration order: a pipeline
 // of a thousand stages in a chain has half a million such pairs.
-func (c *compiler) computeAncestors() {
-	words := (len(c.stages) + 63) / 64
-	c.ancestors = make([][]uint64, len(c.stages))
-	for _, s := range c.topoOrder() {
+func (g *graph) computeAncestors() {
+	words := (len(g.stages) + 63) / 64
+	g.ancestors = make([][]uint64, len(g.stages))
+	for _, s := range g.topoOrder() {
 		set := make([]uint64, words)
-		for _, n := range s.needs {
-			dep := c.stageIdx[n]
+		for _, dep := range s.needs {
 			set[dep.index/64] |= 1 << (dep.index % 64)
-			for w, bits := range c.ancestors[dep.index] { // nil while on a cycle
+			for w, bits := range g.ancestors[dep.index] { // nil while on a cycle
 				set[w] |= bits
 			}
 		}
-		c.ancestors[s.index] = set
+		g.ancestors[s.index] = set
 	}
 }
 
 // needsTransitively reports whether stage s depends on stage dep.
-func (c *compiler) needsTransitively(s, dep *stageBlock) bool {
-	set := c.ancestors[s.index]
+func (g *graph) needsTransitively(s, dep *stageBlock) bool {
+	set := g.ancestors[s.index]
 	return set != nil && set[dep.index/64]&(1<<(dep.index%64)) != 0
 }
 
 // topoOrder orders stages so that each comes after the stages it needs;
 // among stages that are ready together, the one written first comes first.
 // Stages on a cycle (already reported) come last in written order.
-func (c *compiler) topoOrder() []*stageBlock {
-	if c.order != nil {
-		return c.order
+func (g *graph) topoOrder() []*stageBlock {
+	if g.order != nil {
+		return g.order
 	}
 	// By stage index: a pipeline may have thousands of stages.
-	indeg := make([]int, len(c.stages))
-	dependents := make([][]*stageBlock, len(c.stages))
-	for _, s := range c.stages {
+	indeg := make([]int, len(g.stages))
+	dependents := make([][]*stageBlock, len(g.stages))
+	for _, s := range g.stages {
 		indeg[s.index] = len(s.needs)
-		for _, n := range s.needs {
-			dep := c.stageIdx[n].index
-			dependents[dep] = append(dependents[dep], s)
+		for _, dep := range s.needs {
+			dependents[dep.index] = append(dependents[dep.index], s)
 		}
 	}
 	var ready []*stageBlock
-	order := make([]*stageBlock, 0, len(c.stages))
-	for _, s := range c.stages {
+	order := make([]*stageBlock, 0, len(g.stages))
+	for _, s := range g.stages {
 		if indeg[s.index] == 0 {
 			ready = append(ready, s)
 		}
 	}
-	placed := make([]bool, len(c.stages))
+	placed := make([]bool, len(g.stages))
 	for len(ready) > 0 {
 		sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
 		s := ready[0]
@@ -347,12 +328,12 @@ func (c *compiler) topoOrder() []*stageBlock {
 			}
 		}
 	}
-	for _, s := range c.stages {
+	for _, s := range g.stages {
 		if !placed[s.index] {
 			order = append(order, s)
 		}
 	}
-	c.order = order
+	g.order = order
 	return order
 }
 

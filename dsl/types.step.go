@@ -34,47 +34,61 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 		m     matrixInstance
 		needs []string
 	}
-	tasks := make([]task, 0, len(c.stages))
-	instances := make(map[string][]string, len(c.stages)) // stage name -> instance IDs
-	for _, s := range c.topoOrder() {
+	g := c.g
+	tasks := make([]task, 0, len(g.stages))
+	instances := make([][]string, len(g.stages)) // by stage index: instance IDs
+	for _, s := range g.topoOrder() {
 		content := s.content
 		combos := []matrixInstance{{}}
 		matrices := content.Blocks.OfType("matrix")
 		for _, extra := range matrices[min(1, len(matrices)):] {
-			c.add(errorDiag("Duplicate matrix block", "A stage has at most one matrix block; put all dimensions in it.", &extra.DefRange, &s.block.DefRange))
+			s.c.add(errorDiag("Duplicate matrix block", "A stage has at most one matrix block; put all dimensions in it.", &extra.DefRange, &s.block.DefRange))
 		}
 		if len(matrices) > 0 {
-			if combos = c.expandMatrix(s, matrices[0]); len(combos) == 0 {
+			if combos = s.c.expandMatrix(s, matrices[0]); len(combos) == 0 {
 				continue
 			}
 		}
 		var needIDs []string
 		for _, n := range s.needs {
-			needIDs = append(needIDs, instances[n]...)
+			needIDs = append(needIDs, instances[n.index]...)
 		}
 		for _, m := range combos {
 			tasks = append(tasks, task{stage: s, m: m, needs: needIDs})
-			instances[s.name] = append(instances[s.name], m.id(s.name))
+			instances[s.index] = append(instances[s.index], m.id(s.id))
 		}
 	}
 
 	// Then every instance is compiled, in parallel: instances only read
 	// what the phases before produced, and each worker collects its own
-	// diagnostics.
+	// diagnostics, with a copy of the compiler of each stage's pipeline or
+	// module.
 	out := make([]plan.Stage, len(tasks))
 	diags := make([]hcl.Diagnostics, len(tasks))
-	c.evalContext(nil) // fills the shared base before the workers read it
+	compilers := []*compiler{c}
+	if g.hasModules {
+		compilers = c.compilers()
+	}
+	for _, cc := range compilers {
+		cc.evalContext(nil) // fills the shared base before the workers read it
+	}
 	parallel(len(tasks), func() func(int) {
-		sub := *c
+		subs := make(map[*compiler]*compiler, len(compilers))
 		return func(i int) {
-			sub.diags = nil
 			t := tasks[i]
+			sub := subs[t.stage.c]
+			if sub == nil {
+				cp := *t.stage.c
+				sub = &cp
+				subs[t.stage.c] = sub
+			}
+			sub.diags = nil
 			out[i] = sub.compileStage(t.stage, t.m, t.stage.content, t.needs)
 			diags[i] = sub.diags
 		}
 	})
-	for _, d := range diags {
-		c.add(d...)
+	for i, d := range diags {
+		tasks[i].stage.c.add(d...)
 	}
 
 	// Last, skips flow along needs in dependency order. A needed stage
@@ -88,12 +102,12 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 			ps.Skip = "the pipeline is not started by this event: " + p.Trigger.Reason
 		case ps.Skip == "":
 			for _, n := range tasks[i].stage.needs {
-				all := len(instances[n]) > 0
-				for _, id := range instances[n] {
+				all := len(instances[n.index]) > 0
+				for _, id := range instances[n.index] {
 					all = all && skipped[id]
 				}
 				if all {
-					ps.Skip = fmt.Sprintf("it needs %s, which is skipped", n)
+					ps.Skip = fmt.Sprintf("it needs %s, which is skipped", n.id)
 					break
 				}
 			}
@@ -106,8 +120,8 @@ func (c *compiler) compileStages(p *plan.Plan) []plan.Stage {
 func (c *compiler) compileStage(s *stageBlock, m matrixInstance, content *hcl.BodyContent, needs []string) plan.Stage {
 	matrix := m.ctyValues()
 	ctx := c.evalContext(matrix)
-	id := m.id(s.name)
-	ps := plan.Stage{ID: id, Name: s.name, MatrixKeys: m.keys, Needs: needs, Source: c.relSource(s.block.DefRange)}
+	id := m.id(s.id)
+	ps := plan.Stage{ID: id, Name: s.id, MatrixKeys: m.keys, Needs: needs, Source: c.planSource(s.block.DefRange)}
 	if len(m.keys) > 0 {
 		ps.Matrix = m.values
 	}
@@ -190,9 +204,9 @@ func (c *compiler) compileStep(ps *plan.Step, st *stepBlock, ctx *hcl.EvalContex
 		misspelt = misspelt || (d.Severity == hcl.DiagError && !strings.HasPrefix(d.Summary, "Missing required"))
 	}
 	*ps = plan.Step{
-		Name: st.name, Kind: st.kind, Env: common.Env, Timeout: common.Timeout,
+		Name: c.prefix + st.name, Kind: st.kind, Env: common.Env, Timeout: common.Timeout,
 		Retry: common.Retry, ContinueOnError: common.ContinueOnError,
-		Outputs: st.outputs, Source: c.relSource(b.DefRange),
+		Outputs: st.outputs, Source: c.planSource(b.DefRange),
 	}
 	c.checkRetry(ps.Retry)
 	if ps.Retry == nil && stageRetry != nil {
@@ -333,8 +347,8 @@ func (c *compiler) deploysBefore(st *stepBlock) bool {
 			return true
 		}
 	}
-	for _, s := range c.stages {
-		if s == st.stage || !c.needsTransitively(st.stage, s) {
+	for _, s := range c.g.stages {
+		if s == st.stage || !c.g.needsTransitively(st.stage, s) {
 			continue
 		}
 		for _, other := range s.steps {

@@ -53,6 +53,12 @@
 // Retry from a step: a new execution of the same run ID whose input carries
 // the steps kept from the attempt before; see Retry.
 //
+// Replay against a changed pipeline: ReplayPipeline takes a changed plan
+// through the workflow's own decisions (the same functions the workflow
+// calls, on the same run state) with the results a run recorded, and
+// reports what would have been different; nothing runs. See the comment
+// in pipelinereplay.go.
+//
 // Outputs and secrets: the workflow substitutes step outputs into a step's
 // templates (plan.MapTemplates walks every plan.Template of a step) before it
 // schedules the step; secret references travel as references and the

@@ -119,10 +119,7 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 			continue
 		}
 		for ; j < next && stageErr == ""; j++ {
-			ss := &st.status.Steps[j]
-			if ss.State == StateFailed && !s.Steps[j].ContinueOnError {
-				stageErr = fmt.Sprintf("step %s failed: %s", ss.Name, ss.Error)
-			}
+			stageErr = failsStage(s.Steps[j], &st.status.Steps[j])
 		}
 	}
 	if stageErr == "" && stageCtx.Err() == nil {
@@ -148,6 +145,15 @@ func (r *run) runStage(ctx workflow.Context, st *stageRun) {
 		st.status.State = StateSucceeded
 		st.status.Reason = ""
 	}
+}
+
+// failsStage says how a finished step fails its stage: "" when it did not
+// fail, or may fail (continue_on_error).
+func failsStage(step plan.Step, ss *StepStatus) string {
+	if ss.State == StateFailed && !step.ContinueOnError {
+		return fmt.Sprintf("step %s failed: %s", ss.Name, ss.Error)
+	}
+	return ""
 }
 
 // takesStage says whether the stage's steps, from the first to run, can

@@ -90,27 +90,36 @@ type stageRun struct {
 }
 
 func newRun(ctx workflow.Context, in RunInput) (*run, error) {
+	r, err := newRunState(in, workflow.GetInfo(ctx).WorkflowExecution.ID, workflow.Now(ctx))
+	if err != nil {
+		return nil, err
+	}
+	r.logger = workflow.GetLogger(ctx)
+	return r, nil
+}
+
+// newRunState is the state of a run of in before anything has happened:
+// what the workflow starts from, and what ReplayPipeline decides with.
+func newRunState(in RunInput, runID string, start time.Time) (*run, error) {
 	p := in.Plan
 	if err := validatePlan(&p); err != nil {
 		return nil, err
 	}
-	info := workflow.GetInfo(ctx)
 	r := &run{
 		plan:   &p,
 		source: in.Source,
 		dryRun: in.DryRun,
 		byID:   map[string]int{},
-		logger: workflow.GetLogger(ctx),
 		status: RunStatus{
 			RunRef: RunRef{
-				RunID:    info.WorkflowExecution.ID,
+				RunID:    runID,
 				Pipeline: p.Pipeline,
 				Repo:     p.Git.Repo,
 				Ref:      p.Git.Ref,
 				SHA:      p.Git.SHA,
 			},
 			State:  StatePending,
-			Start:  workflow.Now(ctx),
+			Start:  start,
 			DryRun: in.DryRun,
 			Stages: make([]StageStatus, len(p.Stages)),
 		},
@@ -397,16 +406,7 @@ func (r *run) schedule(runCtx, waitCtx workflow.Context) {
 				pending++
 				continue
 			}
-			switch {
-			case blocker != "":
-				r.skipStage(st, blocker)
-			case st.plan.Skip != "":
-				r.skipStage(st, st.plan.Skip)
-			case r.stopped != "":
-				r.cancelStage(st, r.stopped)
-			case runCtx.Err() != nil:
-				r.cancelStage(st, "the run was cancelled")
-			default:
+			if r.admit(st, blocker, runCtx.Err() != nil) {
 				st.started = true
 				r.active++
 				workflow.Go(runCtx, func(ctx workflow.Context) {
@@ -424,6 +424,26 @@ func (r *run) schedule(runCtx, waitCtx workflow.Context) {
 			return r.changed != seen || (!handled && stopping())
 		})
 	}
+}
+
+// admit decides about a stage whose needs are done: it skips the stage
+// (blocker is why its needs hold it back, see needsDone; or the plan skips
+// it), or cancels it (the run stopped, or cancelled is true), or returns
+// true: the stage starts.
+func (r *run) admit(st *stageRun, blocker string, cancelled bool) bool {
+	switch {
+	case blocker != "":
+		r.skipStage(st, blocker)
+	case st.plan.Skip != "":
+		r.skipStage(st, st.plan.Skip)
+	case r.stopped != "":
+		r.cancelStage(st, r.stopped)
+	case cancelled:
+		r.cancelStage(st, "the run was cancelled")
+	default:
+		return true
+	}
+	return false
 }
 
 // needsDone reports whether all needs of a stage are done and, if one did
@@ -547,17 +567,26 @@ func (r *run) waitApproval(ctx workflow.Context, st *stageRun) (string, error) {
 	if !ok {
 		a.Decision = DecisionTimedOut
 		a.Reason = "approval timed out"
-		return fmt.Sprintf("approval timed out after %s", ap.Timeout.Std()), nil
+	} else {
+		a.Decision, a.By, a.Reason = st.decisionKind, st.decision.By, st.decision.Reason
 	}
-	a.Decision, a.By, a.Reason = st.decisionKind, st.decision.By, st.decision.Reason
-	if a.Decision == DecisionApproved {
-		return "", nil
+	return approvalRefusal(ap, a), nil
+}
+
+// approvalRefusal says why a decided approval holds its stage back: "" when
+// it was approved.
+func approvalRefusal(ap *plan.Approval, a *ApprovalStatus) string {
+	switch a.Decision {
+	case DecisionApproved:
+		return ""
+	case DecisionTimedOut:
+		return fmt.Sprintf("approval timed out after %s", ap.Timeout.Std())
 	}
 	msg := "rejected by " + a.By
 	if a.Reason != "" {
 		msg += ": " + a.Reason
 	}
-	return msg, nil
+	return msg
 }
 
 // lookupOutput finds step.<name>.<output> for a step of stage st: in an
@@ -589,6 +618,15 @@ func (r *run) lookupOutput(st *stageRun, ref plan.Ref) (string, error) {
 // resolve substitutes step outputs into a step and the environment it runs
 // with; secret references stay for the runner.
 func (r *run) resolve(st *stageRun, step plan.Step) (plan.Step, map[string]plan.Template, error) {
+	return r.resolveWith(st, step, func(ref plan.Ref) (plan.Part, error) {
+		v, err := r.lookupOutput(st, ref)
+		return plan.Part{Lit: v}, err
+	})
+}
+
+// resolveWith is resolve with the part that stands for each step-output
+// reference given by lookup (ReplayPipeline leaves some in place).
+func (r *run) resolveWith(st *stageRun, step plan.Step, lookup func(plan.Ref) (plan.Part, error)) (plan.Step, map[string]plan.Template, error) {
 	sub := func(t plan.Template) (plan.Template, error) {
 		if t.IsLiteral() {
 			return t, nil
@@ -599,11 +637,11 @@ func (r *run) resolve(st *stageRun, step plan.Step) (plan.Step, map[string]plan.
 				out.Append(p)
 				continue
 			}
-			v, err := r.lookupOutput(st, *p.Ref)
+			part, err := lookup(*p.Ref)
 			if err != nil {
 				return out, fmt.Errorf("resolving %s: %w", p.Ref, err)
 			}
-			out.Append(plan.Part{Lit: v})
+			out.Append(part)
 		}
 		return out, nil
 	}

@@ -12,11 +12,22 @@ declare -A package=(
   [prometheus]=prometheus
   [busybox]=busybox-static
   [ip]=iproute2
+  [postgres]=postgresql
 )
+
+# have says whether a command is there. Debian keeps PostgreSQL's server
+# programs off PATH, in /usr/lib/postgresql/VERSION/bin: "postgres" stands
+# for them (internal/testing/pgtest finds them there).
+have() {
+  case "$1" in
+    postgres) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 
 missing=()
 for cmd in "$@"; do
-  if ! command -v "$cmd" >/dev/null 2>&1; then
+  if ! have "$cmd"; then
     missing+=("${package[$cmd]:-$cmd}")
   fi
 done

@@ -93,23 +93,11 @@ func (s *Server) authenticate(r *http.Request) (string, bool) {
 
 func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request, _ string) {
 	q := r.URL.Query()
-	var conds []string
-	for param, attr := range map[string]string{
-		"pipeline": engine.AttrPipeline.GetName(),
-		"status":   engine.AttrStatus.GetName(),
-		"repo":     engine.AttrRepo.GetName(),
-		"ref":      engine.AttrRef.GetName(),
-		"sha":      engine.AttrSHA.GetName(),
-	} {
-		if v := q.Get(param); v != "" {
-			if strings.ContainsAny(v, `'"\`) {
-				httpError(w, http.StatusBadRequest, fmt.Sprintf("%s %q has a quote in it", param, v))
-				return
-			}
-			conds = append(conds, fmt.Sprintf("%s = '%s'", attr, v))
-		}
+	query, err := runFilterOf(q).query()
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	slices.Sort(conds)
 	limit := 50
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -119,7 +107,7 @@ func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		limit = n
 	}
-	runs, err := engine.List(r.Context(), s.client, strings.Join(conds, " AND "))
+	runs, err := engine.List(r.Context(), s.client, query)
 	if err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
@@ -300,33 +288,8 @@ func (s *Server) apiDecide(approve bool) func(w http.ResponseWriter, r *http.Req
 			httpError(w, http.StatusBadRequest, `give the stage: {"stage": "deploy", "reason": "..."}`)
 			return
 		}
-		p, err := engine.RunPlan(r.Context(), s.client, run)
-		if err != nil {
-			apiTemporalError(w, "run", run, err)
-			return
-		}
-		st, ok := findStage(p, req.Stage)
-		if !ok {
-			httpError(w, http.StatusNotFound, fmt.Sprintf("run %q has no stage %q", run, req.Stage))
-			return
-		}
-		if st.Approval != nil {
-			allowed, err := s.mayApprove(r.Context(), p, st.Approval.Approvers, user)
-			if err != nil {
-				httpError(w, http.StatusBadGateway, err.Error())
-				return
-			}
-			if !allowed {
-				httpError(w, http.StatusForbidden, fmt.Sprintf("%s may not approve or reject stage %q: its approvers are %s", user, req.Stage, strings.Join(st.Approval.Approvers, ", ")))
-				return
-			}
-		}
-		decide := engine.Reject
-		if approve {
-			decide = engine.Approve
-		}
-		if err := decide(r.Context(), s.client, run, req.Stage, user, req.Reason); err != nil {
-			httpError(w, http.StatusConflict, err.Error())
+		if status, err := s.decideStage(r.Context(), run, req.Stage, user, req.Reason, approve); err != nil {
+			httpError(w, status, err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"run": run, "stage": req.Stage, "by": user})
@@ -384,8 +347,12 @@ func (s *Server) mayApprove(ctx context.Context, p plan.Plan, approvers []string
 }
 
 func (s *Server) apiCancel(w http.ResponseWriter, r *http.Request, _ string) {
-	if err := engine.Cancel(r.Context(), s.client, r.PathValue("id")); err != nil {
-		apiTemporalError(w, "run", r.PathValue("id"), err)
+	if status, err := s.cancelRun(r.Context(), r.PathValue("id")); err != nil {
+		if status == http.StatusNotFound {
+			apiTemporalError(w, "run", r.PathValue("id"), err)
+			return
+		}
+		httpError(w, status, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"run": r.PathValue("id"), "state": "cancelling"})
@@ -401,16 +368,9 @@ func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request, _ string) {
 			return
 		}
 	}
-	if err := engine.Retry(r.Context(), s.client, r.PathValue("id"), req.From); err != nil {
-		httpError(w, http.StatusConflict, err.Error())
+	if status, err := s.retryRun(r.Context(), r.PathValue("id"), req.From); err != nil {
+		httpError(w, status, err.Error())
 		return
-	}
-	// The new execution is reported to GitHub with checks of its own.
-	if p, err := engine.RunPlan(r.Context(), s.client, r.PathValue("id")); err == nil {
-		in := DeliveryInput{Via: ViaAPI, Event: webhook.Event{Repo: p.Git.Repo}}
-		if err := s.triggers.report(r.Context(), in, r.PathValue("id"), ""); err != nil {
-			s.log.Warn("reporting a retried run to GitHub", "run", r.PathValue("id"), "error", err)
-		}
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"run": r.PathValue("id"), "from": req.From})
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"github.com/sluice-ci/sluice/runners/local"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +9,9 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/sluice-ci/sluice/engine/embedded/pgurl"
+	"github.com/sluice-ci/sluice/runners/local"
 )
 
 // DefaultListen is where the server listens unless told otherwise: this
@@ -31,8 +33,21 @@ type Config struct {
 	// Home holds the server's state: the embedded Temporal database, logs,
 	// workspaces, mirrors, tokens.
 	Home string
+	// Temporal is TemporalEmbedded or TemporalExternal; empty: external
+	// when TemporalAddress is set.
+	Temporal string
 	// TemporalAddress is an existing cluster; empty runs the embedded one.
 	TemporalAddress string
+	// DB is the embedded Temporal's PostgreSQL database, a URL
+	// postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...] (see
+	// engine/embedded/pgurl); empty: SQLite in Home.
+	DB string
+	// Migrate creates or updates DB's schema before the server starts;
+	// without it an empty or older schema is refused.
+	Migrate bool
+	// HistoryShards is the shard count of a new DB (0: 4); a database
+	// keeps the count it was made with.
+	HistoryShards int
 	// TemporalListen is where the embedded Temporal listens (IP:PORT), so
 	// that runners on other hosts reach it; empty: loopback only.
 	TemporalListen string
@@ -115,6 +130,9 @@ func (c Config) repositoryURL(name string) (string, bool) {
 // fileConfig is server.hcl.
 type fileConfig struct {
 	Listen          string      `hcl:"listen,optional"`
+	Temporal        string      `hcl:"temporal,optional"`
+	DB              string      `hcl:"db,optional"`
+	HistoryShards   int         `hcl:"history_shards,optional"`
 	PublicURL       string      `hcl:"public_url,optional"`
 	TemporalAddress string      `hcl:"temporal_address,optional"`
 	TemporalListen  string      `hcl:"temporal_listen,optional"`
@@ -164,6 +182,11 @@ func (c *Config) LoadFile(path string) error {
 	setDefault(&c.Listen, fc.Listen)
 	setDefault(&c.PublicURL, fc.PublicURL)
 	setDefault(&c.TemporalAddress, fc.TemporalAddress)
+	setDefault(&c.Temporal, fc.Temporal)
+	setDefault(&c.DB, fc.DB)
+	if c.HistoryShards == 0 {
+		c.HistoryShards = fc.HistoryShards
+	}
 	setDefault(&c.TemporalListen, fc.TemporalListen)
 	setDefault(&c.Namespace, fc.Namespace)
 	setDefault(&c.MetricsListen, fc.MetricsListen)
@@ -213,7 +236,7 @@ func (c *Config) LoadFile(path string) error {
 // rotation), SLUICE_GITHUB_APP_ID, SLUICE_GITHUB_PRIVATE_KEY_FILE,
 // SLUICE_GITHUB_API_URL, SLUICE_GITHUB_CLIENT_ID,
 // SLUICE_GITHUB_CLIENT_SECRET, SLUICE_GITHUB_WEB_URL,
-// SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL.
+// SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL, SLUICE_TEMPORAL, SLUICE_DB.
 func (c *Config) FromEnv(lookupEnv func(string) (string, bool)) error {
 	getenv := func(k string) string { v, _ := lookupEnv(k); return v }
 	if len(c.GitHub.WebhookSecrets) == 0 {
@@ -239,10 +262,63 @@ func (c *Config) FromEnv(lookupEnv func(string) (string, bool)) error {
 	setDefault(&c.GitHub.ClientSecret, getenv("SLUICE_GITHUB_CLIENT_SECRET"))
 	setDefault(&c.GitHub.WebURL, getenv("SLUICE_GITHUB_WEB_URL"))
 	setDefault(&c.PublicURL, getenv("SLUICE_PUBLIC_URL"))
+	setDefault(&c.Temporal, getenv("SLUICE_TEMPORAL"))
+	setDefault(&c.DB, getenv("SLUICE_DB"))
 	if len(c.GitHookSecrets) == 0 {
 		c.GitHookSecrets = splitList(getenv("SLUICE_GIT_HOOK_SECRET"))
 	}
 	return nil
+}
+
+// How the server reaches Temporal (Config.Temporal).
+const (
+	// TemporalEmbedded runs Temporal in a child process (sluice-temporal)
+	// on SQLite in the home, or on PostgreSQL (Config.DB).
+	TemporalEmbedded = "embedded"
+	// TemporalExternal uses the cluster at Config.TemporalAddress.
+	TemporalExternal = "external"
+)
+
+// checkTemporal settles Temporal and checks that the Temporal settings
+// fit together.
+func (c *Config) checkTemporal() error {
+	switch c.Temporal {
+	case "":
+		c.Temporal = TemporalEmbedded
+		if c.TemporalAddress != "" {
+			c.Temporal = TemporalExternal
+		}
+	case TemporalEmbedded:
+		if c.TemporalAddress != "" {
+			return fmt.Errorf("--temporal=embedded runs Temporal here, and --temporal-address (or SLUICE_TEMPORAL_ADDRESS) %q names a cluster; give one of them", c.TemporalAddress)
+		}
+	case TemporalExternal:
+		if c.TemporalAddress == "" {
+			return fmt.Errorf("--temporal=external needs the cluster's --temporal-address HOST:PORT")
+		}
+	default:
+		return fmt.Errorf("--temporal %q: give embedded (the default) or external", c.Temporal)
+	}
+	if c.Temporal == TemporalExternal {
+		if c.DB != "" || c.Migrate || c.HistoryShards != 0 {
+			return fmt.Errorf("--db, --migrate and --history-shards are the embedded Temporal's; the cluster at %s keeps its own database (drop them, or SLUICE_DB)", c.TemporalAddress)
+		}
+		return nil
+	}
+	if c.DB == "" {
+		if c.Migrate {
+			return fmt.Errorf("--migrate needs --db postgres://...: the SQLite database in $SLUICE_HOME is made and updated by itself")
+		}
+		if c.HistoryShards > 1 {
+			return fmt.Errorf("--history-shards needs --db postgres://...: SQLite has one history shard")
+		}
+		return nil
+	}
+	if c.HistoryShards < 0 {
+		return fmt.Errorf("--history-shards %d: give a positive number", c.HistoryShards)
+	}
+	_, err := pgurl.Parse(c.DB)
+	return err
 }
 
 func splitList(v string) []string {

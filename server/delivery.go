@@ -144,6 +144,9 @@ type Triggers struct {
 	// Environ is where SLUICE_VAR_<name> values come from, as for sluice
 	// plan.
 	Environ []string
+	// Modules is the cache of git module sources, $SLUICE_HOME/modules
+	// (see moduleOptions).
+	Modules string
 	Log     *slog.Logger
 
 	// App returns the client of an installation of the GitHub App, for
@@ -256,7 +259,7 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 	g.ChangedFiles = files1
 	plans, invalid := map[string]*plan.Plan{}, map[string]bool{}
 	for _, dir := range pipelineDirs(files) {
-		p, diags, err := CompileFiles(files, dir, g, complete, t.Environ, in.Inputs)
+		p, diags, err := compileFiles(files, dir, g, complete, t.Environ, in.Inputs, t.moduleOptions(ctx, gh, ref, filesSHA, dir))
 		switch {
 		case err != nil:
 			return res, err
@@ -468,6 +471,11 @@ func pipelineDirs(files map[string][]byte) []string {
 // options as `sluice plan`. A pipeline with errors gives its diagnostics,
 // rendered with repository paths, file:line:column.
 func CompileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown bool, environ []string, inputs map[string]string) (*plan.Plan, string, error) {
+	return compileFiles(files, dir, g, changedKnown, environ, inputs, dsl.ModuleOptions{})
+}
+
+// compileFiles is CompileFiles with the module options of an event.
+func compileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown bool, environ []string, inputs map[string]string, modules dsl.ModuleOptions) (*plan.Plan, string, error) {
 	tmp, err := os.MkdirTemp("", "sluice-pipeline-")
 	if err != nil {
 		return nil, "", err
@@ -494,7 +502,7 @@ func CompileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown 
 	var p *plan.Plan
 	if !diags.HasErrors() {
 		var more = diags
-		p, diags = dsl.Compile(src, dsl.Options{Git: g, ChangedFilesKnown: changedKnown, Environ: environ, Inputs: inputs, Root: root})
+		p, diags = dsl.Compile(src, dsl.Options{Git: g, ChangedFilesKnown: changedKnown, Environ: environ, Inputs: inputs, Root: root, Modules: modules})
 		diags = append(more, diags...)
 	}
 	if !diags.HasErrors() {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/internal/testing/pgtest"
 	"github.com/sluice-ci/sluice/server/githubapp/githubfake"
 	"github.com/sluice-ci/sluice/server/webhook"
 )
@@ -40,7 +41,9 @@ import (
 // SLUICE_BENCH_RATE (deliveries a second, default 200), SLUICE_BENCH_SECONDS
 // (default 60) and SLUICE_BENCH_DRAIN (how long to wait for the last runs
 // after the load, default 3m) set the load. The load runs once whatever
-// b.N is: use -benchtime 1x.
+// b.N is: use -benchtime 1x. SLUICE_BENCH_DB=postgres puts the embedded
+// Temporal on a PostgreSQL of the benchmark's own (internal/testing/pgtest,
+// on loopback, Debian's durable defaults) instead of SQLite.
 func BenchmarkWebhookLoad(b *testing.B) {
 	rate := benchEnvInt(b, "SLUICE_BENCH_RATE", 200)
 	seconds := benchEnvInt(b, "SLUICE_BENCH_SECONDS", 60)
@@ -94,9 +97,22 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer logFile.Close()
+	store := cmp.Or(os.Getenv("SLUICE_BENCH_DB"), "sqlite")
+	var db string
+	switch store {
+	case "sqlite":
+	case "postgres":
+		pg := pgtest.StartOptions(b, pgtest.Options{Durable: true})
+		pg.CreateUser("sluice", "bench")
+		db = pg.URL("sluice", "bench", "sluice", "sslmode=disable")
+	default:
+		b.Fatalf("SLUICE_BENCH_DB %q: give sqlite or postgres", store)
+	}
 	cfg := Config{
 		Listen:   "127.0.0.1:0",
 		Home:     filepath.Join(dir, "home"),
+		DB:       db,
+		Migrate:  db != "",
 		NoRunner: true,
 		GitHub: GitHubConfig{
 			AppID:          gh.AppID,
@@ -232,6 +248,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	b.ReportMetric(float64(duplicates), "duplicates")
 	b.ReportMetric(0, "ns/op")
 
+	b.Logf("store: %s", store)
 	b.Logf("load: %d deliveries at %d/s for %d s (sent in %.1f s, %.1f/s), %d redeliveries; GOMAXPROCS %d",
 		len(measured), rate, seconds, sendSpan.Seconds(), float64(len(measured))/sendSpan.Seconds(), len(redeliveries), runtime.GOMAXPROCS(0))
 	b.Logf("to the 202 (%d): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",

@@ -72,6 +72,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
+	if err := cfg.checkTemporal(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: logger}
 	if len(cfg.GitHub.WebhookSecrets) > 0 {
 		if s.verifier, err = webhook.NewVerifier(cfg.GitHub.WebhookSecrets); err != nil {
@@ -101,7 +104,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		}
 	}()
 	opts := local.Options{Home: cfg.Home, TemporalAddress: cfg.TemporalAddress, TemporalListen: cfg.TemporalListen,
-		TLS: cfg.TemporalTLS, APIKey: cfg.TemporalAPIKey, Namespace: cfg.Namespace, Logger: logger}
+		TLS: cfg.TemporalTLS, APIKey: cfg.TemporalAPIKey, Namespace: cfg.Namespace, Logger: logger,
+		DB: cfg.DB, Migrate: cfg.Migrate, HistoryShards: cfg.HistoryShards}
 	if !cfg.NoRunner {
 		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels}
 		if cfg.Build {
@@ -125,6 +129,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Client:  s.client,
 		Git:     gitSource{mirrors: filepath.Join(cfg.Home, "server", "mirrors")},
 		Environ: os.Environ(),
+		Modules: filepath.Join(cfg.Home, "modules"),
 		Log:     logger,
 	}
 	s.installations = openInstallations(filepath.Join(cfg.Home, "server", "installations.json"))

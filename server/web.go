@@ -263,10 +263,12 @@ func (s *Server) webRoutes(mux *http.ServeMux) {
 		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 	})
+	s.webLogRoutes(mux) // weblog.go
+	s.pageRoutes(mux)   // webpages.go
+	s.oauthRoutes(mux)  // weboauth.go
 }
 
-// oauthEnabled says whether GitHub sign-in is configured.
-func (s *Server) oauthEnabled() bool { return false }
-
 // webFuncs are the functions the templates use.
-var webFuncs = template.FuncMap{}
+var webFuncs = template.FuncMap{
+	"logPath": logViewPath, // a step's log view: logPath RUN STAGE STEP
+}

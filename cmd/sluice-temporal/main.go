@@ -6,9 +6,15 @@
 // of packages whose initialisation would cost every sluice command (even
 // `sluice validate`) tens of milliseconds; see docs/design.md.
 //
+// Its state is in SQLite (--data-dir), or in PostgreSQL when --db, or
+// $SLUICE_TEMPORAL_DB (which keeps a password out of the process list),
+// names a database: postgres://USER[:PASSWORD]@HOST[:PORT]/DB; see
+// engine/embedded/pgurl. --migrate creates or updates its schema.
+//
 // When the server accepts requests it prints one JSON line to stdout,
-// {"address": "127.0.0.1:7233", "namespace": "sluice"}, and keeps running
-// until it gets SIGTERM or SIGINT, or stdin is closed (its parent died).
+// {"address": "127.0.0.1:7233", "namespace": "sluice", "store": "..."},
+// and keeps running until it gets SIGTERM or SIGINT, or stdin is closed
+// (its parent died).
 package main
 
 import (
@@ -31,6 +37,9 @@ func main() {
 	port := flag.Int("port", 0, "frontend gRPC port (0: a free one)")
 	namespace := flag.String("namespace", embedded.DefaultNamespace, "namespace to register")
 	logFile := flag.String("log", "", "file for the server's warnings (default: stderr)")
+	db := flag.String("db", os.Getenv("SLUICE_TEMPORAL_DB"), "PostgreSQL URL to keep the state in instead of SQLite (default $SLUICE_TEMPORAL_DB)")
+	migrate := flag.Bool("migrate", false, "create or update the PostgreSQL schema before starting")
+	shards := flag.Int("history-shards", 0, "history shards of a new PostgreSQL database (0: 4)")
 	flag.Parse()
 
 	var logw io.Writer = os.Stderr
@@ -46,12 +55,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := embedded.Start(ctx, embedded.Config{DataDir: *dataDir, IP: *ip, Port: *port, Namespace: *namespace, Logger: logger})
+	srv, err := embedded.Start(ctx, embedded.Config{DataDir: *dataDir, IP: *ip, Port: *port, Namespace: *namespace, Logger: logger,
+		DB: *db, Migrate: *migrate, HistoryShards: *shards})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sluice-temporal: %v\n", err)
 		os.Exit(1)
 	}
-	ready, _ := json.Marshal(map[string]string{"address": srv.Address(), "namespace": srv.Namespace()})
+	ready, _ := json.Marshal(map[string]string{"address": srv.Address(), "namespace": srv.Namespace(), "store": srv.Store()})
 	fmt.Println(string(ready))
 
 	// The parent holds our stdin open; when it goes away, so do we.

@@ -56,10 +56,20 @@ func newHarness(t *testing.T, pipeline string) *harness {
 
 var built string
 
-// buildBinaries builds sluice and sluice-temporal once per test process.
+// buildBinaries builds sluice and sluice-temporal once per test process,
+// unless $SLUICE_TEST_BIN names a directory that holds both (built from
+// this tree: linking sluice-temporal takes a while).
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	if built != "" {
+		return built
+	}
+	if dir := os.Getenv("SLUICE_TEST_BIN"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		built = abs
 		return built
 	}
 	dir, err := os.MkdirTemp("", "sluice-bin-")

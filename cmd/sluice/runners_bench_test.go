@@ -120,14 +120,15 @@ type benchEnv struct {
 }
 
 // benchServer starts sluice server --no-runner on a new host A, with a
-// bare repository whose hook reports pushes to it.
-func benchServer(t *testing.T, n *netns.Net, pipeline string) *benchEnv {
+// bare repository whose hook reports pushes to it; args are more
+// arguments of sluice server.
+func benchServer(t *testing.T, n *netns.Net, pipeline string, args ...string) *benchEnv {
 	t.Helper()
 	a := n.Host("server")
 	srv := newHarness(t, pipeline)
 	srv.host = a
 	e := &benchEnv{t: t, srv: srv, a: a, url: "http://" + net.JoinHostPort(a.IP, "8080"), temporal: net.JoinHostPort(a.IP, "7233")}
-	cmd, w := srv.background("server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", e.temporal, "--no-runner", "--no-build")
+	cmd, w := srv.background(append([]string{"server", "--listen", net.JoinHostPort(a.IP, "8080"), "--temporal-listen", e.temporal, "--no-runner", "--no-build"}, args...)...)
 	w.waitFor(t, `Sluice server at `+e.url, 2*time.Minute)
 	e.pids = map[string]int{"server": cmd.Process.Pid, "temporal": benchFindProc(t, "sluice-temporal", srv.home)}
 	benchPin(t, "0", e.pids["server"], e.pids["temporal"])

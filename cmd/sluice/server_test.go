@@ -45,6 +45,8 @@ type serverHarness struct {
 	*harness
 	bare, url, token string
 	cmd              *exec.Cmd
+	// args are more arguments of sluice server.
+	args []string
 }
 
 func freePort(t *testing.T) string {
@@ -57,8 +59,8 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newServerHarness(t *testing.T) *serverHarness {
-	h := &serverHarness{harness: newHarness(t, pushPipeline)}
+func newServerHarness(t *testing.T, serverArgs ...string) *serverHarness {
+	h := &serverHarness{harness: newHarness(t, pushPipeline), args: serverArgs}
 	h.bare = filepath.Join(t.TempDir(), "web.git")
 	if out, err := exec.Command("git", "init", "-q", "--bare", h.bare).CombinedOutput(); err != nil {
 		t.Fatalf("git init --bare: %v\n%s", err, out)
@@ -72,7 +74,7 @@ func newServerHarness(t *testing.T) *serverHarness {
 }
 
 func (h *serverHarness) startServer() {
-	cmd, w := h.background("server", "--listen", strings.TrimPrefix(h.url, "http://"), "--no-build")
+	cmd, w := h.background(append([]string{"server", "--listen", strings.TrimPrefix(h.url, "http://"), "--no-build"}, h.args...)...)
 	w.waitFor(h.t, `Sluice server at `, 2*time.Minute)
 	h.cmd = cmd
 }

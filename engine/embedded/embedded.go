@@ -87,6 +87,19 @@ type Config struct {
 	Namespace string
 	// Logger receives the server's warnings and errors; nil discards them.
 	Logger *slog.Logger
+	// DB, when set, is a PostgreSQL URL (see package pgurl): the server
+	// keeps its state in that database and a second one beside it (the
+	// visibility store) instead of SQLite in DataDir, which it then does
+	// not use. Start refuses a database without Temporal's schema, or
+	// with an older one, unless Migrate is set.
+	DB string
+	// Migrate creates DB's two databases if they are missing and sets up
+	// or updates their schemas to this server's versions before starting.
+	Migrate bool
+	// HistoryShards is the number of history shards of a new PostgreSQL
+	// database (0: DefaultPostgresShards). An existing database keeps the
+	// number it was made with: Start refuses another. SQLite has one.
+	HistoryShards int
 }
 
 // Server is a running embedded Temporal server. It serves any client that
@@ -95,7 +108,8 @@ type Server struct {
 	server    temporal.Server
 	address   string
 	namespace string
-	lock      *lockFile
+	store     string
+	lock      releaser
 	logs      *logGate
 
 	stopOnce sync.Once
@@ -132,13 +146,25 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// The internal ports are chosen before the server binds them, so another
 	// process can take one in between; the server then fails with "address
 	// in use" and nothing of it is left running, so try again on new ports.
+	if cfg.DB == "" && cfg.HistoryShards > 1 {
+		return nil, fmt.Errorf("starting Temporal: SQLite keeps one history shard; more need a PostgreSQL database (--db)")
+	}
+	if cfg.DB == "" && cfg.Migrate {
+		return nil, fmt.Errorf("starting Temporal: --migrate applies to a PostgreSQL database (--db); SQLite's schema is made and kept by itself")
+	}
 	const attempts = 4
 	for attempt := 1; ; attempt++ {
-		sqlConfig, lock, err := prepareDatabase(cfg.DataDir)
+		var st *store
+		var err error
+		if cfg.DB != "" {
+			st, err = preparePostgres(ctx, cfg)
+		} else {
+			st, err = prepareDatabase(cfg.DataDir)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("starting Temporal: %w", err)
 		}
-		s, err := start(ctx, cfg, ip, sqlConfig, lock)
+		s, err := start(ctx, cfg, ip, st)
 		if err == nil {
 			return s, nil
 		}
@@ -154,38 +180,70 @@ const clusterName = "active"
 
 var validNamespace = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
 
+// store is where a server keeps its state: its persistence configuration,
+// the lock that keeps other servers off it while it runs, and how to name
+// it to people.
+type store struct {
+	persistence config.Persistence
+	// namespaceDB is the database the namespace is registered in.
+	namespaceDB *config.SQL
+	lock        releaser
+	desc        string
+}
+
+// releaser is a lock on a store.
+type releaser interface{ release() error }
+
+func sqliteStore(sqlConfig *config.SQL, lock *lockFile, desc string) *store {
+	st := &store{
+		persistence: config.Persistence{
+			DefaultStore:     "sqlite",
+			VisibilityStore:  "sqlite",
+			NumHistoryShards: 1,
+			DataStores:       map[string]config.DataStore{"sqlite": {SQL: sqlConfig}},
+		},
+		namespaceDB: sqlConfig,
+		desc:        desc,
+	}
+	// A nil *lockFile in the interface would not be nil.
+	if lock != nil {
+		st.lock = lock
+	}
+	return st
+}
+
 // prepareDatabase locks and, if new, creates the SQLite database and returns
 // the server's configuration for it, and the lock to hold while it runs.
-func prepareDatabase(dataDir string) (_ *config.SQL, _ *lockFile, err error) {
+func prepareDatabase(dataDir string) (_ *store, err error) {
 	if dataDir == "" {
 		// Each in-memory server needs its own shared-cache database name: the
 		// SQLite plugin keeps one connection per name for the life of the
 		// process, and so the data of a stopped server.
 		name := make([]byte, 8)
 		_, _ = rand.Read(name)
-		return &config.SQL{
+		return sqliteStore(&config.SQL{
 			PluginName:        sqliteplugin.PluginName,
 			DatabaseName:      "sluice-" + hex.EncodeToString(name),
 			ConnectAttributes: map[string]string{"mode": "memory", "cache": "shared"},
-		}, nil, nil
+		}, nil, "memory"), nil
 	}
 
 	dir, err := filepath.Abs(dataDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("resolving data directory %q: %w", dataDir, err)
+		return nil, fmt.Errorf("resolving data directory %q: %w", dataDir, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("creating data directory %q: %w", dir, err)
+		return nil, fmt.Errorf("creating data directory %q: %w", dir, err)
 	}
 	lockPath := filepath.Join(dir, "temporal.db.lock")
 	lock, err := acquireLock(lockPath)
 	switch {
 	case errors.Is(err, ErrDataDirInUse):
-		return nil, nil, err
+		return nil, err
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EPERM):
-		return nil, nil, fmt.Errorf("data directory %q is not writable: %w", dir, err)
+		return nil, fmt.Errorf("data directory %q is not writable: %w", dir, err)
 	case err != nil:
-		return nil, nil, fmt.Errorf("locking data directory %q: %w", dir, err)
+		return nil, fmt.Errorf("locking data directory %q: %w", dir, err)
 	}
 	defer func() {
 		if err != nil {
@@ -210,17 +268,21 @@ func prepareDatabase(dataDir string) (_ *config.SQL, _ *lockFile, err error) {
 		if err := sqliteschema.SetupSchema(sqlConfig); err != nil {
 			// A half-made schema would fail every later start.
 			_ = os.Remove(dbPath)
-			return nil, nil, fmt.Errorf("creating database %q: %w", dbPath, err)
+			return nil, fmt.Errorf("creating database %q: %w", dbPath, err)
 		}
 	case err != nil:
-		return nil, nil, fmt.Errorf("opening database: %w", err)
+		return nil, fmt.Errorf("opening database: %w", err)
 	}
-	return sqlConfig, lock, nil
+	return sqliteStore(sqlConfig, lock, "SQLite "+dbPath), nil
 }
 
-// start runs the server on a prepared database. It owns lock: on failure it
-// releases it once nothing of the server is left running.
-func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lock *lockFile) (_ *Server, err error) {
+// start runs the server on a prepared store. It owns the store's lock: on
+// failure it releases it once nothing of the server is left running.
+func start(ctx context.Context, cfg Config, ip net.IP, st *store) (_ *Server, err error) {
+	lock := st.lock
+	if lock == nil {
+		lock = noLock{}
+	}
 	releaseLock := true
 	defer func() {
 		if err != nil && releaseLock {
@@ -231,7 +293,7 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 	// Namespace first, straight into the database: registering it through
 	// the API only once the server runs would leave a window in which the
 	// frontend answers but the namespace is unknown to it.
-	if err := createNamespace(sqlConfig, cfg.Namespace); err != nil {
+	if err := createNamespace(st.namespaceDB, cfg.Namespace); err != nil {
 		return nil, err
 	}
 
@@ -274,12 +336,7 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 		Global: config.Global{
 			Membership: config.Membership{BroadcastAddress: "127.0.0.1"},
 		},
-		Persistence: config.Persistence{
-			DefaultStore:     "sqlite",
-			VisibilityStore:  "sqlite",
-			NumHistoryShards: 1,
-			DataStores:       map[string]config.DataStore{"sqlite": {SQL: sqlConfig}},
-		},
+		Persistence: st.persistence,
 		ClusterMetadata: &cluster.Config{
 			FailoverVersionIncrement: 10,
 			MasterClusterName:        clusterName,
@@ -362,7 +419,7 @@ func start(ctx context.Context, cfg Config, ip net.IP, sqlConfig *config.SQL, lo
 		return nil, fmt.Errorf("waiting for the server to start: %w", context.Cause(ctx))
 	}
 
-	s := &Server{server: server, address: address, namespace: cfg.Namespace, lock: lock, logs: logger.gate}
+	s := &Server{server: server, address: address, namespace: cfg.Namespace, store: st.desc, lock: lock, logs: logger.gate}
 	if err := s.waitReady(ctx); err != nil {
 		_ = server.Stop()
 		return nil, err
@@ -528,6 +585,16 @@ func (s *Server) Address() string { return s.address }
 
 // Namespace is the namespace Start registered, for client.Options.Namespace.
 func (s *Server) Namespace() string { return s.namespace }
+
+// Store says where the server keeps its state, for people: "SQLite
+// PATH", "memory", or "PostgreSQL HOST:PORT/DB (schema ...; N history
+// shards)".
+func (s *Server) Store() string { return s.store }
+
+// noLock is the lock of a store that needs none (in memory).
+type noLock struct{}
+
+func (noLock) release() error { return nil }
 
 // Stop stops the server and releases the data directory, so that another
 // process, or a new Start in this one, can open the database. Workflows

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +33,17 @@ type serverProcess struct {
 	stdin     io.WriteCloser
 	address   string
 	namespace string
+	store     string
 	stderr    *tailBuffer
 	done      chan struct{}
+}
+
+// serverDB is the embedded server's PostgreSQL database; a zero url means
+// SQLite in the home.
+type serverDB struct {
+	url     string
+	migrate bool
+	shards  int
 }
 
 // findServer locates sluice-temporal: $SLUICE_TEMPORAL_BIN, next to the
@@ -44,9 +55,9 @@ func findServer() (string, error) {
 	return "", fmt.Errorf("%s, the embedded Temporal server, is not next to sluice or on PATH; build it with `make build` (or go install github.com/sluice-ci/sluice/cmd/...), or use an existing cluster with --temporal-address", ServerBinary)
 }
 
-// startServer starts sluice-temporal on home's database and waits until it
-// accepts requests.
-func startServer(ctx context.Context, home, namespace, listen string) (*serverProcess, error) {
+// startServer starts sluice-temporal on home's database, or db's, and waits
+// until it accepts requests.
+func startServer(ctx context.Context, home, namespace, listen string, db serverDB) (*serverProcess, error) {
 	bin, err := findServer()
 	if err != nil {
 		return nil, err
@@ -62,9 +73,21 @@ func startServer(ctx context.Context, home, namespace, listen string) (*serverPr
 		}
 		args = append(args, "--ip", host, "--port", port)
 	}
+	if db.migrate {
+		args = append(args, "--migrate")
+	}
+	if db.shards != 0 {
+		args = append(args, "--history-shards", strconv.Itoa(db.shards))
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = proc.ChildAttrs()
 	cmd.Env = withoutOTel(os.Environ())
+	cmd.Env = slices.DeleteFunc(cmd.Env, func(kv string) bool { return strings.HasPrefix(kv, "SLUICE_TEMPORAL_DB=") })
+	if db.url != "" {
+		// In the environment, not the arguments: the URL may hold a
+		// password, and anyone on the machine can read arguments.
+		cmd.Env = append(cmd.Env, "SLUICE_TEMPORAL_DB="+db.url)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -86,12 +109,12 @@ func startServer(ctx context.Context, home, namespace, listen string) (*serverPr
 			ready <- fmt.Errorf("the server exited before it was ready")
 			return
 		}
-		var info struct{ Address, Namespace string }
+		var info struct{ Address, Namespace, Store string }
 		if err := json.Unmarshal(line, &info); err != nil || info.Address == "" {
 			ready <- fmt.Errorf("the server said %q instead of its address", bytes.TrimSpace(line))
 			return
 		}
-		p.address, p.namespace = info.Address, info.Namespace
+		p.address, p.namespace, p.store = info.Address, info.Namespace, info.Store
 		ready <- nil
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
@@ -108,7 +131,8 @@ func startServer(ctx context.Context, home, namespace, listen string) (*serverPr
 		p.stop()
 		<-p.done
 		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(p.stderr.String()), "sluice-temporal: "))
-		if strings.Contains(msg, "in use") {
+		msg = strings.TrimPrefix(msg, "starting Temporal: ")
+		if strings.Contains(msg, "in use") && db.url == "" {
 			return nil, fmt.Errorf("%w: %s", ErrServerInUse, msg)
 		}
 		if msg != "" {

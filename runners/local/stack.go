@@ -35,6 +35,12 @@ type Options struct {
 	// TemporalListen is IP:PORT the embedded Temporal's frontend listens
 	// on, for runners on other hosts; empty: a free loopback port.
 	TemporalListen string
+	// DB is the embedded Temporal's PostgreSQL database (a postgres://
+	// URL); empty: SQLite in Home. Migrate creates or updates its schema,
+	// and HistoryShards is the shard count of a new one (0: the default).
+	DB            string
+	Migrate       bool
+	HistoryShards int
 	// TLS connects to TemporalAddress over TLS (mTLS with a certificate);
 	// nil connects in plain text.
 	TLS *TLSOptions
@@ -106,6 +112,10 @@ type Stack struct {
 	Embedded bool
 	// Address is where the server listens.
 	Address string
+	// Store says where the embedded server keeps its state ("SQLite
+	// PATH", "PostgreSQL HOST:PORT/DB ..."); empty when this process does
+	// not host it.
+	Store string
 	// Build is the BuildKit daemon and registry, when Options.Build asked
 	// for them.
 	Build *Build
@@ -161,16 +171,18 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	switch info, perr := Published(opts.Home); {
 	case opts.TemporalAddress != "":
 		s.Address = opts.TemporalAddress
+	case perr == nil && opts.DB != "":
+		return nil, fmt.Errorf("another sluice process (pid %d) hosts the Temporal server of %s; stop it before starting one on PostgreSQL (--db)", info.PID, opts.Home)
 	case perr == nil:
 		s.Address, s.Namespace = info.Address, info.Namespace
 	case opts.Attach:
 		return nil, fmt.Errorf("no Sluice server publishes its Temporal address in %s: %w", opts.Home, perr)
 	default:
-		srv, err := startServer(ctx, opts.Home, s.Namespace, opts.TemporalListen)
+		srv, err := startServer(ctx, opts.Home, s.Namespace, opts.TemporalListen, serverDB{url: opts.DB, migrate: opts.Migrate, shards: opts.HistoryShards})
 		if err != nil {
 			return nil, err
 		}
-		s.server, s.Embedded, s.Address = srv, true, srv.address
+		s.server, s.Embedded, s.Address, s.Store = srv, true, srv.address, srv.store
 		if err := publish(opts.Home, ServerInfo{Address: s.Address, Namespace: s.Namespace, PID: os.Getpid()}); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,9 @@
 #   RATE      deliveries a second (default 200)
 #   DURATION  seconds of load (default 60)
 #   DRAIN     how long to wait for the last runs afterwards (default 3m)
+#   DB        sqlite (default) or postgres: the embedded Temporal's store;
+#             postgres starts Debian's PostgreSQL for the benchmark
+#             (internal/testing/pgtest, root runs it as the postgres user)
 #
 # The figures are in docs/benchmarks.md, "Issue 9: webhook deliveries".
 set -euo pipefail
@@ -18,4 +21,6 @@ export SLUICE_TEMPORAL_BIN="$root/bin/sluice-temporal"
 export SLUICE_BENCH_RATE="${RATE:-200}"
 export SLUICE_BENCH_SECONDS="${DURATION:-60}"
 export SLUICE_BENCH_DRAIN="${DRAIN:-3m}"
+export SLUICE_BENCH_DB="${DB:-sqlite}"
+[ "$SLUICE_BENCH_DB" = sqlite ] || scripts/deps.sh postgres
 exec go test ./server -run '^$' -bench '^BenchmarkWebhookLoad$' -benchtime 1x -count 1 -timeout 30m -v

@@ -13,6 +13,7 @@
 package githubapp
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -145,7 +146,7 @@ func (a *App) transport() http.RoundTripper {
 // one for every call with the same ID. Each has its own ghinstallation
 // transport, which mints the installation token on first use and again a
 // minute before it expires; the token stays inside the transport, never
-// returned or stored anywhere else.
+// stored anywhere else, and leaves it only for git (GitToken).
 func (a *App) Installation(id int64) (*Client, error) {
 	if err := a.init(); err != nil {
 		return nil, err
@@ -172,7 +173,7 @@ func (a *App) Installation(id int64) (*Client, error) {
 	}
 	gh := github.NewClient(hc)
 	gh.BaseURL = a.base
-	c := &Client{gh: gh, installation: id, appID: a.ID, blobs: a.blobs}
+	c := &Client{gh: gh, installation: id, appID: a.ID, blobs: a.blobs, tokens: tr}
 	a.clients[id] = c
 	return c, nil
 }
@@ -183,6 +184,20 @@ type Client struct {
 	installation int64
 	appID        int64 // the App's ID: FindCheckRun lists only its check runs
 	blobs        *blobCache
+	tokens       *ghinstallation.Transport
+}
+
+// GitToken returns the installation's token for git over HTTPS, where
+// GitHub takes it as the password of the user x-access-token: the server
+// fetches the private repositories of git modules with it. It is the
+// token API calls use, minted and refreshed by the same transport; callers
+// use it for one fetch and keep it nowhere.
+func (c *Client) GitToken(ctx context.Context) (string, error) {
+	tok, err := c.tokens.Token(ctx)
+	if err != nil {
+		return "", fmt.Errorf("minting a token for installation %d: %w", c.installation, err)
+	}
+	return tok, nil
 }
 
 // split splits "owner/name".

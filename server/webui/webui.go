@@ -64,3 +64,13 @@ func (p *Pages) Render(w io.Writer, name string, data any) error {
 	}
 	return t.ExecuteTemplate(w, "layout.html", data)
 }
+
+// RenderPart writes one template that page defines (a fragment a page's
+// script fetches to update itself) without the layout.
+func (p *Pages) RenderPart(w io.Writer, page, name string, data any) error {
+	t, ok := p.pages[page]
+	if !ok {
+		return fmt.Errorf("no page %q", page)
+	}
+	return t.ExecuteTemplate(w, name, data)
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/dsl/plan"
+	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -20,6 +21,9 @@ type compileFlags struct {
 	event, ref, sha, repo, actor, base string
 	pr                                 int
 	vars, varFiles, inputs, changed    []string
+	// lock says how the module lock file is used: validate checks or
+	// updates it, every other command reads it.
+	lock dsl.LockMode
 }
 
 func (f *compileFlags) register(cmd *cobra.Command) {
@@ -45,6 +49,11 @@ func (f *compileFlags) options(e *env, pipelineDir string) (dsl.Options, error) 
 		return dsl.Options{}, err
 	}
 	opts := dsl.Options{Environ: e.environ, VarFiles: f.varFiles}
+	opts.Modules.Lock = f.lock
+	if home, err := local.Home(); err == nil {
+		// Git modules are cached with the rest of the home's state.
+		opts.Modules.Fetcher = &dsl.GitFetcher{Dir: filepath.Join(home, "modules")}
+	}
 	if opts.Vars, err = dsl.ParseVarFlags(f.vars); err != nil {
 		return opts, usageError{fmt.Errorf("--var %w", err)}
 	}
@@ -157,15 +166,14 @@ func pipelineDir(path string) string {
 // compile compiles the pipeline named by a command's arguments for the
 // event its flags describe. The commands that use it (plan, validate)
 // compile and exit, so their heap is bounded (boundHeap).
-func (f *compileFlags) compile(e *env, args []string) (*plan.Plan, error) {
+func (f *compileFlags) compile(e *env, args []string) (*plan.Plan, *dsl.Sources, error) {
 	boundHeap()
 	path := pipelinePath(args)
 	opts, err := f.options(e, pipelineDir(path))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	p, _, err := compile(e, path, opts)
-	return p, err
+	return compile(e, path, opts)
 }
 
 // heapLimit is the soft limit on the Go heap of a command that compiles a

@@ -35,7 +35,7 @@ it; the same input always gives the same bytes and digest.`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("-o %q is not an output format; use text or json", output)}
 			}
-			p, err := flags.compile(e, args)
+			p, _, err := flags.compile(e, args)
 			if err != nil {
 				return err
 			}

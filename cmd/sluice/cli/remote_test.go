@@ -157,6 +157,21 @@ func TestRemoteCommands(t *testing.T) {
 	if got := must(t, "status", runID); !regexp.MustCompile(`(?m)^deploy +ship +succeeded`).MatchString(got) {
 		t.Errorf("status (SLUICE_SERVER): %q", got)
 	}
+	// The run replays through the API against a changed pipeline: alice's
+	// approval stands, and the changed step would receive another command.
+	changed := filepath.Join(t.TempDir(), ".sluice")
+	if err := os.MkdirAll(changed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(changed, "p.hcl"), []byte(strings.Replace(gatePipeline, `"shipped"`, `"shipped again"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := must(t, "replay", runID, "--pipeline", changed)
+	for _, want := range []string{"~ ship  succeeded → succeeded (assumed: its inputs changed)", `run.command: ["echo","shipped"] → ["echo","shipped again"]`, "1 approval asked (0 new)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("replay --server printed no %q:\n%s", want, got)
+		}
+	}
 	// A server that is no GitHub App has no webhook deliveries to ask for
 	// again, and says so.
 	if code, _, stderr := sluiceMain("server", "redeliver"); code != 1 || !strings.Contains(stderr, "this server has no GitHub App to redeliver webhooks with") {

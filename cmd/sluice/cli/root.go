@@ -86,6 +86,8 @@ background on first use):
 
   sluice run                   run .sluice/ on this machine, with live logs
   sluice runs, status, logs    look at runs; approve, cancel, retry act on them
+  sluice replay RUN --pipeline .sluice
+                               what a changed pipeline would have done in a run
 
 Run it for a team:
 
@@ -97,7 +99,7 @@ Run it for a team:
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newValidate(e), newPlan(e), newFmt(e), newRun(e), newRuns(e), newStatus(e), newLogs(e),
-		newDecide(e, true), newDecide(e, false), newCancel(e), newRetry(e), newDev(e), newImages(e), newVersion(e), newServer(e), newHook(e), newLogin(e, os.Stdin), newSchedules(e), newRunner(e), newRunners(e))
+		newDecide(e, true), newDecide(e, false), newCancel(e), newRetry(e), newReplay(e), newDev(e), newImages(e), newVersion(e), newServer(e), newHook(e), newLogin(e, os.Stdin), newSchedules(e), newRunner(e), newRunners(e))
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {

@@ -38,6 +38,19 @@ HOST:PORT for now, run the steps), on the embedded
 Temporal server with its state in $SLUICE_HOME (default ~/.sluice), or on
 the cluster --temporal-address names.
 
+Temporal on PostgreSQL (docs/operations.md): with --db, the embedded
+Temporal keeps its state in a PostgreSQL database instead of SQLite:
+
+  sluice server --db postgres://sluice:PASSWORD@db.internal:5432/sluice --migrate
+
+It uses two databases, DB and DB_visibility. --migrate creates them if the
+user may (CREATEDB; else create them owned by the user) and sets up or
+updates Temporal's schema, then starts; it is safe on every start. Without
+it, an empty or older schema is refused with the versions found and
+needed. The password may come from PGPASSWORD instead of the URL;
+sslmode defaults to prefer. --history-shards (default 4) is fixed when the
+database is first used: a different number later is refused.
+
 A delivery is answered 202 only once Temporal holds it, as a workflow whose
 ID derives from the delivery: a redelivery starts nothing, and a server
 killed after answering finishes the delivery when it starts again. Each
@@ -49,6 +62,7 @@ names (server.hcl):
 
   listen     = "0.0.0.0:8080"
   public_url = "https://ci.example.com"
+  db         = "postgres://sluice@db.internal/sluice"  # or SLUICE_DB
   github {
     app_id           = 123456
     private_key_file = "/etc/sluice/github-app.pem"
@@ -61,7 +75,8 @@ names (server.hcl):
 
 Environment: SLUICE_GITHUB_WEBHOOK_SECRET (comma-separated for rotation;
 set but empty is refused), SLUICE_GITHUB_APP_ID,
-SLUICE_GITHUB_PRIVATE_KEY_FILE, SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL.
+SLUICE_GITHUB_PRIVATE_KEY_FILE, SLUICE_GIT_HOOK_SECRET, SLUICE_PUBLIC_URL,
+SLUICE_TEMPORAL, SLUICE_DB (the --db URL), PGPASSWORD.
 
 Creating the GitHub App (Settings > Developer settings > GitHub Apps > New):
   1. Homepage URL: the public URL. Webhook URL: <public URL>/webhooks/github.
@@ -93,6 +108,7 @@ func newServer(e *env) *cobra.Command {
 		Example: `  SLUICE_GITHUB_WEBHOOK_SECRET=... sluice server --listen 0.0.0.0:8080 --public-url https://ci.example.com
   sluice server --config /etc/sluice/server.hcl
   sluice server --no-runner --temporal-address temporal.internal:7233
+  sluice server --db postgres://sluice@db.internal/sluice --migrate
   sluice hook install /srv/git/web.git --server http://ci.internal:8080`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -117,7 +133,11 @@ func newServer(e *env) *cobra.Command {
 	fl.StringVar(&configFile, "config", os.Getenv("SLUICE_SERVER_CONFIG"), "server.hcl with the settings below (flags and the environment win)")
 	fl.StringVar(&cfg.Listen, "listen", "", "address to serve HTTP on (default "+server.DefaultListen+")")
 	fl.StringVar(&cfg.PublicURL, "public-url", "", "URL GitHub and browsers reach the server at (default http://LISTEN)")
+	fl.StringVar(&cfg.Temporal, "temporal", "", "embedded (a Temporal server of its own, the default) or external (the cluster at --temporal-address) (SLUICE_TEMPORAL)")
 	fl.StringVar(&cfg.TemporalAddress, "temporal-address", os.Getenv("SLUICE_TEMPORAL_ADDRESS"), "host:port of an existing Temporal cluster (default: the embedded server, state in $SLUICE_HOME)")
+	fl.StringVar(&cfg.DB, "db", "", "the embedded Temporal's PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...] (default: SQLite in $SLUICE_HOME) (SLUICE_DB)")
+	fl.BoolVar(&cfg.Migrate, "migrate", false, "create or update --db's Temporal schema, then start")
+	fl.IntVar(&cfg.HistoryShards, "history-shards", 0, "history shards of a new --db (default 4); fixed once the database is used")
 	fl.StringVar(&cfg.Namespace, "namespace", "", "Temporal namespace (default sluice)")
 	fl.StringVar(&cfg.TemporalListen, "temporal-listen", os.Getenv("SLUICE_TEMPORAL_LISTEN"), "IP:PORT the embedded Temporal listens on, for runners on other hosts (default: a loopback port)")
 	var tlsOpts local.TLSOptions
@@ -207,6 +227,9 @@ func runServer(ctx context.Context, e *env, cfg server.Config) error {
 	// let go of the database.
 	defer stopLocked(cfg.Home, s.Close)
 	fmt.Fprintf(e.stdout, "Sluice server at %s (Temporal %s, namespace %s; state in %s).\n", s.URL(), s.Stack().Address, s.Stack().Namespace, cfg.Home)
+	if store := s.Stack().Store; store != "" && cfg.DB != "" {
+		fmt.Fprintf(e.stdout, "  Temporal state:  %s\n", store)
+	}
 	fmt.Fprintf(e.stdout, "  GitHub webhooks: %s/webhooks/github%s\n", s.URL(), map[bool]string{true: "", false: " (off: set SLUICE_GITHUB_WEBHOOK_SECRET)"}[len(cfg.GitHub.WebhookSecrets) > 0])
 	fmt.Fprintf(e.stdout, "  git pushes:      sluice hook install REPO.git --server %s\n", s.URL())
 	fmt.Fprintf(e.stdout, "  API:             %s/api/v1 (sluice server token create --user NAME)\n", s.URL())

@@ -7,6 +7,9 @@
 // makes: check runs (with GitHub's limits on output, annotations and
 // actions, and annotations appended across updates), commit statuses and
 // comments, which tests read back with CheckRuns, Statuses and Comments.
+// Signing in with GitHub through the App (oauth.go) works too: github.com's
+// authorize and access_token endpoints, at the fake's root, and the user
+// token's GET /user and GET /user/installations.
 //
 // Every request and every response is validated against GitHub's own
 // OpenAPI description (Spec); a mismatch is a violation that fails the
@@ -82,6 +85,8 @@ type Server struct {
 	// checkChanged is closed, and replaced, whenever a check run changes:
 	// WaitCheckRun waits on it.
 	checkChanged chan struct{}
+	// oauth is signing in with GitHub (oauth.go).
+	oauth *oauthState
 
 	// malform, when set, rewrites each response body before it is
 	// validated: for tests of the validation itself.
@@ -432,6 +437,10 @@ type response struct {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/login/oauth/") {
+		s.serveOAuth(w, r) // github.com's, not the REST API's
+		return
+	}
 	// A request is recorded before its response is sent, so that a client
 	// that has its answer sees it in Requests.
 	record := func(status int) {
@@ -642,6 +651,9 @@ func (s *Server) handle(r *http.Request, in *openapi3filter.RequestValidationInp
 		return s.createToken(r, p["installation_id"])
 	}
 	if res, ok := s.appOp(op, r, p, r.URL.Query()); ok {
+		return res
+	}
+	if res, ok := s.userOp(op, r); ok {
 		return res
 	}
 	tok, res := s.installationOf(r)
