@@ -107,7 +107,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		TLS: cfg.TemporalTLS, APIKey: cfg.TemporalAPIKey, Namespace: cfg.Namespace, Logger: logger,
 		DB: cfg.DB, Migrate: cfg.Migrate, HistoryShards: cfg.HistoryShards}
 	if !cfg.NoRunner {
-		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels}
+		// A team's server lists its own runner in the registry (sluice
+		// runners, the runners page) beside the standalone ones; the
+		// local server a command started has no one to show it to.
+		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels, Report: !cfg.Background}
 		if cfg.Build {
 			b := local.BuildFromEnv(io.Discard)
 			b.Optional = true

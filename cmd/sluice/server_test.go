@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-ci/sluice/runners/local"
 )
 
 // The server end to end, for real: a bare git repository with the hook
@@ -208,6 +210,10 @@ func TestServerGitPush(t *testing.T) {
 	// A reviewer sees them with the CLI through the API.
 	if out := h.sluiceOut("runs", "--server", h.url); !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(r2.RunID)+` +web +refs/heads/main +`+second[:7]+` +succeeded`).MatchString(out) || !strings.Contains(out, r1.RunID) {
 		t.Errorf("sluice runs --server does not show %s succeeded and %s:\n%s", r2.RunID, r1.RunID, out)
+	}
+	// The server's own runner is listed with the standalone ones.
+	if out := h.sluiceOut("runners", "--server", h.url); !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(local.DefaultRunnerName())+` +yes `).MatchString(out) {
+		t.Errorf("sluice runners --server does not list the server's runner %s online:\n%s", local.DefaultRunnerName(), out)
 	}
 	// The second run ran the second commit, cloned from the bare repository.
 	if b, _ := os.ReadFile(filepath.Join(h.counters, "runs")); !strings.HasSuffix(string(b), second+"\n") {
