@@ -257,8 +257,11 @@ func (c *compiler) checkKind(s *plan.Step, st *stepBlock) {
 		}
 	case plan.KindImage:
 		for i, tag := range s.Image.Tags {
-			if !tag.IsLiteral() {
-				continue // checked when the step runs, with its values
+			// Only a tag written as a literal: one built from values
+			// (${git.short_sha} outside a repository is empty) is
+			// checked when the step runs, with the run's values.
+			if !tag.IsLiteral() || !literalListItem(b, "tags", i) {
+				continue
 			}
 			if _, err := reference.ParseNormalizedNamed(tag.Literal()); err != nil {
 				c.add(errorDiag("Invalid image reference", fmt.Sprintf("tag %q of image step %q is not an image reference (%v). Write [registry/]repository[:tag] in lower case, like \"localhost:5000/web:v1\" or \"ghcr.io/acme/web:${git.short_sha}\"; a tag is letters, digits, _ . and -, at most 128.", tag.Literal(), s.Name, err), listItemRange(b, "tags", i), def))
@@ -388,6 +391,25 @@ func junitInWorkspace(wd, pattern string) bool {
 // listItemRange is the range of the i-th item of a list attribute of a
 // block, or of the whole attribute when it is not written as a list, or
 // of the block when the body is not native syntax.
+// literalListItem says whether item i of list attribute name of b is a
+// string literal in the file, with no interpolation.
+func literalListItem(b *hcl.Block, name string, i int) bool {
+	body, ok := b.Body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	attr, ok := body.Attributes[name]
+	if !ok {
+		return false
+	}
+	tuple, ok := attr.Expr.(*hclsyntax.TupleConsExpr)
+	if !ok || i >= len(tuple.Exprs) {
+		return false
+	}
+	_, lit := literalString(tuple.Exprs[i])
+	return lit
+}
+
 func listItemRange(b *hcl.Block, name string, i int) *hcl.Range {
 	body, ok := b.Body.(*hclsyntax.Body)
 	if !ok {

@@ -212,7 +212,7 @@ func TestServerGitPush(t *testing.T) {
 		t.Errorf("sluice runs --server does not show %s succeeded and %s:\n%s", r2.RunID, r1.RunID, out)
 	}
 	// The server's own runner is listed with the standalone ones.
-	if out := h.sluiceOut("runners", "--server", h.url); !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(local.DefaultRunnerName())+` +yes `).MatchString(out) {
+	if out := h.sluiceOut("runners", "--server", h.url); !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(local.DefaultRunnerName()) + ` +yes `).MatchString(out) {
 		t.Errorf("sluice runners --server does not list the server's runner %s online:\n%s", local.DefaultRunnerName(), out)
 	}
 	// The second run ran the second commit, cloned from the bare repository.
