@@ -42,8 +42,8 @@ type Sources struct {
 	lock *moduleLock
 }
 
-// Load reads and parses a pipeline: every .hcl file of a directory, or one
-// file. Files that cannot be parsed are reported and left out; the rest are
+// Load reads and parses a pipeline: every .hcl file of a directory but the
+// module lock file (LockFileName), or one file. Files that cannot be parsed are reported and left out; the rest are
 // returned so that later phases can still report their own problems.
 func Load(path string) (*Sources, hcl.Diagnostics) {
 	src := &Sources{Files: map[string]*hcl.File{}}

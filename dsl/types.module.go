@@ -163,7 +163,7 @@ func (c *compiler) loadModule(m *moduleCall, src moduleSource) {
 		depth++
 	}
 	if depth > MaxModuleDepth {
-		fail("Modules nested too deeply", fmt.Sprintf("Module %q would be the %d-th module called from a module; modules may nest at most %d deep.", m.name, depth, MaxModuleDepth))
+		fail("Modules nested too deeply", fmt.Sprintf("Calling module %q would nest modules %d deep; they may nest at most %d deep.", m.name, depth, MaxModuleDepth))
 		return
 	}
 	if c.g.modules++; c.g.modules > MaxModules {

@@ -3,6 +3,7 @@ package dsl
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -420,5 +421,19 @@ func TestGitFetcherCredentials(t *testing.T) {
 	}
 	if len(asked) != 1 {
 		t.Errorf("credentials asked for %v, want only the https URL", asked)
+	}
+}
+
+// TestModuleDepth checks the bound on modules calling modules.
+func TestModuleDepth(t *testing.T) {
+	files := map[string]string{".sluice/web.hcl": "pipeline \"web\" {}\nmodule \"m\" {\n  source = \"../m1\"\n}\n"}
+	for i := 1; i <= MaxModuleDepth+1; i++ {
+		files[fmt.Sprintf("m%d/m.hcl", i)] = fmt.Sprintf("module \"m\" {\n  source = \"../m%d\"\n}\n", i+1)
+	}
+	files[fmt.Sprintf("m%d/m.hcl", MaxModuleDepth+2)] = "stage \"s\" {\n  step \"run\" \"r\" {\n    command = [\"true\"]\n  }\n}\n"
+	_, src, diags := compileModules(t, writeRepo(t, files), ModuleOptions{})
+	out := render(src, diags)
+	if !strings.Contains(out, "Modules nested too deeply") || strings.Count(out, "error:") != 1 {
+		t.Errorf("modules nested %d deep:\n%s", MaxModuleDepth+2, out)
 	}
 }

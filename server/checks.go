@@ -503,11 +503,17 @@ var diagLine = regexp.MustCompile(`^([^\s:][^:]*):(\d+):(\d+): (error|warning): 
 
 // diagnosticAnnotations turns a pipeline's rendered diagnostics
 // ("path:line:col: message" lines, with repository paths) into
-// annotations.
+// annotations. A diagnostic in a file of no repository path (a git
+// module's, in the module cache) has none: its text, which says where the
+// module is called, stays in the check's summary.
 func diagnosticAnnotations(diags string) []githubapp.Annotation {
 	var out []githubapp.Annotation
+	inRepo := true
 	for _, line := range strings.Split(diags, "\n") {
 		if m := diagLine.FindStringSubmatch(line); m != nil {
+			if inRepo = !path.IsAbs(m[1]); !inRepo {
+				continue
+			}
 			var n int
 			fmt.Sscanf(m[2], "%d", &n)
 			level := "failure"
@@ -518,7 +524,7 @@ func diagnosticAnnotations(diags string) []githubapp.Annotation {
 			continue
 		}
 		// The detail: the indented lines under the source excerpt.
-		if d, ok := strings.CutPrefix(line, "    "); ok && len(out) > 0 {
+		if d, ok := strings.CutPrefix(line, "    "); ok && len(out) > 0 && inRepo {
 			a := &out[len(out)-1]
 			if a.Message == a.Title {
 				a.Message += ":"

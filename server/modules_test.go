@@ -152,3 +152,26 @@ func TestGitHubCredentials(t *testing.T) {
 		t.Error("a token that cannot be minted gave no error")
 	}
 }
+
+// TestModuleDiagnosticAnnotations checks that a diagnostic in a git
+// module's file, which is in the module cache and not the repository,
+// gives no annotation, while one in the repository does.
+func TestModuleDiagnosticAnnotations(t *testing.T) {
+	diags := `/home/sluice/modules/3f2a/0123/go/go.hcl:4:5: error: Unsupported argument
+  | in stage "test"
+4 |     comand = ["go"]
+  |     ^^^^^^
+    An argument named "comand" is not expected here. Did you mean "command"?
+
+    In module "go" called at .sluice/web.hcl:3.
+
+.sluice/web.hcl:8:3: error: Reference to undeclared local value
+8 |   x = local.y
+  |       ^^^^^^^
+    There is no local value named "y".
+`
+	a := diagnosticAnnotations(diags)
+	if len(a) != 1 || a[0].Path != ".sluice/web.hcl" || strings.Contains(a[0].Message, "comand") {
+		t.Errorf("annotations = %+v, want only the repository's", a)
+	}
+}
