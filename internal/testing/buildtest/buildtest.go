@@ -219,7 +219,7 @@ func RepoRoot() (string, error) {
 	if !ok {
 		return "", fmt.Errorf("finding the repository root")
 	}
-	return filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Abs(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
 // Binary is the buildkitd tests start: $SLUICE_BUILDKITD_BIN, or
