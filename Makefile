@@ -43,6 +43,7 @@ test-unit:
 
 fuzz:
 	$(GO) test ./dsl -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./server/ansi -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
@@ -65,6 +66,7 @@ bench: build tools
 	scripts/bench/webhooks.sh
 	scripts/bench/runner-idle.sh
 	SLUICE_BENCH_BIN=bin scripts/bench/runner-pickup.sh
+	SLUICE_BENCH=1 $(GO) test ./server -run '^TestLogViewSpeed$$' -v -count 1
 
 # demo is the main job on the embedded default: the base images
 # (busybox:local, golang:local) pushed to the local registry under

@@ -269,6 +269,4 @@ func (s *Server) webRoutes(mux *http.ServeMux) {
 }
 
 // webFuncs are the functions the templates use.
-var webFuncs = template.FuncMap{
-	"logPath": logViewPath, // a step's log view: logPath RUN STAGE STEP
-}
+var webFuncs = template.FuncMap{}

@@ -90,7 +90,7 @@ func (l stepLog) path(suffix string) string {
 }
 
 // logViewPath is the path of the log view of a step's log, for the pages
-// that link to it (the template function logPath).
+// that link to it.
 func logViewPath(run, stage, step string) string { return stepLog{run, stage, step}.path("") }
 
 // logPageData is what log.html gets.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/sluice-ci/sluice/engine/logstore"
 	"github.com/sluice-ci/sluice/runners/local"
@@ -138,34 +140,73 @@ func FuzzLogStream(f *testing.F) {
 	f.Add([]byte("one\ntwo\n\x1b[32mthree\nfour"), uint16(5), uint16(2), true)
 	f.Add([]byte("a\r\nb\rc\n\n\n"), uint16(1), uint16(1), false)
 	f.Add(bytes.Repeat([]byte("z"), maxLogLine*2+3), uint16(7000), uint16(1), true)
-	f.Fuzz(func(t *testing.T, log []byte, step uint16, after uint16, complete bool) {
-		whole := completeLines(stream(t, 0, complete, string(log)))
-		var chunks []string
-		n := int(step%512) + 1
-		if len(log) > 4096 {
-			n = int(step) + 1
+	f.Fuzz(checkStream)
+}
+
+// Many logs of lines, escapes, carriage returns and long lines, in pieces:
+// FuzzLogStream's check without the fuzzer's build, which is slow for this
+// package.
+func TestLogStreamRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	parts := []string{"\n", "\r", "\r\n", "a", "line ", "\x1b[1;31m", "\x1b[0m", "\x1b[38;5;", "2;200m", "é", "\xff", strings.Repeat("x", maxLogLine/3)}
+	for range 300 {
+		var b strings.Builder
+		for range r.IntN(40) {
+			b.WriteString(parts[r.IntN(len(parts))])
 		}
-		for rest := log; len(rest) > 0; {
-			k := min(n, len(rest))
-			chunks = append(chunks, string(rest[:k]))
-			rest = rest[k:]
+		checkStream(t, []byte(b.String()), uint16(r.IntN(1<<16)), uint16(r.IntN(1<<16)), r.IntN(2) == 0)
+	}
+}
+
+// checkStream checks that a log cut into pieces of step bytes, read in
+// full and resumed after a line, gives the lines it gives read at once.
+func checkStream(t *testing.T, log []byte, step uint16, after uint16, complete bool) {
+	whole := completeLines(stream(t, 0, complete, string(log)))
+	var chunks []string
+	n := int(step%512) + 1
+	if len(log) > 4096 {
+		n = int(step) + 1
+	}
+	for rest := log; len(rest) > 0; {
+		k := min(n, len(rest))
+		chunks = append(chunks, string(rest[:k]))
+		rest = rest[k:]
+	}
+	pieces := completeLines(stream(t, 0, complete, chunks...))
+	if diff := cmp.Diff(whole, pieces); diff != "" {
+		t.Fatalf("in pieces of %d bytes (-whole +pieces):\n%s", n, diff)
+	}
+	lines := 0
+	for _, e := range whole {
+		if e.ID != "" {
+			lines++
 		}
-		pieces := completeLines(stream(t, 0, complete, chunks...))
-		if diff := cmp.Diff(whole, pieces); diff != "" {
-			t.Fatalf("in pieces of %d bytes (-whole +pieces):\n%s", n, diff)
+	}
+	// The backlog is the same lines.
+	var b bytes.Buffer
+	w := bufio.NewWriter(&b)
+	bare := &logStream{w: w, bare: true}
+	for _, c := range chunks {
+		bare.write([]byte(c))
+	}
+	if complete {
+		bare.end()
+	}
+	w.Flush()
+	var want strings.Builder
+	for _, e := range whole {
+		if e.ID != "" {
+			want.WriteString(e.Data + "\n")
 		}
-		lines := 0
-		for _, e := range whole {
-			if e.ID != "" {
-				lines++
-			}
-		}
-		k := int(after) % (lines + 1)
-		resumed := completeLines(stream(t, k, complete, chunks...))
-		if diff := cmp.Diff(whole[k:], resumed); diff != "" {
-			t.Fatalf("resumed after %d (-want +got):\n%s", k, diff)
-		}
-	})
+	}
+	if b.String() != want.String() {
+		t.Fatalf("the backlog %q, the events' lines %q", b.String(), want.String())
+	}
+	k := int(after) % (lines + 1)
+	resumed := completeLines(stream(t, k, complete, chunks...))
+	if diff := cmp.Diff(whole[k:], resumed, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("resumed after %d (-want +got):\n%s", k, diff)
+	}
 }
 
 // The backlog is the complete lines, bare, the last one only if the log is

@@ -150,7 +150,7 @@
     if (e.key === "ArrowUp" || e.key === "PageUp" || e.key === "Home" || (e.key === " " && e.shiftKey)) up();
   });
   view.addEventListener("pointerdown", function (e) {
-    if (e.target === view) up(); // on the scrollbar
+    if (e.target === view || e.button === 1) up(); // the scrollbar; autoscroll
   });
   let touchY = 0;
   view.addEventListener("touchstart", function (e) {
