@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,6 +170,12 @@ func TestRunTrace(t *testing.T) {
 	traceID := engine.TraceID(runID)
 	if len(traceID) != 32 || traceID != engine.TraceID(runID) {
 		t.Fatalf("TraceID(%q) = %q, want 32 hex digits, the same each time", runID, traceID)
+	}
+	// The run page shows the trace a tracing backend has it under.
+	b := newBrowser(t, e.url)
+	b.signIn(e.home, "alice")
+	if code, _, page := b.get("/runs/" + runID); code != http.StatusOK || !strings.Contains(page, `id="trace-id" title="OpenTelemetry trace ID">`+traceID+`<`) {
+		t.Errorf("the run page (%d) does not show trace %s", code, traceID)
 	}
 	var spans []receivedSpan
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
