@@ -34,7 +34,8 @@ import (
 // measured is the system, not a queue for runner slots) change it;
 // SLUICE_BENCH_SHARDS sets PostgreSQL's --history-shards, and
 // SLUICE_BENCH_PG_SETTINGS adds lines to its postgresql.conf (separated by
-// ";", e.g. "synchronous_commit = off").
+// ";", e.g. "synchronous_commit = off"), and SLUICE_BENCH_PG_PARAMS to
+// the --db URL's parameters (e.g. "driver=pgx").
 
 // benchLoadPipeline is n stages in a chain, each one step that writes its
 // run, its stage and when it began.
@@ -119,7 +120,11 @@ func benchLoad(t *testing.T, store string) {
 		}
 		pg = pgtest.StartOptions(t, pgtest.Options{Durable: true, Host: db.IP, Command: db.Command, Settings: settings})
 		pg.CreateUser("sluice", "bench")
-		args = append(args, "--db", pg.URL("sluice", "bench", "sluice", "sslmode=disable"), "--migrate")
+		params := []string{"sslmode=disable"}
+		if v := os.Getenv("SLUICE_BENCH_PG_PARAMS"); v != "" {
+			params = append(params, v)
+		}
+		args = append(args, "--db", pg.URL("sluice", "bench", "sluice", params...), "--migrate")
 		shards := "4 (the default)"
 		if v := os.Getenv("SLUICE_BENCH_SHARDS"); v != "" {
 			args = append(args, "--history-shards", v)
@@ -128,6 +133,9 @@ func benchLoad(t *testing.T, store string) {
 		desc = "PostgreSQL 15 on a host of its own (Debian's defaults: fsync and synchronous_commit on), " + shards + " history shards"
 		if len(settings) > 0 {
 			desc += ", with " + strings.Join(settings, ", ")
+		}
+		if v := os.Getenv("SLUICE_BENCH_PG_PARAMS"); v != "" {
+			desc += ", --db ...?" + v
 		}
 	default:
 		t.Fatalf("SLUICE_BENCH_STORES: %q is not sqlite or postgres", store)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -60,15 +61,74 @@ const (
 	lockObj   = 1
 )
 
+// lockCheck is how often a running server checks the session that holds
+// its lock.
+var lockCheck = 30 * time.Second
+
 // pgLock holds the advisory lock in a session of its own.
 type pgLock struct {
 	db   *sql.DB
 	conn *sql.Conn
+	// stop ends watch, which closes done.
+	stop, done chan struct{}
+}
+
+// watch checks the lock's session every lockCheck while the server runs.
+// The queries keep idle-connection timeouts (a firewall's, a proxy's)
+// from ending the session; a session that ended all the same (PostgreSQL
+// restarted, the connection was cut) released the lock, so watch takes it
+// again in a new session, and says so.
+func (l *pgLock) watch(u *pgurl.URL, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(lockCheck)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), connectTimeout+time.Second)
+			if err := l.conn.PingContext(ctx); err != nil {
+				l.retake(ctx, u, logger, err)
+			}
+			cancel()
+		}
+	}()
+}
+
+func (l *pgLock) retake(ctx context.Context, u *pgurl.URL, logger *slog.Logger, cause error) {
+	conn, err := l.db.Conn(ctx)
+	var ok bool
+	if err == nil {
+		if err = conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1, $2)", lockClass, lockObj).Scan(&ok); err != nil || !ok {
+			_ = conn.Close()
+		}
+	}
+	switch {
+	case err != nil:
+		logger.Warn("the PostgreSQL session that holds this server's lock on the database ended, and taking the lock again failed; trying again", "db", u.Where(), "cause", cause, "error", err)
+	case !ok:
+		logger.Error("the PostgreSQL session that holds this server's lock on the database ended, and another server took the lock: stop one of them", "db", u.Where(), "cause", cause)
+	default:
+		_ = l.conn.Close()
+		l.conn = conn
+		logger.Warn("the PostgreSQL session that holds this server's lock on the database ended; took the lock again", "db", u.Where(), "cause", cause)
+	}
 }
 
 func (l *pgLock) release() error {
 	if l == nil || l.db == nil {
 		return nil
+	}
+	if l.stop != nil {
+		close(l.stop)
+		<-l.done
 	}
 	err := l.conn.Close()
 	if cerr := l.db.Close(); err == nil {
@@ -88,6 +148,9 @@ func preparePostgres(ctx context.Context, cfg Config) (_ *store, err error) {
 	}
 	if u.Password == "" {
 		u.Password = os.Getenv("PGPASSWORD")
+		if err := pgurl.CheckPassword(u.Password); err != nil {
+			return nil, fmt.Errorf("PGPASSWORD: %w", err)
+		}
 	}
 	if cfg.HistoryShards < 0 {
 		return nil, fmt.Errorf("--history-shards %d: give a positive number", cfg.HistoryShards)
@@ -186,6 +249,7 @@ func preparePostgres(ctx context.Context, cfg Config) (_ *store, err error) {
 		shards = DefaultPostgresShards
 	}
 
+	lock.watch(u, cfg.Logger)
 	return &store{
 		persistence: config.Persistence{
 			DefaultStore:     "postgres",
@@ -198,8 +262,8 @@ func preparePostgres(ctx context.Context, cfg Config) (_ *store, err error) {
 		},
 		namespaceDB: mainSQL,
 		lock:        lock,
-		desc: fmt.Sprintf("PostgreSQL %s (schema %s, visibility %s in %s%s; %d history shards)",
-			u.Where(), mainVersion, visVersion, u.VisibilityDatabase, migrated, shards),
+		desc: fmt.Sprintf("PostgreSQL %s (schema %s, visibility %s in %s%s; %d history shards%s)",
+			u.Where(), mainVersion, visVersion, u.VisibilityDatabase, migrated, shards, map[bool]string{true: "; pgx driver"}[u.Driver == "pgx"]),
 	}, nil
 }
 
@@ -216,8 +280,12 @@ func sqlConfig(u *pgurl.URL, database string) *config.SQL {
 	for k, v := range u.Params {
 		attrs[k] = v
 	}
+	plugin := postgresql.PluginName
+	if u.Driver == "pgx" {
+		plugin = postgresql.PluginNamePGX
+	}
 	return &config.SQL{
-		PluginName:        postgresql.PluginName,
+		PluginName:        plugin,
 		DatabaseName:      database,
 		ConnectAddr:       u.Addr(),
 		ConnectProtocol:   "tcp",

@@ -141,6 +141,40 @@ func TestPostgres(t *testing.T) {
 	wantErr(t, err, "is not a PostgreSQL URL")
 }
 
+// TestPostgresLockSession: when the session that holds a server's lock
+// ends (PostgreSQL restarted, a proxy cut the connection) the server takes
+// the lock again, and a second server is still refused.
+func TestPostgresLockSession(t *testing.T) {
+	defer embedded.SetLockCheck(200 * time.Millisecond)()
+	pg := pgtest.Start(t)
+	db := pg.URL(pgtest.Superuser, "", "sluice")
+	startServer(t, embedded.Config{DB: db, Migrate: true}, "first")
+	sdb := pg.DB("sluice")
+	holder := func() int {
+		var pid int
+		err := sdb.QueryRow("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 1 AND objsubid = 2").Scan(&pid)
+		if err != nil {
+			return 0
+		}
+		return pid
+	}
+	before := holder()
+	if before == 0 {
+		t.Fatal("no session holds the lock")
+	}
+	pg.Exec("sluice", "SELECT pg_terminate_backend($1)", before)
+	deadline := time.Now().Add(10 * time.Second)
+	for after := holder(); after == 0 || after == before; after = holder() {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not take the lock again within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := startErr(t, embedded.Config{DB: db}); !errors.Is(err, embedded.ErrDatabaseInUse) {
+		t.Errorf("a second server after the lock's session ended: %v; want ErrDatabaseInUse", err)
+	}
+}
+
 // TestPostgresNoCreateDB: a user who may not create databases is told
 // what an administrator must do.
 func TestPostgresNoCreateDB(t *testing.T) {
@@ -150,11 +184,23 @@ func TestPostgresNoCreateDB(t *testing.T) {
 	wantErr(t, err, `user "ci" may not create databases; have an administrator run CREATE DATABASE "ci" OWNER "ci" and CREATE DATABASE "ci_visibility" OWNER "ci"`)
 
 	// Made for it by an administrator, with the visibility database too:
-	// the schemas need only ownership.
+	// the schemas need only ownership. (And with the other driver, pgx.)
 	pg.Exec("postgres", "CREATE DATABASE ci OWNER ci")
 	pg.Exec("postgres", "CREATE DATABASE ci_visibility OWNER ci")
-	srv := startServer(t, embedded.Config{DB: pg.URL("ci", "pw", "ci"), Migrate: true, HistoryShards: 2}, "owner")
-	if got := srv.Store(); !strings.Contains(got, "2 history shards") {
-		t.Errorf("Store() = %q; want 2 history shards", got)
+	srv := startServer(t, embedded.Config{DB: pg.URL("ci", "pw", "ci", "driver=pgx"), Migrate: true, HistoryShards: 2}, "owner")
+	if got := srv.Store(); !strings.Contains(got, "2 history shards; pgx driver") {
+		t.Errorf("Store() = %q; want 2 history shards and the pgx driver", got)
+	}
+	c := dial(t, srv)
+	defer runWorker(t, c)()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "greet-pgx", TaskQueue: taskQueue}, Greet, "pgx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := run.Get(ctx, &got); err != nil || got != "hello pgx" {
+		t.Fatalf("workflow: %q, %v", got, err)
 	}
 }

@@ -24,6 +24,7 @@
 #             "synchronous_commit = off", which commits as SQLite's WAL
 #             with synchronous=NORMAL does: safe from a crash of the
 #             processes, not of the machine)
+#   PG_PARAMS more parameters of the --db URL (e.g. "driver=pgx")
 #   ROUNDS    how many times to run it all (default 1)
 #
 # The figures are in docs/benchmarks.md, "Temporal on PostgreSQL (issue 13)".
@@ -48,6 +49,7 @@ export SLUICE_BENCH_STORES="${STORES:-sqlite postgres}"
 [ -n "${MAX_STAGES:-}" ] && export SLUICE_BENCH_MAX_STAGES="$MAX_STAGES"
 [ -n "${SHARDS:-}" ] && export SLUICE_BENCH_SHARDS="$SHARDS"
 [ -n "${PG_SETTINGS:-}" ] && export SLUICE_BENCH_PG_SETTINGS="$PG_SETTINGS"
+[ -n "${PG_PARAMS:-}" ] && export SLUICE_BENCH_PG_PARAMS="$PG_PARAMS"
 out=$(mktemp)
 log=$(mktemp)
 trap 'rm -f "$out" "$log"' EXIT

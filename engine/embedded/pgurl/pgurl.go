@@ -11,6 +11,8 @@
 // unless visibility_db names another: the two schemas keep their versions
 // in tables of the same name, so they cannot share a database. max_conns
 // bounds the connections each of the two opens (default DefaultMaxConns).
+// driver=pgx runs Temporal's postgres12_pgx plugin (the pgx driver)
+// instead of its postgres12 (lib/pq), the default.
 // Every other parameter goes to the driver (lib/pq) as it is: sslmode
 // (default prefer, as psql), sslrootcert, sslcert, sslkey, connect_timeout,
 // application_name and PostgreSQL run-time settings such as search_path.
@@ -46,13 +48,29 @@ type URL struct {
 	VisibilityDatabase string
 	// MaxConns bounds the connections to each database.
 	MaxConns int
+	// Driver is "pq" (Temporal's postgres12 plugin) or "pgx"
+	// (postgres12_pgx).
+	Driver string
 	// Params go to the driver; sslmode is always set.
 	Params map[string]string
 }
 
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
-var validName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$-]{0,62}$`)
+var (
+	validName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$-]{0,62}$`)
+	validUser = regexp.MustCompile(`^[A-Za-z0-9_.$-]{1,63}$`)
+)
+
+// CheckPassword refuses what Temporal's PostgreSQL plugin would pass on
+// wrong: it query-escapes the password into a URL's user part, where a
+// space becomes a "+" that PostgreSQL then takes literally.
+func CheckPassword(p string) error {
+	if strings.Contains(p, " ") {
+		return fmt.Errorf("the password has a space, which Temporal's PostgreSQL plugin passes on as \"+\"; use a password without spaces")
+	}
+	return nil
+}
 
 // Parse reads a postgres:// (or postgresql://) URL. Its errors never show
 // the password.
@@ -66,13 +84,20 @@ func Parse(s string) (*URL, error) {
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return nil, fmt.Errorf("--db %q is not a PostgreSQL URL: %s", shown, want)
 	}
-	out := &URL{Port: DefaultPort, MaxConns: DefaultMaxConns, Params: map[string]string{}}
+	out := &URL{Port: DefaultPort, MaxConns: DefaultMaxConns, Driver: "pq", Params: map[string]string{}}
 	if u.User != nil {
 		out.User = u.User.Username()
 		out.Password, _ = u.User.Password()
 	}
 	if out.User == "" {
 		return nil, fmt.Errorf("--db %q names no user: %s", shown, want)
+	}
+	// Temporal's plugin writes the user into its own URL as it is.
+	if !validUser.MatchString(out.User) {
+		return nil, fmt.Errorf("--db %q: user %q: Temporal's PostgreSQL plugin takes user names of letters, digits and _ . - $ only", shown, out.User)
+	}
+	if err := CheckPassword(out.Password); err != nil {
+		return nil, fmt.Errorf("--db %q: %w", shown, err)
 	}
 	out.Host = u.Hostname()
 	if out.Host == "" {
@@ -114,6 +139,11 @@ func Parse(s string) (*URL, error) {
 				return nil, fmt.Errorf("--db %q: max_conns %q is not a number of at least 2", shown, v)
 			}
 			out.MaxConns = n
+		case "driver":
+			if v != "pq" && v != "pgx" {
+				return nil, fmt.Errorf("--db %q: driver %q is not pq (the default) or pgx", shown, v)
+			}
+			out.Driver = v
 		case "sslmode":
 			if !slices.Contains(sslModes, v) {
 				return nil, fmt.Errorf("--db %q: sslmode %q is not one of %s", shown, v, strings.Join(sslModes, ", "))
@@ -158,6 +188,9 @@ func (u *URL) String() string {
 	}
 	if u.MaxConns != DefaultMaxConns {
 		q.Set("max_conns", strconv.Itoa(u.MaxConns))
+	}
+	if u.Driver != "pq" {
+		q.Set("driver", u.Driver)
 	}
 	v.RawQuery = q.Encode()
 	// *** reads better than its escape.

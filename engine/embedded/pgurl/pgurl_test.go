@@ -17,20 +17,20 @@ func TestParse(t *testing.T) {
 		{
 			name: "minimal",
 			in:   "postgres://sluice@db.internal/ci",
-			want: &URL{User: "sluice", Host: "db.internal", Port: 5432, Database: "ci", VisibilityDatabase: "ci_visibility", MaxConns: DefaultMaxConns, Params: map[string]string{"sslmode": "prefer"}},
+			want: &URL{User: "sluice", Host: "db.internal", Port: 5432, Database: "ci", VisibilityDatabase: "ci_visibility", MaxConns: DefaultMaxConns, Driver: "pq", Params: map[string]string{"sslmode": "prefer"}},
 			str:  "postgres://sluice@db.internal:5432/ci",
 		},
 		{
 			name: "everything",
-			in:   "postgresql://sluice:s%40cret@10.0.0.5:6432/ci?sslmode=verify-full&sslrootcert=/etc/ca.pem&visibility_db=civis&max_conns=8",
-			want: &URL{User: "sluice", Password: "s@cret", Host: "10.0.0.5", Port: 6432, Database: "ci", VisibilityDatabase: "civis", MaxConns: 8,
+			in:   "postgresql://sluice:s%40cret@10.0.0.5:6432/ci?sslmode=verify-full&sslrootcert=/etc/ca.pem&visibility_db=civis&max_conns=8&driver=pgx",
+			want: &URL{User: "sluice", Password: "s@cret", Host: "10.0.0.5", Port: 6432, Database: "ci", VisibilityDatabase: "civis", MaxConns: 8, Driver: "pgx",
 				Params: map[string]string{"sslmode": "verify-full", "sslrootcert": "/etc/ca.pem"}},
-			str: "postgres://sluice:***@10.0.0.5:6432/ci?max_conns=8&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&visibility_db=civis",
+			str: "postgres://sluice:***@10.0.0.5:6432/ci?driver=pgx&max_conns=8&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&visibility_db=civis",
 		},
 		{
 			name: "IPv6",
 			in:   "postgres://u@[::1]:5433/d?sslmode=disable",
-			want: &URL{User: "u", Host: "::1", Port: 5433, Database: "d", VisibilityDatabase: "d_visibility", MaxConns: DefaultMaxConns, Params: map[string]string{"sslmode": "disable"}},
+			want: &URL{User: "u", Host: "::1", Port: 5433, Database: "d", VisibilityDatabase: "d_visibility", MaxConns: DefaultMaxConns, Driver: "pq", Params: map[string]string{"sslmode": "disable"}},
 			str:  "postgres://u@[::1]:5433/d?sslmode=disable",
 		},
 	}
@@ -63,7 +63,10 @@ func TestParseErrors(t *testing.T) {
 		{"sslmode", "postgres://u@h/d?sslmode=on", `sslmode "on" is not one of disable, allow, prefer`},
 		{"visibility same", "postgres://u@h/d?visibility_db=d", "visibility_db"},
 		{"max_conns", "postgres://u@h/d?max_conns=1", "max_conns"},
+		{"driver", "postgres://u@h/d?driver=mysql", `driver "mysql" is not pq (the default) or pgx`},
 		{"dbname param", "postgres://u@h/d?dbname=x", "give the dbname in the URL"},
+		{"user", "postgres://a%40b@h/d", `user "a@b": Temporal's PostgreSQL plugin takes user names of letters`},
+		{"password with a space", "postgres://u:p%20w@h/d", "the password has a space"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
