@@ -68,18 +68,7 @@ func TestShippedLogsFollowedFromTheCLI(t *testing.T) {
 	t.Setenv("SLUICE_TEST_SHIPPED_TOKEN", secretValue)
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release")
-	repoDir := filepath.Join(dir, "repo")
-	if err := os.MkdirAll(filepath.Join(repoDir, ".sluice"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repoDir, ".sluice", "far.hcl"), fmt.Appendf(nil, logsPipeline, release), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "pipeline"}} {
-		if out, err := exec.Command("git", append([]string{"-C", repoDir}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	repoDir := gitProject(t, dir, "far.hcl", fmt.Appendf(nil, logsPipeline, release))
 	e := startWith(t, func(c *server.Config) {
 		c.Repositories = []server.Repository{{Name: "far", URL: repoDir}}
 	})
@@ -282,4 +271,23 @@ func TestCloseEndsLogStreams(t *testing.T) {
 	if len(b) != 0 || resp.Trailer.Get(server.LogCompleteTrailer) != "" {
 		t.Errorf("the cut stream: %q, trailer %v", b, resp.Trailer)
 	}
+}
+
+// gitProject makes a git repository under dir/repo whose one commit, on
+// main, holds the pipeline file .sluice/NAME, and returns its directory.
+func gitProject(t *testing.T, dir, name string, pipeline []byte) string {
+	t.Helper()
+	repoDir := filepath.Join(dir, "repo")
+	if err := os.MkdirAll(filepath.Join(repoDir, ".sluice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repoDir, ".sluice", name), pipeline, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "pipeline"}} {
+		if out, err := exec.Command("git", append([]string{"-C", repoDir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	return repoDir
 }

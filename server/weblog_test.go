@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -415,18 +414,7 @@ func TestLogPageFollowsARunningStep(t *testing.T) {
 	t.Setenv("SLUICE_TEST_WEBLOG_TOKEN", secretValue)
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release")
-	repoDir := filepath.Join(dir, "repo")
-	if err := os.MkdirAll(filepath.Join(repoDir, ".sluice"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repoDir, ".sluice", "logs.hcl"), fmt.Appendf(nil, weblogPipeline, release), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "pipeline"}} {
-		if out, err := exec.Command("git", append([]string{"-C", repoDir}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	repoDir := gitProject(t, dir, "logs.hcl", fmt.Appendf(nil, weblogPipeline, release))
 	e := startWith(t, func(c *server.Config) {
 		c.NoRunner = false
 		c.Repositories = []server.Repository{{Name: "logs", URL: repoDir}}

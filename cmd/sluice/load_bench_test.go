@@ -37,19 +37,10 @@ import (
 // ";", e.g. "synchronous_commit = off"), and SLUICE_BENCH_PG_PARAMS to
 // the --db URL's parameters (e.g. "driver=pgx").
 
-// benchLoadPipeline is n stages in a chain, each one step that writes its
-// run, its stage and when it began.
+// benchLoadPipeline is n stages in a chain, each one step that writes
+// its run, its stage and when it began.
 func benchLoadPipeline(n int) string {
-	var b strings.Builder
-	b.WriteString("pipeline \"load\" {\n  on \"manual\" {}\n}\n\nvariable \"counters\" {}\n")
-	for i := range n {
-		fmt.Fprintf(&b, "\nstage \"s%03d\" {\n  runs_on = [\"bench\"]\n", i)
-		if i > 0 {
-			fmt.Fprintf(&b, "  needs   = [stage.s%03d]\n", i-1)
-		}
-		fmt.Fprintf(&b, "  step \"run\" \"t%03d\" {\n    script = \"echo $SLUICE_RUN_ID s%03d $(date +%%s%%N) >> ${var.counters}/stamps\"\n  }\n}\n", i, i)
-	}
-	return b.String()
+	return benchChainPipeline("load", `on "manual" {}`, "$SLUICE_RUN_ID ", n)
 }
 
 const benchLoadWarm = `

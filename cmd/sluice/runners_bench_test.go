@@ -65,14 +65,21 @@ func benchSkip(t *testing.T) {
 // benchPickupPipeline is n stages in a chain, each one step that writes
 // when it began.
 func benchPickupPipeline(n int) string {
+	return benchChainPipeline("pickup", `on "push" { branches = ["main"] }`, "", n)
+}
+
+// benchChainPipeline is pipeline name (its trigger on) of n stages in a
+// chain, each one step that writes its stage, after prefix (shell words),
+// and when it began to the counters' stamps.
+func benchChainPipeline(name, on, prefix string, n int) string {
 	var b strings.Builder
-	b.WriteString("pipeline \"pickup\" {\n  on \"push\" { branches = [\"main\"] }\n}\n\nvariable \"counters\" {}\n")
+	fmt.Fprintf(&b, "pipeline %q {\n  %s\n}\n\nvariable \"counters\" {}\n", name, on)
 	for i := range n {
 		fmt.Fprintf(&b, "\nstage \"s%03d\" {\n  runs_on = [\"bench\"]\n", i)
 		if i > 0 {
 			fmt.Fprintf(&b, "  needs   = [stage.s%03d]\n", i-1)
 		}
-		fmt.Fprintf(&b, "  step \"run\" \"t%03d\" {\n    script = \"echo s%03d $(date +%%s%%N) >> ${var.counters}/stamps\"\n  }\n}\n", i, i)
+		fmt.Fprintf(&b, "  step \"run\" \"t%03d\" {\n    script = \"echo %ss%03d $(date +%%s%%N) >> ${var.counters}/stamps\"\n  }\n}\n", i, prefix, i)
 	}
 	return b.String()
 }
