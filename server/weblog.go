@@ -172,18 +172,28 @@ func lastEventID(r *http.Request) (int, error) {
 	return n, nil
 }
 
+// signedStepLog is the step log a request names, for a signed-in user;
+// otherwise it answers 401 or 400 and ok is false.
+func (s *Server) signedStepLog(w http.ResponseWriter, r *http.Request) (l stepLog, ok bool) {
+	if _, ok := s.webSession(r); !ok {
+		http.Error(w, "sign in first: your session has ended", http.StatusUnauthorized)
+		return l, false
+	}
+	l, err := stepLogOf(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return l, false
+	}
+	return l, true
+}
+
 // logLines sends the complete lines a log has now (see the top of this
 // file); none for a log that does not exist yet. HEAD answers 401 or 200
 // and reads nothing: the page asks it, when its events fail, whether the
 // session has ended.
 func (s *Server) logLines(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.webSession(r); !ok {
-		http.Error(w, "sign in first: your session has ended", http.StatusUnauthorized)
-		return
-	}
-	l, err := stepLogOf(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	l, ok := s.signedStepLog(w, r)
+	if !ok {
 		return
 	}
 	// Complete before the reading starts: then the last line, newline or
@@ -227,13 +237,8 @@ func (s *Server) logLines(w http.ResponseWriter, r *http.Request) {
 // logEvents streams a log as server-sent events (see the top of this
 // file) until it is complete, the client goes or the server stops.
 func (s *Server) logEvents(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.webSession(r); !ok {
-		http.Error(w, "sign in first: your session has ended", http.StatusUnauthorized)
-		return
-	}
-	l, err := stepLogOf(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	l, ok := s.signedStepLog(w, r)
+	if !ok {
 		return
 	}
 	after, err := lastEventID(r)

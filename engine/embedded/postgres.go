@@ -195,14 +195,8 @@ func preparePostgres(ctx context.Context, cfg Config) (_ *store, err error) {
 	}
 	visVersion := ""
 	if exists {
-		vis, err := connect(ctx, u, u.VisibilityDatabase)
-		if err != nil {
+		if visVersion, err = visibilityVersion(ctx, u); err != nil {
 			return nil, err
-		}
-		visVersion, err = schemaVersion(ctx, vis, u.VisibilityDatabase)
-		_ = vis.Close()
-		if err != nil {
-			return nil, describeQueryError(u, err)
 		}
 	}
 
@@ -219,14 +213,8 @@ func preparePostgres(ctx context.Context, cfg Config) (_ *store, err error) {
 		if mainVersion, err = schemaVersion(ctx, lock.conn, u.Database); err != nil {
 			return nil, describeQueryError(u, err)
 		}
-		vis, err := connect(ctx, u, u.VisibilityDatabase)
-		if err != nil {
+		if visVersion, err = visibilityVersion(ctx, u); err != nil {
 			return nil, err
-		}
-		visVersion, err = schemaVersion(ctx, vis, u.VisibilityDatabase)
-		_ = vis.Close()
-		if err != nil {
-			return nil, describeQueryError(u, err)
 		}
 		if after := mainVersion + "/" + visVersion; after != before {
 			migrated = "; migrated from " + before
@@ -548,4 +536,18 @@ func historyShards(ctx context.Context, q querier) (int32, error) {
 		return 0, fmt.Errorf("decoding the cluster metadata: %w", err)
 	}
 	return md.GetHistoryShardCount(), nil
+}
+
+// visibilityVersion reads the schema version of u's visibility database.
+func visibilityVersion(ctx context.Context, u *pgurl.URL) (string, error) {
+	vis, err := connect(ctx, u, u.VisibilityDatabase)
+	if err != nil {
+		return "", err
+	}
+	defer vis.Close()
+	v, err := schemaVersion(ctx, vis, u.VisibilityDatabase)
+	if err != nil {
+		return "", describeQueryError(u, err)
+	}
+	return v, nil
 }
