@@ -587,26 +587,41 @@ func keyword(fields map[string]*commonpb.Payload, name string) string {
 // RegisterSearchAttributes adds the engine's search attributes (Keyword)
 // to a namespace where they are missing.
 func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	_, err := addSearchAttributes(ctx, c, namespace)
+	return err
+}
+
+// addSearchAttributes adds the engine's missing search attributes and
+// returns their names. A cluster that does not let this client add them
+// (a production cluster gives servers and runners no operator rights) is
+// an error that says which are missing and how to add them.
+func addSearchAttributes(ctx context.Context, c client.Client, namespace string) ([]string, error) {
 	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
-		return fmt.Errorf("listing search attributes of namespace %q: %w", namespace, err)
+		return nil, fmt.Errorf("listing search attributes of namespace %q: %w", namespace, err)
 	}
 	add := map[string]enumspb.IndexedValueType{}
+	var names []string
 	for _, name := range SearchAttributes {
 		if _, ok := have.GetCustomAttributes()[name]; !ok {
 			add[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+			names = append(names, name)
 		}
 	}
 	if len(add) == 0 {
-		return nil
+		return nil, nil
 	}
 	if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace:        namespace,
 		SearchAttributes: add,
 	}); err != nil {
-		return fmt.Errorf("adding search attributes to namespace %q: %w", namespace, err)
+		var denied *serviceerror.PermissionDenied
+		if errors.As(err, &denied) {
+			return nil, fmt.Errorf("namespace %q lacks Sluice's search attributes %v and this client may not add them: run `sluice admin setup --temporal-address HOST:PORT --namespace %s` once with an administrator's credentials: %w", namespace, names, namespace, err)
+		}
+		return nil, fmt.Errorf("adding search attributes to namespace %q: %w", namespace, err)
 	}
-	return nil
+	return names, nil
 }
 
 // runError says what went wrong with a run in the user's terms: a run that

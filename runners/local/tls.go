@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -71,4 +72,19 @@ func (t *TLSOptions) config() (*tls.Config, error) {
 		return nil, errors.New("mTLS needs both --tls-cert and --tls-key")
 	}
 	return cfg, nil
+}
+
+// Dial connects to the Temporal cluster at address with the TLS and
+// API-key settings, without starting anything: for administration
+// (sluice admin setup).
+func Dial(ctx context.Context, address, namespace string, t *TLSOptions, apiKey string) (client.Client, error) {
+	o := client.Options{HostPort: address, Namespace: namespace, Logger: sdkLogger(nil)}
+	if err := connection(&o, t, apiKey); err != nil {
+		return nil, err
+	}
+	c, err := client.DialContext(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Temporal at %s: %w", address, err)
+	}
+	return c, nil
 }

@@ -99,7 +99,7 @@ Run it for a team:
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newValidate(e), newPlan(e), newFmt(e), newRun(e), newRuns(e), newStatus(e), newLogs(e),
-		newDecide(e, true), newDecide(e, false), newCancel(e), newRetry(e), newReplay(e), newDev(e), newImages(e), newVersion(e), newServer(e), newHook(e), newLogin(e, os.Stdin), newSchedules(e), newRunner(e), newRunners(e))
+		newDecide(e, true), newDecide(e, false), newCancel(e), newRetry(e), newReplay(e), newDev(e), newImages(e), newVersion(e), newServer(e), newHook(e), newLogin(e, os.Stdin), newSchedules(e), newRunner(e), newRunners(e), newAdmin(e))
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {
