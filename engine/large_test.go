@@ -271,13 +271,10 @@ func largeCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-func TestLargeMatrix(t *testing.T) {
-	c := testClient(t)
-	tr := startRunner(t, c, "large-matrix-runner")
-	p := compileHCL(t, matrix256)
-	if len(p.Stages) != 2+dsl.MaxMatrix {
-		t.Fatalf("%d stages", len(p.Stages))
-	}
+// runLarge starts p, waits for its end and measures it (logged as what),
+// failing t unless it succeeded; every stage must have succeeded too.
+func runLarge(t *testing.T, c client.Client, p plan.Plan, what string) (context.Context, string, RunStatus, largeFigures) {
+	t.Helper()
 	ctx := largeCtx(t)
 	started := time.Now()
 	runID, err := Start(ctx, c, p, StartOptions{})
@@ -285,7 +282,7 @@ func TestLargeMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, f := measureRun(t, ctx, c, runID, started)
-	t.Logf("256-instance matrix: %s", f)
+	t.Logf("%s: %s", what, f)
 	if st.State != StateSucceeded {
 		t.Fatalf("run %s: %s", st.State, st.Error)
 	}
@@ -294,6 +291,17 @@ func TestLargeMatrix(t *testing.T) {
 			t.Errorf("stage %s: %s %s", s.ID, s.State, s.Reason)
 		}
 	}
+	return ctx, runID, st, f
+}
+
+func TestLargeMatrix(t *testing.T) {
+	c := testClient(t)
+	tr := startRunner(t, c, "large-matrix-runner")
+	p := compileHCL(t, matrix256)
+	if len(p.Stages) != 2+dsl.MaxMatrix {
+		t.Fatalf("%d stages", len(p.Stages))
+	}
+	_, _, st, f := runLarge(t, c, p, "256-instance matrix")
 	if cell := stageOf(t, st, "test[a=15,b=7]").Steps[1].Outputs["CELL"]; cell != "15-7" {
 		t.Errorf("instance test[a=15,b=7] saw CELL=%q", cell)
 	}
@@ -311,23 +319,10 @@ func TestLargePipeline(t *testing.T) {
 	if len(p.Stages) != 1000 {
 		t.Fatalf("%d stages", len(p.Stages))
 	}
-	ctx := largeCtx(t)
-	started := time.Now()
-	runID, err := Start(ctx, c, p, StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, f := measureRun(t, ctx, c, runID, started)
-	t.Logf("1,000 stages: %s", f)
-	if st.State != StateSucceeded {
-		t.Fatalf("run %s: %s", st.State, st.Error)
-	}
+	ctx, runID, st, f := runLarge(t, c, p, "1,000 stages")
 	steps := 0
 	for _, s := range st.Stages {
 		steps += len(s.Steps)
-		if s.State != StateSucceeded {
-			t.Errorf("stage %s: %s %s", s.ID, s.State, s.Reason)
-		}
 	}
 	if steps != 1600 {
 		t.Errorf("%d steps", steps)
@@ -347,7 +342,7 @@ func TestLargePipeline(t *testing.T) {
 
 	// A retry from the last step keeps every other step: its input
 	// carries them, beside the plan.
-	started = time.Now()
+	started := time.Now()
 	if err := Retry(ctx, c, runID, "smoke-99/smoke-report-99"); err != nil {
 		t.Fatal(err)
 	}
@@ -373,17 +368,7 @@ func TestLargeFlat(t *testing.T) {
 	for i := range 1000 {
 		stages = append(stages, stage(fmt.Sprintf("s%03d", i), nil, step(fmt.Sprintf("x%03d", i), "ok")))
 	}
-	ctx := largeCtx(t)
-	started := time.Now()
-	runID, err := Start(ctx, c, testPlan("flat", stages...), StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, f := measureRun(t, ctx, c, runID, started)
-	t.Logf("1,000 independent stages: %s", f)
-	if st.State != StateSucceeded {
-		t.Fatalf("run %s: %s", st.State, st.Error)
-	}
+	_, _, _, f := runLarge(t, c, testPlan("flat", stages...), "1,000 independent stages")
 	if f.peakPending != MaxRunningStages {
 		t.Errorf("at most %d activities were pending at once, want %d (MaxRunningStages)", f.peakPending, MaxRunningStages)
 	}

@@ -16,14 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/sluice-ci/sluice/cmd/sluice/cli"
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/internal/testing/metricstest"
 	"github.com/sluice-ci/sluice/server"
 	"github.com/sluice-ci/sluice/server/webhook"
 	"github.com/sluice-ci/sluice/steps/verify/promtest"
@@ -119,38 +118,10 @@ func deliveredRun(t *testing.T, c client.Client, delivery string) string {
 }
 
 // scrapeValue reads the sample of family name whose labels include want
-// from a /metrics, as Prometheus's text parser reads it; a histogram's
-// value is its count.
+// from a /metrics; a histogram's value is its count.
 func scrapeValue(t *testing.T, metricsURL, name string, want map[string]string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get(metricsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %d %s", metricsURL, resp.StatusCode, b)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", metricsURL, err)
-	}
-next:
-	for _, m := range families[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if have[k] != v {
-				continue next
-			}
-		}
-		return m.GetGauge().GetValue() + m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount()), true
-	}
-	return 0, false
+	return metricstest.Scrape(t, metricsURL).Value(name, want)
 }
 
 // waitValue waits until the sample's value satisfies ok.

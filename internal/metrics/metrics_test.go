@@ -3,78 +3,14 @@ package metrics_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/internal/metrics"
+	"github.com/sluice-ci/sluice/internal/testing/metricstest"
 )
-
-// scrape reads what a metrics server serves, as Prometheus would.
-func scrape(t *testing.T, url string) map[string]*familyValues {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", url, err)
-	}
-	out := map[string]*familyValues{}
-	for name, f := range families {
-		fv := &familyValues{typ: f.GetType().String()}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			v := m.GetGauge().GetValue() + m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-			fv.samples = append(fv.samples, sample{labels, v})
-		}
-		out[name] = fv
-	}
-	return out
-}
-
-type familyValues struct {
-	typ     string
-	samples []sample
-}
-
-type sample struct {
-	labels map[string]string
-	value  float64
-}
-
-// value is the sample whose labels include want.
-func (f *familyValues) value(want map[string]string) (float64, bool) {
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, s := range f.samples {
-		for k, v := range want {
-			if s.labels[k] != v {
-				continue next
-			}
-		}
-		return s.value, true
-	}
-	return 0, false
-}
 
 func TestRunnerSeries(t *testing.T) {
 	reg := metrics.NewRegistry()
@@ -88,14 +24,14 @@ func TestRunnerSeries(t *testing.T) {
 	defer srv.Close()
 
 	// Before the runner started, its pool reads zero.
-	got := scrape(t, srv.URL())
-	if v, ok := got["sluice_runner_stages_running"].value(nil); !ok || v != 0 {
+	got := metricstest.Scrape(t, srv.URL())
+	if v, ok := got.Value("sluice_runner_stages_running", nil); !ok || v != 0 {
 		t.Errorf("stages running before Watch: %v %v", v, ok)
 	}
-	if v, ok := got["sluice_runner_info"].value(map[string]string{"runner": "r1", "version": "v1.2.3", "labels": "gpu,linux"}); !ok || v != 1 {
+	if v, ok := got.Value("sluice_runner_info", map[string]string{"runner": "r1", "version": "v1.2.3", "labels": "gpu,linux"}); !ok || v != 1 {
 		t.Errorf("sluice_runner_info: %v %v", v, ok)
 	}
-	if v, _ := got["sluice_runner_disk_free_bytes"].value(nil); v != float64(free) {
+	if v, _ := got.Value("sluice_runner_disk_free_bytes", nil); v != float64(free) {
 		t.Errorf("disk free: %v, want %d", v, free)
 	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
@@ -109,14 +45,14 @@ func TestRunnerSeries(t *testing.T) {
 	r.Watch(pool)
 	pool.Hold("run-1\x00build")
 	pool.Hold("run-2\x00test")
-	got = scrape(t, srv.URL())
+	got = metricstest.Scrape(t, srv.URL())
 	for name, want := range map[string]float64{"sluice_runner_stages_running": 2, "sluice_runner_stage_slots": 3, "sluice_runner_taking_stages": 1} {
-		if v, _ := got[name].value(nil); v != want {
+		if v, _ := got.Value(name, nil); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
 	}
 	pool.Block("disk full")
-	if v, _ := scrape(t, srv.URL())["sluice_runner_taking_stages"].value(nil); v != 0 {
+	if v, _ := metricstest.Scrape(t, srv.URL()).Value("sluice_runner_taking_stages", nil); v != 0 {
 		t.Errorf("a runner whose disk is full: taking_stages %v", v)
 	}
 
@@ -127,21 +63,21 @@ func TestRunnerSeries(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	r.StepDone(cancelled, "image", time.Second, context.Canceled)
-	got = scrape(t, srv.URL())
+	got = metricstest.Scrape(t, srv.URL())
 	steps := got["sluice_runner_step_duration_seconds"]
-	if steps == nil || steps.typ != "HISTOGRAM" {
+	if steps == nil || steps.Type != "HISTOGRAM" {
 		t.Fatalf("step durations: %+v", steps)
 	}
 	for _, c := range []struct{ kind, result string }{{"run", "succeeded"}, {"run", "failed"}, {"image", "cancelled"}} {
-		if n, _ := steps.value(map[string]string{"kind": c.kind, "result": c.result}); n != 1 {
+		if n, _ := stepsValue(steps, map[string]string{"kind": c.kind, "result": c.result}); n != 1 {
 			t.Errorf("steps %s %s: %v, want 1", c.kind, c.result, n)
 		}
 	}
 	// No label of a step names its run.
-	for _, s := range steps.samples {
-		for _, v := range s.labels {
+	for _, s := range steps.Samples {
+		for _, v := range s.Labels {
 			if strings.Contains(v, "run-1") {
-				t.Errorf("a label names a run: %v", s.labels)
+				t.Errorf("a label names a run: %v", s.Labels)
 			}
 		}
 	}
@@ -162,14 +98,19 @@ func TestTemporalSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	got := scrape(t, srv.URL())
-	if v, _ := got["temporal_request_total"].value(map[string]string{"namespace": "sluice", "operation": "StartWorkflowExecution"}); v != 2 || got["temporal_request_total"].typ != "COUNTER" {
+	got := metricstest.Scrape(t, srv.URL())
+	if v, _ := got.Value("temporal_request_total", map[string]string{"namespace": "sluice", "operation": "StartWorkflowExecution"}); v != 2 || got["temporal_request_total"].Type != "COUNTER" {
 		t.Errorf("temporal_request_total: %+v", got["temporal_request_total"])
 	}
-	if v, _ := got["temporal_request_latency_seconds"].value(nil); v != 1 {
+	if v, _ := got.Value("temporal_request_latency_seconds", nil); v != 1 {
 		t.Errorf("temporal_request_latency_seconds: %+v", got["temporal_request_latency_seconds"])
 	}
-	if v, _ := got["temporal_num_pollers"].value(map[string]string{"task_queue": "sluice"}); v != 2 {
+	if v, _ := got.Value("temporal_num_pollers", map[string]string{"task_queue": "sluice"}); v != 2 {
 		t.Errorf("temporal_num_pollers: %+v", got["temporal_num_pollers"])
 	}
+}
+
+// stepsValue is the value of the step durations' sample with labels.
+func stepsValue(f *metricstest.Family, labels map[string]string) (float64, bool) {
+	return metricstest.Families{"f": f}.Value("f", labels)
 }
