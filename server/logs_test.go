@@ -22,23 +22,32 @@ import (
 	"github.com/sluice-ci/sluice/server"
 )
 
-// logsPipeline prints a line and a secret, waits for the test to let it
-// go, and prints another line.
-const logsPipeline = `pipeline "far" {
+// heldProject makes the project of a pipeline named name whose step
+// prints what script's first part does (a secret among it, from the
+// environment variable secretEnv, set to secretValue), waits until the
+// test writes the file release, and prints "second line".
+func heldProject(t *testing.T, name, secretEnv, secretValue, script string) (dir, release, repoDir string) {
+	t.Helper()
+	t.Setenv(secretEnv, secretValue)
+	dir = t.TempDir()
+	release = filepath.Join(dir, "release")
+	pipeline := fmt.Sprintf(`pipeline %q {
   on "manual" {}
 }
 
 secret "token" {
-  env = "SLUICE_TEST_SHIPPED_TOKEN"
+  env = %q
 }
 
 stage "build" {
   step "run" "hello" {
-    command = ["sh", "-c", "echo first line; echo token=$TOKEN; while [ ! -e '%s' ]; do sleep 0.05; done; echo second line"]
+    command = ["sh", "-c", %q]
     env     = { TOKEN = secret.token }
   }
 }
-`
+`, name, secretEnv, script+"; while [ ! -e '"+release+"' ]; do sleep 0.05; done; echo second line")
+	return dir, release, gitProject(t, dir, name+".hcl", []byte(pipeline))
+}
 
 // syncBuffer is a buffer written by one goroutine and read by another.
 type syncBuffer struct {
@@ -65,10 +74,7 @@ func (s *syncBuffer) String() string {
 // printed is masked before it left the runner.
 func TestShippedLogsFollowedFromTheCLI(t *testing.T) {
 	const secretValue = "shipped-s3cr3t-value"
-	t.Setenv("SLUICE_TEST_SHIPPED_TOKEN", secretValue)
-	dir := t.TempDir()
-	release := filepath.Join(dir, "release")
-	repoDir := gitProject(t, dir, "far.hcl", fmt.Appendf(nil, logsPipeline, release))
+	dir, release, repoDir := heldProject(t, "far", "SLUICE_TEST_SHIPPED_TOKEN", secretValue, "echo first line; echo token=$TOKEN")
 	e := startWith(t, func(c *server.Config) {
 		c.Repositories = []server.Repository{{Name: "far", URL: repoDir}}
 	})

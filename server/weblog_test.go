@@ -390,31 +390,13 @@ func inView(n int) string {
   return b.top >= v.top - 1 && b.bottom <= v.bottom + 1; })()`, n)
 }
 
-const weblogPipeline = `pipeline "logs" {
-  on "manual" {}
-}
-
-secret "token" {
-  env = "SLUICE_TEST_WEBLOG_TOKEN"
-}
-
-stage "build" {
-  step "run" "hello" {
-    command = ["sh", "-c", "printf '\\033[32mfirst line\\033[0m \\033[38;2;255;128;0morange\\033[0m\\n'; echo token=$TOKEN; echo '<b>not bold</b>'; while [ ! -e '%s' ]; do sleep 0.05; done; echo second line"]
-    env     = { TOKEN = secret.token }
-  }
-}
-`
-
 // A step that runs, seen from its log's page: its lines show as it prints
 // them, without a reload, coloured and escaped, until the log is complete;
 // the secret it printed is masked in the page, the events and the raw log.
 func TestLogPageFollowsARunningStep(t *testing.T) {
 	const secretValue = "weblog-s3cr3t-value"
-	t.Setenv("SLUICE_TEST_WEBLOG_TOKEN", secretValue)
-	dir := t.TempDir()
-	release := filepath.Join(dir, "release")
-	repoDir := gitProject(t, dir, "logs.hcl", fmt.Appendf(nil, weblogPipeline, release))
+	_, release, repoDir := heldProject(t, "logs", "SLUICE_TEST_WEBLOG_TOKEN", secretValue,
+		`printf '\033[32mfirst line\033[0m \033[38;2;255;128;0morange\033[0m\n'; echo token=$TOKEN; echo '<b>not bold</b>'`)
 	e := startWith(t, func(c *server.Config) {
 		c.NoRunner = false
 		c.Repositories = []server.Repository{{Name: "logs", URL: repoDir}}
