@@ -50,21 +50,5 @@ export SLUICE_BENCH_STORES="${STORES:-sqlite postgres}"
 [ -n "${SHARDS:-}" ] && export SLUICE_BENCH_SHARDS="$SHARDS"
 [ -n "${PG_SETTINGS:-}" ] && export SLUICE_BENCH_PG_SETTINGS="$PG_SETTINGS"
 [ -n "${PG_PARAMS:-}" ] && export SLUICE_BENCH_PG_PARAMS="$PG_PARAMS"
-out=$(mktemp)
-log=$(mktemp)
-trap 'rm -f "$out" "$log"' EXIT
-export SLUICE_BENCH_OUT="$out"
-failed=0
-for round in $(seq 1 "${ROUNDS:-1}"); do
-  echo "round $round"
-  : >"$out"
-  if ! go test ./cmd/sluice -run '^TestBenchLoad$' -count 1 -timeout 60m -v >"$log" 2>&1; then
-    failed=$((failed + 1))
-    keep=$(mktemp "${TMPDIR:-/tmp}/load-failed-XXXXXX.log")
-    cp "$log" "$keep"
-    grep -E -- '^\s*--- FAIL|did not' "$log" | head -n 5 >&2 || true
-    echo "round $round FAILED; its whole output is in $keep" >&2
-  fi
-  sed 's/^BENCH //' "$out"
-done
-[ "$failed" -eq 0 ] || { echo "load.sh: $failed of ${ROUNDS:-1} round(s) failed" >&2; exit 1; }
+. "$root/scripts/bench/rounds.sh"
+bench_rounds load '^TestBenchLoad$' 60m '^\s*--- FAIL|did not'

@@ -55,26 +55,7 @@ fi
 [ "${TRACE_GIT:-}" = 1 ] && export SLUICE_BENCH_GIT_TRACE=1
 [ "${PIN:-}" = 1 ] && export SLUICE_BENCH_PIN=1
 [ "${COLD:-}" = 1 ] && export SLUICE_BENCH_COLD=1
-out=$(mktemp)
-log=$(mktemp)
-trap 'rm -f "$out" "$log"' EXIT
-export SLUICE_BENCH_OUT="$out"
 run='^TestBenchRunner(Pickup|Fanout)$'
 [ -n "${ONLY:-}" ] && run="^TestBenchRunner${ONLY}\$"
-failed=0
-for round in $(seq 1 "${ROUNDS:-1}"); do
-  echo "round $round"
-  : >"$out"
-  if ! go test ./cmd/sluice -run "$run" -count 1 -timeout 30m -v >"$log" 2>&1; then
-    failed=$((failed + 1))
-    keep=$(mktemp "${TMPDIR:-/tmp}/runner-pickup-failed-XXXXXX.log")
-    cp "$log" "$keep"
-    grep -E -- '^--- FAIL|failed in|stage .* failed:' "$log" | head -n 5 >&2 || true
-    echo "round $round FAILED; its whole output is in $keep" >&2
-  fi
-  if grep -q -- '--- SKIP' "$log"; then
-    grep -A2 -- '--- SKIP' "$log" >&2
-  fi
-  sed 's/^BENCH //' "$out"
-done
-[ "$failed" -eq 0 ] || { echo "runner-pickup.sh: $failed of ${ROUNDS:-1} round(s) failed" >&2; exit 1; }
+. "$root/scripts/bench/rounds.sh"
+bench_rounds runner-pickup "$run" 30m '^--- FAIL|failed in|stage .* failed:'
