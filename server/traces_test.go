@@ -114,9 +114,8 @@ func attrs(kvs []*commonpb.KeyValue) map[string]string {
 	return m
 }
 
-// tracedPipeline has two stages; the second has a step that fails once
-// and passes when retried, and a step that fails.
-const tracedPipeline = `pipeline "web" {
+// buildHead is the head of the traced pipelines: a push to main builds.
+const buildHead = `pipeline "web" {
   on "push" { branches = ["main"] }
 }
 
@@ -125,7 +124,11 @@ stage "build" {
     command = ["echo", "compiled"]
   }
 }
+`
 
+// tracedPipeline has two stages; the second has a step that fails once
+// and passes when retried, and a step that fails.
+const tracedPipeline = buildHead + `
 stage "test" {
   needs = [stage.build]
   step "run" "flaky" {
@@ -293,16 +296,7 @@ func byName(spans []receivedSpan) map[string]*receivedSpan {
 }
 
 // approvedPipeline builds, then waits for alice's approval to deploy.
-const approvedPipeline = `pipeline "web" {
-  on "push" { branches = ["main"] }
-}
-
-stage "build" {
-  step "run" "compile" {
-    command = ["echo", "compiled"]
-  }
-}
-
+const approvedPipeline = buildHead + `
 stage "deploy" {
   needs = [stage.build]
   approval {
