@@ -78,14 +78,7 @@ func TestShippedLogsFollowedFromTheCLI(t *testing.T) {
 	e := startWith(t, func(c *server.Config) {
 		c.Repositories = []server.Repository{{Name: "far", URL: repoDir}}
 	})
-	tokens, err := server.OpenTokens(server.TokensFile(e.home))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokens.Create("runner-far")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := token(t, e.home, "runner-far")
 
 	// Without a token the server takes no log.
 	resp, err := http.Post(e.url+"/api/v1/logs/r/s/x?offset=0", "application/octet-stream", strings.NewReader("forged"))
@@ -235,14 +228,7 @@ func (r recordBodies) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestCloseEndsLogStreams(t *testing.T) {
 	sharedTemporal()
 	home := t.TempDir()
-	tokens, err := server.OpenTokens(server.TokensFile(home))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokens.Create("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := token(t, home, "alice")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", Home: home, NoRunner: true,

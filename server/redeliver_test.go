@@ -73,14 +73,7 @@ func TestRedeliveryReconciler(t *testing.T) {
 	e.gh.SetWebhook(hook, secret) // the server is back
 	e.result("g-held")            // Temporal has it
 
-	tokens, err := server.OpenTokens(server.TokensFile(e.home))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokens.Create("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := token(t, e.home, "alice")
 	pass := func() server.RedeliverResult {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, e.url+"/api/v1/deliveries/redeliver", nil)

@@ -612,15 +612,9 @@ stage "deploy" {
 func TestApproversEnforced(t *testing.T) {
 	e := start(t)
 	e.gh.AddTeam("Codertocat", "sre", "alice")
-	tokens, err := server.OpenTokens(server.TokensFile(e.home))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tok := map[string]string{}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		if tok[u], err = tokens.Create(u); err != nil {
-			t.Fatal(err)
-		}
+		tok[u] = token(t, e.home, u)
 	}
 	head := e.commit("", map[string]string{".sluice/gated.hcl": gatedPipeline})
 	e.pushNew("gate-1", head, "x")

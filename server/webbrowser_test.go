@@ -142,14 +142,7 @@ func TestWebInBrowser(t *testing.T) {
 			}
 		}
 	})
-	tokens, err := server.OpenTokens(server.TokensFile(e.home))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokens.Create("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := token(t, e.home, "alice")
 
 	ctx := browsertest.New(t)
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)

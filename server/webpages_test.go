@@ -63,14 +63,7 @@ var csrfMeta = regexp.MustCompile(`<meta name="sluice-csrf" content="([0-9a-f]*)
 // session's CSRF token from a page.
 func (b *browser) signIn(home, user string) {
 	b.t.Helper()
-	tokens, err := server.OpenTokens(server.TokensFile(home))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	tok, err := tokens.Create(user)
-	if err != nil {
-		b.t.Fatal(err)
-	}
+	tok := token(b.t, home, user)
 	if code, loc, body := b.post("/login", url.Values{"token": {tok}, "next": {"/runs"}}); code != http.StatusSeeOther || loc != "/runs" {
 		b.t.Fatalf("signing in as %s: %d %s %s", user, code, loc, body)
 	}
