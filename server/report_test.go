@@ -101,6 +101,16 @@ func (e *env) pushTo(bare, id, head, message string) server.DeliveryResult {
 	return e.result(id)
 }
 
+// pushRun is pushTo for a push that starts exactly one run: its ID.
+func (e *env) pushRun(bare, id, head, message string) string {
+	e.t.Helper()
+	res := e.pushTo(bare, id, head, message)
+	if len(res.Runs) != 1 {
+		e.t.Fatalf("push %s started %+v, want one run", id, res)
+	}
+	return res.Runs[0].RunID
+}
+
 // check waits until the check run named name on sha satisfies done.
 func (e *env) check(sha, name string, done func(githubfake.CheckRunState) bool) githubfake.CheckRunState {
 	e.t.Helper()
@@ -132,11 +142,7 @@ func TestChecksReportARun(t *testing.T) {
 	e.gh.SetPermission(repo, "mallory", "read")
 	head := e.commit("", map[string]string{"src/a_test.go": "package a\n\nfunc TestA() {}\n", ".sluice/web.hcl": strings.Replace(checksPipeline, `stage "test" {`, `stage "test" {
   continue_on_error = true`, 1)})
-	res := e.pushTo(bare, "checks-1", head, "first")
-	if len(res.Runs) != 1 {
-		t.Fatalf("push started %+v", res)
-	}
-	runID := res.Runs[0].RunID
+	runID := e.pushRun(bare, "checks-1", head, "first")
 
 	build := e.check(head, "web / build", completed("success"))
 	if build.Writes > 3 || build.DetailsURL == "" || !strings.Contains(build.Summary, "compile") {
@@ -437,11 +443,7 @@ stage "test" {
 	head := e.commit("", map[string]string{".sluice/web.hcl": pipeline})
 	e.gh.AddPull(repo, 3, head, []string{".sluice/web.hcl"})
 	e.gh.FailNext("/repos/"+repo+"/check-runs", http.StatusTooManyRequests, 1, map[string]string{"Retry-After": "2"})
-	res := e.pushTo(bare, "cmd-1", head, "wait")
-	if len(res.Runs) != 1 {
-		t.Fatalf("push started %+v", res)
-	}
-	runID := res.Runs[0].RunID
+	runID := e.pushRun(bare, "cmd-1", head, "wait")
 	// The run goes on while GitHub holds the checks back.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -155,11 +155,7 @@ func TestRunTrace(t *testing.T) {
 	e := startWith(t, func(c *server.Config) { c.NoRunner = false })
 	bare := filepath.Join(t.TempDir(), "hello.git")
 	head := e.commit("", map[string]string{".sluice/web.hcl": tracedPipeline})
-	res := e.pushTo(bare, "traced-1", head, "traced")
-	if len(res.Runs) != 1 {
-		t.Fatalf("push started %+v", res)
-	}
-	runID := res.Runs[0].RunID
+	runID := e.pushRun(bare, "traced-1", head, "traced")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := engine.Wait(ctx, e.client, runID)
@@ -317,11 +313,7 @@ func TestRunTraceSurvivesTheServer(t *testing.T) {
 	first := startWith(t, func(c *server.Config) { c.NoRunner = false })
 	bare := filepath.Join(t.TempDir(), "hello.git")
 	head := first.commit("", map[string]string{".sluice/web.hcl": approvedPipeline})
-	res := first.pushTo(bare, "traced-2", head, "traced")
-	if len(res.Runs) != 1 {
-		t.Fatalf("push started %+v", res)
-	}
-	runID := res.Runs[0].RunID
+	runID := first.pushRun(bare, "traced-2", head, "traced")
 	traceID := engine.TraceID(runID)
 	waitSpans := func(names ...string) {
 		t.Helper()
