@@ -1,117 +1,46 @@
 package server_test
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/hex"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/internal/testing/otlptest"
 	"github.com/sluice-ci/sluice/server"
 )
 
-// otlpReceiver is an OTLP/HTTP trace receiver, as a collector is one: it
-// takes POST /v1/traces in protobuf and keeps the spans.
+// otlpReceiver is an OTLP/HTTP trace receiver serving for one test.
 type otlpReceiver struct {
 	*httptest.Server
-	mu      sync.Mutex
-	spans   []receivedSpan
-	headers []http.Header
+	*otlptest.Receiver
 }
 
-type receivedSpan struct {
-	*tracepb.Span
-	service string
-}
+type receivedSpan = otlptest.Span
 
 func newOTLPReceiver(t *testing.T) *otlpReceiver {
-	r := &otlpReceiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" {
-			http.NotFound(w, req)
-			return
-		}
-		if ct := req.Header.Get("Content-Type"); ct != "application/x-protobuf" {
-			http.Error(w, "want application/x-protobuf, not "+ct, http.StatusUnsupportedMediaType)
-			return
-		}
-		var body io.Reader = req.Body
-		if req.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(req.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		b, err := io.ReadAll(body)
-		var msg coltracepb.ExportTraceServiceRequest
-		if err == nil {
-			err = proto.Unmarshal(b, &msg)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		r.headers = append(r.headers, req.Header.Clone())
-		for _, rs := range msg.GetResourceSpans() {
-			service := attrs(rs.GetResource().GetAttributes())["service.name"]
-			for _, ss := range rs.GetScopeSpans() {
-				for _, s := range ss.GetSpans() {
-					r.spans = append(r.spans, receivedSpan{Span: s, service: service})
-				}
-			}
-		}
-		r.mu.Unlock()
-		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}))
+	r := &otlpReceiver{Receiver: &otlptest.Receiver{}}
+	r.Server = httptest.NewServer(r.Receiver)
 	t.Cleanup(r.Close)
 	return r
 }
 
 // trace returns the spans received of the trace with the hex ID id.
 func (r *otlpReceiver) trace(id string) []receivedSpan {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []receivedSpan
-	for _, s := range r.spans {
+	for _, s := range r.Spans() {
 		if hex.EncodeToString(s.TraceId) == id {
 			out = append(out, s)
 		}
 	}
 	return out
-}
-
-// attrs flattens OTLP attributes to strings (ints in decimal).
-func attrs(kvs []*commonpb.KeyValue) map[string]string {
-	m := map[string]string{}
-	for _, kv := range kvs {
-		switch v := kv.GetValue().GetValue().(type) {
-		case *commonpb.AnyValue_StringValue:
-			m[kv.GetKey()] = v.StringValue
-		case *commonpb.AnyValue_IntValue:
-			m[kv.GetKey()] = strconv.FormatInt(v.IntValue, 10)
-		case *commonpb.AnyValue_BoolValue:
-			m[kv.GetKey()] = strconv.FormatBool(v.BoolValue)
-		}
-	}
-	return m
 }
 
 // buildHead is the head of the traced pipelines: a push to main builds.
@@ -220,15 +149,15 @@ func TestRunTrace(t *testing.T) {
 
 	// Every span says which run of which commit it is of.
 	for _, s := range spans {
-		a := attrs(s.Attributes)
+		a := otlptest.Attributes(s.Attributes)
 		for k, v := range map[string]string{"sluice.run_id": runID, "sluice.pipeline": "web", "sluice.repository": repo,
 			"sluice.ref": "refs/heads/main", "sluice.sha": head} {
 			if a[k] != v {
 				t.Errorf("span %q: %s = %q, want %q", s.Name, k, a[k], v)
 			}
 		}
-		if s.service != "sluice-ci" {
-			t.Errorf("span %q comes from service %q, want OTEL_SERVICE_NAME's sluice-ci", s.Name, s.service)
+		if s.Service != "sluice-ci" {
+			t.Errorf("span %q comes from service %q, want OTEL_SERVICE_NAME's sluice-ci", s.Name, s.Service)
 		}
 	}
 
@@ -253,7 +182,7 @@ func TestRunTrace(t *testing.T) {
 		if !failed && code == tracepb.Status_STATUS_CODE_ERROR {
 			t.Errorf("span %q is an error (%q), its part of the run succeeded", name, s.GetStatus().GetMessage())
 		}
-		a := attrs(s.Attributes)
+		a := otlptest.Attributes(s.Attributes)
 		for k, v := range want {
 			if a[k] != v {
 				t.Errorf("span %q: %s = %q, want %q", name, k, a[k], v)
@@ -276,11 +205,9 @@ func TestRunTrace(t *testing.T) {
 		t.Error("the failed step recorded no error")
 	}
 
-	rcv.mu.Lock()
-	if len(rcv.headers) == 0 || rcv.headers[0].Get("Authorization") != "Bearer trace-token" {
+	if h := rcv.Headers(); len(h) == 0 || h[0].Get("Authorization") != "Bearer trace-token" {
 		t.Errorf("the exports did not carry OTEL_EXPORTER_OTLP_HEADERS")
 	}
-	rcv.mu.Unlock()
 }
 
 func byName(spans []receivedSpan) map[string]*receivedSpan {

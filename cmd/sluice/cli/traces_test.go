@@ -3,8 +3,6 @@ package cli
 import (
 	"encoding/hex"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -12,46 +10,12 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/sluice-ci/sluice/internal/testing/otlptest"
 )
 
 // receivers are the OTLP receivers of the scripts that started one.
-var receivers sync.Map // *testscript.TestScript → *otlpReceiver
-
-// otlpReceiver takes OTLP/HTTP protobuf trace exports, as a collector
-// does, and keeps their spans.
-type otlpReceiver struct {
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" {
-		http.NotFound(w, req)
-		return
-	}
-	b, err := io.ReadAll(req.Body)
-	var msg coltracepb.ExportTraceServiceRequest
-	if err == nil {
-		err = proto.Unmarshal(b, &msg)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	r.mu.Lock()
-	for _, rs := range msg.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			r.spans = append(r.spans, ss.GetSpans()...)
-		}
-	}
-	r.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
+var receivers sync.Map // *testscript.TestScript → *otlptest.Receiver
 
 // otlpCmd is the scripts' OTLP receiver:
 //
@@ -64,7 +28,7 @@ func otlpCmd(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	switch args[0] {
 	case "start":
-		r := &otlpReceiver{}
+		r := &otlptest.Receiver{}
 		srv := httptest.NewServer(r)
 		ts.Defer(srv.Close)
 		receivers.Store(ts, r)
@@ -74,12 +38,10 @@ func otlpCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if !ok {
 			ts.Fatalf("otlp wait: no otlp start before")
 		}
-		r := v.(*otlpReceiver)
-		var spans []*tracepb.Span
+		r := v.(*otlptest.Receiver)
+		var spans []otlptest.Span
 		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			r.mu.Lock()
-			spans = slices.Clone(r.spans)
-			r.mu.Unlock()
+			spans = r.Spans()
 			have := map[string]bool{}
 			for _, s := range spans {
 				have[s.GetName()] = true
