@@ -505,9 +505,9 @@ func TestRunnerStopTwice(t *testing.T) {
 	}
 }
 
-// Two pipelines of one repository (ship at its root, gpu in gpu/): ship makes a file on a red runner and
-// hands it to a blue one as an artifact through the registry the runners
-// share; gpu needs a label no runner has.
+// Two pipelines of one repository (ship at its root, gpu in gpu/): ship
+// makes a file on a red runner and hands it to a blue one as an artifact
+// through the registry the runners share; gpu needs a label no runner has.
 const shipPipeline = `
 pipeline "ship" {
   on "push" { branches = ["main"] }
