@@ -74,6 +74,12 @@ type Config struct {
 	// MetricsInterval is how often the figures of /metrics that come
 	// from Temporal are read (default DefaultMetricsInterval).
 	MetricsInterval time.Duration
+	// Inbox is InboxOn, InboxOff, or empty: on with the embedded Temporal,
+	// off with a cluster. On, a webhook or git hook delivery is answered
+	// once it is synced to $SLUICE_HOME/server/inbox, and forwarded to
+	// Temporal after (see package inbox); off, once Temporal has started
+	// its workflow.
+	Inbox string
 
 	GitHub GitHubConfig
 	// GitHookSecrets sign git hook requests; the first is the one `sluice
@@ -140,6 +146,7 @@ type fileConfig struct {
 	Labels          []string    `hcl:"labels,optional"`
 	IdleTimeout     string      `hcl:"idle_timeout,optional"`
 	MetricsListen   string      `hcl:"metrics_listen,optional"`
+	Inbox           string      `hcl:"inbox,optional"`
 	GitHookSecrets  []string    `hcl:"git_hook_secrets,optional"`
 	GitHub          *fileGitHub `hcl:"github,block"`
 	Repositories    []fileRepo  `hcl:"repository,block"`
@@ -190,6 +197,7 @@ func (c *Config) LoadFile(path string) error {
 	setDefault(&c.TemporalListen, fc.TemporalListen)
 	setDefault(&c.Namespace, fc.Namespace)
 	setDefault(&c.MetricsListen, fc.MetricsListen)
+	setDefault(&c.Inbox, fc.Inbox)
 	if len(c.Labels) == 0 {
 		c.Labels = fc.Labels
 	}
@@ -264,6 +272,7 @@ func (c *Config) FromEnv(lookupEnv func(string) (string, bool)) error {
 	setDefault(&c.PublicURL, getenv("SLUICE_PUBLIC_URL"))
 	setDefault(&c.Temporal, getenv("SLUICE_TEMPORAL"))
 	setDefault(&c.DB, getenv("SLUICE_DB"))
+	setDefault(&c.Inbox, getenv("SLUICE_INBOX"))
 	if len(c.GitHookSecrets) == 0 {
 		c.GitHookSecrets = splitList(getenv("SLUICE_GIT_HOOK_SECRET"))
 	}
@@ -278,6 +287,31 @@ const (
 	// TemporalExternal uses the cluster at Config.TemporalAddress.
 	TemporalExternal = "external"
 )
+
+// Config.Inbox: whether deliveries are answered from a journal in the
+// home (InboxOn) or once Temporal has them (InboxOff).
+const (
+	InboxOn  = "on"
+	InboxOff = "off"
+)
+
+// checkInbox settles Inbox, once Temporal is settled.
+func (c *Config) checkInbox() error {
+	switch c.Inbox {
+	case "":
+		// The embedded Temporal keeps its state in the home as the inbox
+		// does: the inbox adds no way to lose a delivery. A server on a
+		// cluster may have no disk of its own that outlives it (a pod).
+		c.Inbox = InboxOff
+		if c.Temporal == TemporalEmbedded {
+			c.Inbox = InboxOn
+		}
+	case InboxOn, InboxOff:
+	default:
+		return fmt.Errorf("--inbox %q: give on (answer deliveries once they are on disk in $SLUICE_HOME/server/inbox) or off (once Temporal has them)", c.Inbox)
+	}
+	return nil
+}
 
 // checkTemporal settles Temporal and checks that the Temporal settings
 // fit together.

@@ -60,3 +60,49 @@ func TestCheckTemporal(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckInbox(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+		err  string
+	}{
+		// The embedded Temporal's state is in the home, as the inbox is.
+		{name: "embedded", cfg: Config{}, want: InboxOn},
+		// A server on a cluster may have no disk that outlives it.
+		{name: "cluster", cfg: Config{TemporalAddress: "t:7233"}, want: InboxOff},
+		{name: "cluster, asked for", cfg: Config{TemporalAddress: "t:7233", Inbox: "on"}, want: InboxOn},
+		{name: "embedded, off", cfg: Config{Inbox: "off"}, want: InboxOff},
+		{name: "unknown", cfg: Config{Inbox: "yes"}, err: `--inbox "yes": give on`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.checkTemporal(); err != nil {
+				t.Fatal(err)
+			}
+			err := tc.cfg.checkInbox()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("checkInbox: %v", err)
+			case tc.err == "" && tc.cfg.Inbox != tc.want:
+				t.Errorf("Inbox = %q, want %q", tc.cfg.Inbox, tc.want)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Errorf("checkInbox = %v, want an error containing %q", err, tc.err)
+			}
+		})
+	}
+	// server.hcl and SLUICE_INBOX set it too; flags win.
+	p := writeConfig(t, `inbox = "off"`)
+	var c Config
+	if err := c.LoadFile(p); err != nil || c.Inbox != InboxOff {
+		t.Errorf("inbox = \"off\" in server.hcl: %q, %v", c.Inbox, err)
+	}
+	c = Config{}
+	if err := c.FromEnv(env(map[string]string{"SLUICE_INBOX": "on"})); err != nil || c.Inbox != InboxOn {
+		t.Errorf("SLUICE_INBOX=on: %q, %v", c.Inbox, err)
+	}
+	c = Config{Inbox: InboxOff}
+	if err := c.FromEnv(env(map[string]string{"SLUICE_INBOX": "on"})); err != nil || c.Inbox != InboxOff {
+		t.Errorf("--inbox off with SLUICE_INBOX=on: %q, %v", c.Inbox, err)
+	}
+}

@@ -105,7 +105,7 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := "github-" + d.ID
-	q, status, err := s.deliver(r.Context(), id, DeliveryInput{Via: ViaGitHub, Event: ev})
+	q, status, err := s.take(r.Context(), id, DeliveryInput{Via: ViaGitHub, Event: ev})
 	if err != nil {
 		httpError(w, status, err.Error())
 		return
@@ -117,6 +117,56 @@ func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, q)
 }
 
+// inboxForwarders is how many deliveries the inbox hands to Temporal at
+// once.
+const inboxForwarders = 8
+
+// take takes a webhook's or git hook's delivery: into the inbox when the
+// server has one (answered once it is on disk), else straight into
+// Temporal (deliver).
+func (s *Server) take(ctx context.Context, id string, in DeliveryInput) (queued, int, error) {
+	if s.inbox == nil {
+		return s.deliver(ctx, id, in)
+	}
+	in.Received = time.Now().UTC()
+	q := queued{Workflow: id, Ref: in.Event.Ref, URL: s.URL() + "/api/v1/deliveries/" + id}
+	payload, err := json.Marshal(in)
+	if err != nil {
+		return q, http.StatusInternalServerError, err
+	}
+	dup, err := s.inbox.Put(id, payload)
+	switch {
+	case err != nil:
+		s.log.Error("taking a delivery into the inbox", "delivery", id, "error", err)
+		return q, http.StatusServiceUnavailable, fmt.Errorf("the delivery could not be taken (%v); it was not: deliver it again", err)
+	case dup:
+		q.Duplicate = true
+		return q, http.StatusOK, nil
+	}
+	return q, http.StatusAccepted, nil
+}
+
+// forward hands a delivery from the inbox to Temporal.
+func (s *Server) forward(id string, payload []byte, _ time.Time) error {
+	var in DeliveryInput
+	if err := json.Unmarshal(payload, &in); err != nil {
+		// Not retried: the inbox holds what take wrote, so this is a
+		// corrupt record that passed its checksum, or an older format.
+		s.log.Error("a delivery in the inbox cannot be read; dropped", "delivery", id, "error", err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.startDelivery(ctx, id, in)
+	var dup *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &dup) {
+		// A redelivery after the inbox forgot the first, or a forward
+		// whose done record a crash lost: it ran once.
+		return nil
+	}
+	return err
+}
+
 // deliver starts the Delivery workflow id for in, or finds it started. It
 // returns only once Temporal has the workflow: the delivery is then never
 // lost, whatever happens to this process.
@@ -124,13 +174,7 @@ func (s *Server) deliver(ctx context.Context, id string, in DeliveryInput) (queu
 	in.Received = time.Now().UTC()
 	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 	defer cancel()
-	_, err := s.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       id,
-		TaskQueue:                                Queue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("%s %s %s@%.12s", in.Via, in.Event.Kind, in.Event.Repo, in.Event.After),
-	}, DeliveryWorkflowName, in)
+	err := s.startDelivery(ctx, id, in)
 	q := queued{Workflow: id, Ref: in.Event.Ref, URL: s.URL() + "/api/v1/deliveries/" + id}
 	var dup *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
@@ -142,6 +186,19 @@ func (s *Server) deliver(ctx context.Context, id string, in DeliveryInput) (queu
 		return q, http.StatusServiceUnavailable, fmt.Errorf("the delivery could not be queued (Temporal: %v); it was not taken: deliver it again", err)
 	}
 	return q, http.StatusAccepted, nil
+}
+
+// startDelivery starts the Delivery workflow id; a workflow of that ID
+// started before is an error, WorkflowExecutionAlreadyStarted.
+func (s *Server) startDelivery(ctx context.Context, id string, in DeliveryInput) error {
+	_, err := s.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                Queue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("%s %s %s@%.12s", in.Via, in.Event.Kind, in.Event.Repo, in.Event.After),
+	}, DeliveryWorkflowName, in)
+	return err
 }
 
 // GitHookRequest is what `sluice hook post-receive` sends for one push:
@@ -229,7 +286,7 @@ func (s *Server) gitHook(w http.ResponseWriter, r *http.Request) {
 		}
 		id := gitDeliveryID(req.Repository, u.Ref, u.New)
 		ev.Delivery = id
-		q, st, err := s.deliver(r.Context(), id, DeliveryInput{Via: ViaGit, Event: ev})
+		q, st, err := s.take(r.Context(), id, DeliveryInput{Via: ViaGit, Event: ev})
 		if err != nil {
 			httpError(w, st, err.Error())
 			return

@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/internal/metrics"
 	"github.com/sluice-ci/sluice/server/githubapp"
+	"github.com/sluice-ci/sluice/server/inbox"
 )
 
 // Metrics.
@@ -108,7 +109,7 @@ func newServerMetrics(cfg Config, logger *slog.Logger) (*serverMetrics, error) {
 	m.hooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhooks_received_total",
 		Help: "Webhooks (source github) and git hook requests (source git) received, by event and result."}, []string{"source", "event", "result"})
 	m.hookTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "webhook_duration_seconds",
-		Help:    "How long the server took to answer a webhook or a git hook request (verifying it and queueing its delivery in Temporal).",
+		Help:    "How long the server took to answer a webhook or a git hook request (verifying it and queueing its delivery: in the inbox, or in Temporal).",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"source", "event"})
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "runs_completed_total",
 		Help: "Runs that completed, by pipeline and result (succeeded, failed, cancelled), counted once per execution (a retry is another)."}, []string{"pipeline", "result"})
@@ -171,6 +172,26 @@ func (m *serverMetrics) start(c client.Client, namespace, listen string) error {
 		}
 	}()
 	return nil
+}
+
+// watchInbox exports the inbox's backlog: deliveries answered and not yet
+// handed to Temporal.
+func (m *serverMetrics) watchInbox(b *inbox.Inbox) {
+	ns := metrics.Namespace
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "inbox_pending",
+			Help: "Deliveries answered (202) and kept in the inbox, not yet handed to Temporal."},
+			func() float64 { n, _ := b.Pending(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "inbox_oldest_age_seconds",
+			Help: "How long the oldest delivery in the inbox has waited for Temporal (0: none waits)."},
+			func() float64 {
+				_, oldest := b.Pending()
+				if oldest.IsZero() {
+					return 0
+				}
+				return time.Since(oldest).Seconds()
+			}),
+	)
 }
 
 func (m *serverMetrics) close() {

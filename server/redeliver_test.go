@@ -145,6 +145,7 @@ func TestRedeliveryReconciler(t *testing.T) {
 
 // hasDelivery says whether the server holds a Delivery workflow for guid.
 func hasDelivery(e *env, guid string) bool {
+	e.forwarded()
 	_, err := e.client.DescribeWorkflowExecution(context.Background(), "github-"+guid, "")
 	var nf *serviceerror.NotFound
 	if err != nil && !errors.As(err, &nf) {

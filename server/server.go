@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/server/githubapp"
+	"github.com/sluice-ci/sluice/server/inbox"
 	"github.com/sluice-ci/sluice/server/webhook"
 )
 
@@ -58,6 +59,11 @@ type Server struct {
 	traces *traces
 	// metrics are the series of /metrics (metrics.go).
 	metrics *serverMetrics
+	// inbox holds the deliveries taken and not yet in Temporal, when
+	// cfg.Inbox is on (see take).
+	inbox *inbox.Inbox
+	// closing makes Close once.
+	closing sync.Once
 }
 
 // Start brings the server up: Temporal (embedded or the cluster the
@@ -73,6 +79,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		cfg.Listen = DefaultListen
 	}
 	if err := cfg.checkTemporal(); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkInbox(); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: logger}
@@ -187,6 +196,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if err := s.reconcileRedelivery(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.Inbox == InboxOn {
+		if s.inbox, err = inbox.Open(filepath.Join(cfg.Home, "server", "inbox"), inbox.Options{Log: logger}); err != nil {
+			return nil, err
+		}
+		s.metrics.watchInbox(s.inbox)
+		go s.inbox.Run(inboxForwarders, s.forward)
+	}
 	if s.traces, err = startTraces(ctx, s.client, cfg.Home, logger); err != nil {
 		return nil, err
 	}
@@ -234,14 +250,20 @@ func (s *Server) publicURL() string {
 func (s *Server) Stack() *local.Stack { return s.stack }
 
 // Close stops the HTTP listener, the workers, the runner and the embedded
-// Temporal server.
-func (s *Server) Close() {
+// Temporal server. A second Close does nothing.
+func (s *Server) Close() { s.closing.Do(s.close) }
+
+func (s *Server) close() {
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.http.Shutdown(ctx)
 		cancel()
 	} else if s.ln != nil {
 		s.ln.Close()
+	}
+	if s.inbox != nil {
+		// What is not forwarded yet stays on disk for the next start.
+		_ = s.inbox.Close()
 	}
 	if s.worker != nil {
 		s.worker.Stop()
@@ -254,6 +276,16 @@ func (s *Server) Close() {
 	if s.stack != nil {
 		s.stack.Close()
 	}
+}
+
+// InboxPending is how many deliveries the server has answered and not yet
+// handed to Temporal (0 without an inbox).
+func (s *Server) InboxPending() int {
+	if s.inbox == nil {
+		return 0
+	}
+	n, _ := s.inbox.Pending()
+	return n
 }
 
 func (s *Server) touch() { s.lastActive.Store(time.Now().UnixNano()) }

@@ -112,6 +112,9 @@ func startWithGitHub(t *testing.T, set func(*githubfake.Server, *server.Config))
 		TemporalAddress: ts.GetFrontendHostPort(), Namespace: ts.GetDefaultNamespace(),
 		NoRunner: true,
 		GitHub:   server.GitHubConfig{AppID: gh.AppID, PrivateKeyFile: key, WebhookSecrets: []string{"old secret", secret}, APIURL: gh.URL()},
+		// As with the embedded Temporal, though this one is not: the
+		// deliveries go through the inbox.
+		Inbox: server.InboxOn,
 	}
 	set(gh, &cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -169,6 +172,7 @@ func (e *env) deliver(event, id string, body []byte) (int, string) {
 // result waits for a delivery's result.
 func (e *env) result(id string) server.DeliveryResult {
 	e.t.Helper()
+	e.forwarded()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var res server.DeliveryResult
@@ -176,6 +180,19 @@ func (e *env) result(id string) server.DeliveryResult {
 		e.t.Fatalf("delivery %s: %v", id, err)
 	}
 	return res
+}
+
+// forwarded waits until the server's inbox has handed every delivery it
+// took to Temporal.
+func (e *env) forwarded() {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.srv.InboxPending() > 0 {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d deliveries still in the server's inbox after 30 s", e.srv.InboxPending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // pushNew delivers the push of a new branch main at head, which the
@@ -401,6 +418,7 @@ func TestBadDeliveries(t *testing.T) {
 			}
 		})
 	}
+	e.forwarded()
 	if _, err := e.client.DescribeWorkflowExecution(context.Background(), "github-bad", ""); err == nil {
 		t.Error("a refused delivery started a workflow")
 	}

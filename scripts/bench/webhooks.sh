@@ -11,6 +11,9 @@
 #   DB        sqlite (default) or postgres: the embedded Temporal's store;
 #             postgres starts Debian's PostgreSQL for the benchmark
 #             (internal/testing/pgtest, root runs it as the postgres user)
+#   INBOX     on (default with the embedded Temporal: answered from the
+#             server's inbox) or off (answered once Temporal has the
+#             delivery's workflow)
 #
 # The figures are in docs/benchmarks.md, "Issue 9: webhook deliveries".
 set -euo pipefail
@@ -22,5 +25,6 @@ export SLUICE_BENCH_RATE="${RATE:-200}"
 export SLUICE_BENCH_SECONDS="${DURATION:-60}"
 export SLUICE_BENCH_DRAIN="${DRAIN:-3m}"
 export SLUICE_BENCH_DB="${DB:-sqlite}"
+export SLUICE_BENCH_INBOX="${INBOX:-}"
 [ "$SLUICE_BENCH_DB" = sqlite ] || scripts/deps.sh postgres
 exec go test ./server -run '^$' -bench '^BenchmarkWebhookLoad$' -benchtime 1x -count 1 -timeout 30m -v

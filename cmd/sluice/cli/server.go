@@ -51,9 +51,12 @@ needed. The password may come from PGPASSWORD instead of the URL;
 sslmode defaults to prefer. --history-shards (default 4) is fixed when the
 database is first used: a different number later is refused.
 
-A delivery is answered 202 only once Temporal holds it, as a workflow whose
-ID derives from the delivery: a redelivery starts nothing, and a server
-killed after answering finishes the delivery when it starts again. Each
+A delivery is answered 202 only once it is durable: synced to the inbox in
+$SLUICE_HOME/server/inbox and handed to Temporal right after (--inbox on,
+the default with the embedded Temporal), or held by Temporal (--inbox off,
+the default with --temporal-address), as a workflow whose ID derives from
+the delivery. A redelivery starts nothing, and a server killed after
+answering finishes the delivery when it starts again. Each
 triggered pipeline is read at the event's commit, compiled as
 sluice plan --event would, and started as a run.
 
@@ -154,6 +157,7 @@ func newServer(e *env) *cobra.Command {
 	fl.StringVar(&cfg.MetricsListen, "metrics-listen", os.Getenv("SLUICE_METRICS_LISTEN"), "serve /metrics on this HOST:PORT of its own instead of on --listen (SLUICE_METRICS_LISTEN)")
 	fl.DurationVar(&cfg.MetricsInterval, "metrics-interval", server.DefaultMetricsInterval, "how often the runs, runners and queues of /metrics are read from Temporal")
 	fl.BoolVar(&cfg.GitHub.CommitStatuses, "commit-statuses", false, "also post a commit status sluice/<pipeline> per run, for branch protection that requires statuses (checks are always posted)")
+	fl.StringVar(&cfg.Inbox, "inbox", "", "on: answer a webhook or git hook once its delivery is synced to $SLUICE_HOME/server/inbox, then hand it to Temporal; off: once Temporal has it (default: on with the embedded Temporal, off with a cluster) (SLUICE_INBOX)")
 	fl.BoolVar(&cfg.Background, "background", false, "")
 	_ = fl.MarkHidden("background")
 	cmd.AddCommand(newServerStop(e), newServerToken(e), newServerRedeliver(e))
