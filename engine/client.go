@@ -89,6 +89,11 @@ func start(ctx context.Context, c client.Client, id, queue string, in RunInput, 
 		// A worker that takes up a large run again replays its history in
 		// one workflow task (see workflowTaskTimeout).
 		WorkflowTaskTimeout: workflowTaskTimeout(&p),
+		// A server starting a run from a delivery hosts the run's workflow
+		// too: its worker takes the first workflow task in the start's
+		// answer rather than through the task queue. Without such a
+		// worker on this client the start is as usual.
+		EnableEagerStart: true,
 	}, WorkflowName, in)
 	var dup *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &dup) {

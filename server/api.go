@@ -216,8 +216,14 @@ func (s *Server) apiGetDelivery(w http.ResponseWriter, r *http.Request, _ string
 		}
 		out["result"] = res
 	} else if p := desc.GetPendingActivities(); len(p) > 0 && p[0].GetLastFailure() != nil {
+		// A delivery an older server started: its activity is scheduled.
 		out["last_failure"] = p[0].GetLastFailure().GetMessage()
 		out["attempt"] = p[0].GetAttempt()
+	} else if v, err := s.client.QueryWorkflow(r.Context(), id, "", QueryDeliveryProgress); err == nil {
+		var p DeliveryProgress
+		if v.Get(&p) == nil && p.LastFailure != "" {
+			out["last_failure"], out["attempt"] = p.LastFailure, p.Attempt
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -57,6 +57,12 @@ type DeliveryInput struct {
 	// ApprovedBy is who, with write access, approved the head of a pull
 	// request from a fork for testing (ok-to-test).
 	ApprovedBy string `json:"approved_by,omitempty"`
+	// Local runs the delivery's activity as a local activity, in the
+	// workflow task of the worker that took the workflow: a handful of
+	// writes to Temporal per delivery instead of a dozen. Servers set it on
+	// every delivery they start; a history started without it (by an
+	// older server) replays the activity it scheduled.
+	Local bool `json:"local,omitempty"`
 }
 
 // DeliveryResult says what a delivery started, and why it started
@@ -108,11 +114,75 @@ type InvalidPipeline struct {
 // the event), so that GitHub's 5xx and rate limits are retried with
 // backoff here, durably, and a retry never starts a run twice.
 func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, deliveryActivity)
 	var t *Triggers
 	var res DeliveryResult
+	if in.Local {
+		return deliverLocally(ctx, in)
+	}
+	ctx = workflow.WithActivityOptions(ctx, deliveryActivity)
 	err := workflow.ExecuteActivity(ctx, t.Trigger, in).Get(ctx, &res)
 	return res, err
+}
+
+// QueryDeliveryProgress asks a running Delivery workflow how its attempts
+// went: a DeliveryProgress.
+const QueryDeliveryProgress = "progress"
+
+// DeliveryProgress is a delivery's attempt under way, and why the one
+// before failed.
+type DeliveryProgress struct {
+	Attempt     int32  `json:"attempt"`
+	LastFailure string `json:"last_failure,omitempty"`
+}
+
+// deliverLocally runs the delivery's activity as a local activity, with
+// deliveryActivity's retries made here: the backoff waits in a durable
+// timer (or as long as GitHub's Retry-After asks), and the attempt and the
+// last failure answer QueryDeliveryProgress. A server that dies
+// mid-attempt has its workflow task time out, and the server that takes
+// it up runs the attempt again.
+func deliverLocally(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
+	var t *Triggers
+	var res DeliveryResult
+	var progress DeliveryProgress
+	if err := workflow.SetQueryHandler(ctx, QueryDeliveryProgress, func() (DeliveryProgress, error) { return progress, nil }); err != nil {
+		return res, err
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: deliveryActivity.StartToCloseTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	retry := deliveryActivity.RetryPolicy
+	began := workflow.Now(ctx)
+	wait := retry.InitialInterval
+	for attempt := int32(1); ; attempt++ {
+		progress.Attempt = attempt
+		err := workflow.ExecuteLocalActivity(lctx, t.Trigger, in).Get(ctx, &res)
+		if err == nil {
+			return res, nil
+		}
+		var app *temporal.ApplicationError
+		if errors.As(err, &app) && (app.NonRetryable() || slices.Contains(retry.NonRetryableErrorTypes, app.Type())) {
+			return res, err
+		}
+		// The activity's own words, not the SDK's wrapping of them.
+		cause := err
+		for errors.Unwrap(cause) != nil {
+			cause = errors.Unwrap(cause)
+		}
+		progress.Attempt, progress.LastFailure = attempt+1, cause.Error()
+		next := wait
+		if app != nil && app.NextRetryDelay() > 0 {
+			next = app.NextRetryDelay()
+		}
+		if workflow.Now(ctx).Add(next).Sub(began) > deliveryActivity.ScheduleToCloseTimeout {
+			return res, err
+		}
+		if err := workflow.Sleep(ctx, next); err != nil {
+			return res, err
+		}
+		wait = min(time.Duration(float64(wait)*retry.BackoffCoefficient), retry.MaximumInterval)
+	}
 }
 
 // deliveryActivity are the options of the activities that read a
