@@ -46,6 +46,7 @@ test: deps tools test-unit fuzz lint
 
 test-unit:
 	$(GO) test -count=1 $(PKGS)
+	cd deploy/helm && $(GO) test -count=1 ./...
 
 fuzz:
 	$(GO) test ./dsl -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZ_COMPILE) -fuzzminimizetime 200x
@@ -56,6 +57,7 @@ WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd deploy/helm && $(GO) vet ./...
 	$(GO) run $(WORKFLOWCHECK) ./engine/... ./server/...
 
 # bench measures the figures recorded in docs/benchmarks.md.
