@@ -522,12 +522,12 @@ func checkServer(t *testing.T, m *manifests) {
 		t.Errorf("the server must run one replica, replaced with Recreate: its state volume is ReadWriteOnce")
 	}
 	spec := &server.Spec.Template.Spec
-	if spec.ShareProcessNamespace == nil || !*spec.ShareProcessNamespace {
-		t.Errorf("the server pod does not share its PID namespace: a restarted server would be PID 1 again and find its own stale record")
-	}
 	c := container(t, spec, "server")
 	if len(c.Args) == 0 || c.Args[0] != "server" {
 		t.Fatalf("the server's args do not start with the command server: %q", c.Args)
+	}
+	if v, _ := flagValue(c.Args, "--log"); v != "-" {
+		t.Errorf("the server logs to %q, want - (stderr, for kubectl logs)", v)
 	}
 	for _, f := range []string{"--no-runner", "--listen", "--metrics-listen", "--public-url", "--temporal-address", "--namespace"} {
 		if _, ok := flagValue(c.Args, f); !ok {

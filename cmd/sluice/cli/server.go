@@ -104,6 +104,7 @@ func newServer(e *env) *cobra.Command {
 	var cfg server.Config
 	var configFile string
 	var noBuild bool
+	var logTo string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Sluice server: webhooks and git pushes start runs",
@@ -129,7 +130,7 @@ func newServer(e *env) *cobra.Command {
 			}
 			cfg.Home, cfg.Build = home, !noBuild
 			cfg.TemporalAPIKey = temporalAPIKey(e)
-			return runServer(cmd.Context(), e, cfg)
+			return runServer(cmd.Context(), e, cfg, logTo)
 		},
 	}
 	fl := cmd.Flags()
@@ -157,6 +158,7 @@ func newServer(e *env) *cobra.Command {
 	fl.StringVar(&cfg.MetricsListen, "metrics-listen", os.Getenv("SLUICE_METRICS_LISTEN"), "serve /metrics on this HOST:PORT of its own instead of on --listen (SLUICE_METRICS_LISTEN)")
 	fl.DurationVar(&cfg.MetricsInterval, "metrics-interval", server.DefaultMetricsInterval, "how often the runs, runners and queues of /metrics are read from Temporal")
 	fl.BoolVar(&cfg.GitHub.CommitStatuses, "commit-statuses", false, "also post a commit status sluice/<pipeline> per run, for branch protection that requires statuses (checks are always posted)")
+	fl.StringVar(&logTo, "log", os.Getenv("SLUICE_LOG"), "where the server's log goes: a file, or - for stderr (a container's log) (default $SLUICE_HOME/sluice.log) (SLUICE_LOG)")
 	fl.StringVar(&cfg.Inbox, "inbox", "", "on: answer a webhook or git hook once its delivery is synced to $SLUICE_HOME/server/inbox, then hand it to Temporal; off: once Temporal has it (default: on with the embedded Temporal, off with a cluster) (SLUICE_INBOX)")
 	fl.BoolVar(&cfg.Background, "background", false, "")
 	_ = fl.MarkHidden("background")
@@ -194,7 +196,18 @@ func runningServer(home string) (serverRecord, error) {
 	return r, err
 }
 
-func runServer(ctx context.Context, e *env, cfg server.Config) error {
+// otherServer returns the server that runs for home, if another process
+// than this one: a record naming this very process was left by an
+// earlier one that had its PID (a container's PID 1 killed without a
+// clean stop), and says nothing.
+func otherServer(home string) (serverRecord, bool) {
+	r, err := runningServer(home)
+	return r, err == nil && r.PID != os.Getpid()
+}
+
+// runServer runs the server until a signal or its idle timeout; its log
+// goes to logTo ("-": stderr; empty: $SLUICE_HOME/sluice.log).
+func runServer(ctx context.Context, e *env, cfg server.Config, logTo string) error {
 	ctx, stop := signalContext(ctx)
 	defer stop()
 	unlock := func() {}
@@ -212,10 +225,21 @@ func runServer(ctx context.Context, e *env, cfg server.Config) error {
 			unlock()
 		}
 	}()
-	if r, err := runningServer(cfg.Home); err == nil {
+	if r, ok := otherServer(cfg.Home); ok {
 		return fmt.Errorf("a Sluice server for %s already runs at %s (pid %d); stop it with sluice server stop, or use another SLUICE_HOME", cfg.Home, r.URL, r.PID)
 	}
-	logger := slog.New(slog.NewTextHandler(logFile(cfg.Home), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logOut := logFile(cfg.Home)
+	if logTo == "-" {
+		logOut = e.stderr
+	} else if logTo != "" {
+		f, err := os.OpenFile(logTo, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--log %s: %w", logTo, err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := server.Start(context.Background(), cfg, logger)
 	if err != nil {
 		return err
