@@ -22,7 +22,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/cluster"
@@ -37,6 +36,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sluice-ci/sluice/internal/binaryid"
 )
 
 // Names of the custom search attributes Start registers in the namespace, all
@@ -152,6 +153,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DB == "" && cfg.Migrate {
 		return nil, fmt.Errorf("starting Temporal: --migrate applies to a PostgreSQL database (--db); SQLite's schema is made and kept by itself")
 	}
+	// The server's own workers would otherwise read and hash this whole
+	// executable before the server is ready (see package binaryid).
+	binaryid.Set()
 	const attempts = 4
 	for attempt := 1; ; attempt++ {
 		var st *store
@@ -189,6 +193,10 @@ type store struct {
 	namespaceDB *config.SQL
 	lock        releaser
 	desc        string
+	// made says the database was made for this start: the namespace is
+	// registered in it with all of Sluice's search attributes, and none
+	// can be missing.
+	made bool
 }
 
 // releaser is a lock on a store.
@@ -221,11 +229,13 @@ func prepareDatabase(dataDir string) (_ *store, err error) {
 		// process, and so the data of a stopped server.
 		name := make([]byte, 8)
 		_, _ = rand.Read(name)
-		return sqliteStore(&config.SQL{
+		st := sqliteStore(&config.SQL{
 			PluginName:        sqliteplugin.PluginName,
 			DatabaseName:      "sluice-" + hex.EncodeToString(name),
 			ConnectAttributes: map[string]string{"mode": "memory", "cache": "shared"},
-		}, nil, "memory"), nil
+		}, nil, "memory")
+		st.made = true
+		return st, nil
 	}
 
 	dir, err := filepath.Abs(dataDir)
@@ -252,28 +262,23 @@ func prepareDatabase(dataDir string) (_ *store, err error) {
 	}()
 
 	dbPath := filepath.Join(dir, "temporal.db")
-	sqlConfig := &config.SQL{
-		PluginName:   sqliteplugin.PluginName,
-		DatabaseName: dbPath,
-		// WAL with synchronous=NORMAL commits without an fsync per
-		// transaction; what was committed survives a crash of the process
-		// (kill -9), which is what a local run must survive. The default
-		// rollback journal fsyncs several times per commit and made every
-		// step cost about a hundred milliseconds.
-		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal"},
-	}
+	sqlConfig := sqliteConfig(dbPath)
 	info, err := os.Stat(dbPath)
+	made := false
 	switch {
 	case errors.Is(err, os.ErrNotExist) || (err == nil && info.Size() == 0):
-		if err := sqliteschema.SetupSchema(sqlConfig); err != nil {
-			// A half-made schema would fail every later start.
-			_ = os.Remove(dbPath)
+		// A copy of the database Temporal's schema setup makes (see
+		// emptydb.go).
+		if err := copyEmptyDatabase(dbPath); err != nil {
 			return nil, fmt.Errorf("creating database %q: %w", dbPath, err)
 		}
+		made = true
 	case err != nil:
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
-	return sqliteStore(sqlConfig, lock, "SQLite "+dbPath), nil
+	st := sqliteStore(sqlConfig, lock, "SQLite "+dbPath)
+	st.made = made
+	return st, nil
 }
 
 // start runs the server on a prepared store. It owns the store's lock: on
@@ -420,7 +425,7 @@ func start(ctx context.Context, cfg Config, ip net.IP, st *store) (_ *Server, er
 	}
 
 	s := &Server{server: server, address: address, namespace: cfg.Namespace, store: st.desc, lock: lock, logs: logger.gate}
-	if err := s.waitReady(ctx); err != nil {
+	if err := s.waitReady(ctx, !st.made); err != nil {
 		_ = server.Stop()
 		return nil, err
 	}
@@ -505,13 +510,11 @@ var searchAttrs = []string{SearchAttrPipeline, SearchAttrRepo, SearchAttrRef, Se
 
 // probe succeeds when the frontend serves the namespace and reaches the
 // history service: the first workflow a caller starts then does not wait.
+// One request asks both: no workflow has the probe's ID, so history
+// answering "not found" is the success; a namespace the frontend does not
+// know yet fails it with NamespaceNotFound instead.
 func (s *Server) probe(ctx context.Context, c client.Client) error {
-	_, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: s.namespace})
-	if err != nil {
-		return err
-	}
-	// No workflow has this ID: history answering "not found" is the success.
-	_, err = c.DescribeWorkflowExecution(ctx, "sluice-readiness-probe", "")
+	_, err := c.DescribeWorkflowExecution(ctx, "sluice-readiness-probe", "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil
@@ -519,10 +522,12 @@ func (s *Server) probe(ctx context.Context, c client.Client) error {
 	return err
 }
 
-// waitReady dials the frontend until it serves the namespace, then adds any
-// Sluice search attribute the namespace lacks (a database made by an older
-// sluice). Adding is idempotent: attributes already there are left alone.
-func (s *Server) waitReady(ctx context.Context) error {
+// waitReady dials the frontend until it serves the namespace, then, with
+// checkAttrs, adds any Sluice search attribute the namespace lacks (a
+// database made by an older sluice). Adding is idempotent: attributes
+// already there are left alone. A database made for this start has them
+// all, registered with the namespace.
+func (s *Server) waitReady(ctx context.Context, checkAttrs bool) error {
 	var c client.Client
 	var lastErr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
@@ -550,6 +555,9 @@ func (s *Server) waitReady(ctx context.Context) error {
 		}
 	}
 	defer c.Close()
+	if !checkAttrs {
+		return nil
+	}
 
 	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: s.namespace})
 	if err != nil {

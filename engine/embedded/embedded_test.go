@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sluice-ci/sluice/engine/embedded"
+	"github.com/sluice-ci/sluice/internal/binaryid"
 )
 
 const taskQueue = "embedded-test"
@@ -140,6 +141,7 @@ func TestRunPersistRestart(t *testing.T) {
 	if greeting != "hello sluice" {
 		t.Errorf("workflow result = %q, want %q", greeting, "hello sluice")
 	}
+	checkBinaryChecksum(t, ctx, c, "greet-1")
 	// A workflow of another pipeline, which the query must not find.
 	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    "greet-other",
@@ -187,6 +189,29 @@ func TestRunPersistRestart(t *testing.T) {
 	if greeting != "hello again" {
 		t.Errorf("workflow result after restart = %q, want %q", greeting, "hello again")
 	}
+}
+
+// checkBinaryChecksum checks that the worker that ran a workflow named its
+// binary as package binaryid does: Start gives the SDK that name before
+// the server makes workers of its own, which would otherwise read and hash
+// the whole executable first.
+func checkBinaryChecksum(t *testing.T, ctx context.Context, c client.Client, id string) {
+	t.Helper()
+	hist := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for hist.HasNext() {
+		ev, err := hist.Next()
+		if err != nil {
+			t.Fatalf("reading history of %s: %v", id, err)
+		}
+		if a := ev.GetWorkflowTaskCompletedEventAttributes(); a != nil {
+			// The server keeps the name as the task's build ID.
+			if got, want := a.GetWorkerVersion().GetBuildId(), binaryid.ID(); got != want {
+				t.Errorf("binary checksum of the worker that ran %s = %q, want %q (package binaryid)", id, got, want)
+			}
+			return
+		}
+	}
+	t.Errorf("history of %s has no completed workflow task", id)
 }
 
 // waitForList lists workflows by query until it finds exactly want: SQLite

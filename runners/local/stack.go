@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/engine/logstore"
+	"github.com/sluice-ci/sluice/internal/binaryid"
 	"github.com/sluice-ci/sluice/runners/artifacts"
 	"github.com/sluice-ci/sluice/runners/workspace"
 	"github.com/sluice-ci/sluice/steps"
@@ -193,6 +194,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	// Workers made on this client, the runner's and the server's, are
+	// named by the binary's commit instead of a hash of the executable
+	// (see package binaryid).
+	binaryid.Set()
 	c, err := client.DialContext(ctx, copts)
 	if err == nil && opts.TemporalAddress != "" {
 		// An existing cluster may not know Sluice's search attributes yet

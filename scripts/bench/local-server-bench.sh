@@ -10,16 +10,18 @@
 #   2. steady state: later sluice runs, which find that server.
 # BIN names the directory of the sluice and sluice-temporal binaries
 # (default bin/, from `make build`); BASE_BIN, when set, adds the sluice of
-# another build (the commit before the server, 16f5cd7, where each sluice
-# run started its own Temporal) to both. RUNS sets the steady-state runs
-# (default 10), COLD_RUNS the cold ones (default 5).
+# another build to both, on a home of its own: the commit before the
+# server (16f5cd7, where each sluice run started its own Temporal), or any
+# later one (its background server is stopped before each cold run, as
+# this build's is). RUNS sets the steady-state runs (default 10),
+# COLD_RUNS the cold ones (default 5).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${BIN:-$root/bin}
 base_bin=${BASE_BIN:-}
 work=$(mktemp -d)
 export SLUICE_HOME=$work/home
-trap '"$bin/sluice" server stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap '"$bin/sluice" server stop >/dev/null 2>&1 || true; [ -z "$base_bin" ] || SLUICE_HOME=$work/base-home "$base_bin/sluice" server stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 "$root/scripts/deps.sh" git hyperfine
 . "$root/scripts/bench/steps100.sh"
@@ -34,11 +36,11 @@ cd "$repo"
 printf '#!/bin/sh\n"%s/sluice" server stop >/dev/null 2>&1\nrm -rf "%s"\n' "$bin" "$SLUICE_HOME" > "$work/fresh.sh"
 cold_base=() steady_base=()
 if [ -n "$base_bin" ]; then
-  printf '#!/bin/sh\nrm -rf "%s"\n' "$work/base-home" > "$work/base-fresh.sh"
+  printf '#!/bin/sh\nSLUICE_HOME=%s "%s/sluice" server stop >/dev/null 2>&1\nrm -rf "%s"\n' "$work/base-home" "$base_bin" "$work/base-home" > "$work/base-fresh.sh"
   printf '#!/bin/sh\nSLUICE_HOME=%s exec %s run --progress plain\n' "$work/base-home" "$base_bin/sluice" > "$work/base-run.sh"
   chmod +x "$work/base-fresh.sh" "$work/base-run.sh"
-  cold_base=(--prepare "$work/base-fresh.sh" -n "sluice run, before the server ($base_bin), fresh home" "$work/base-run.sh")
-  steady_base=(-n "sluice run, before the server ($base_bin)" "$work/base-run.sh")
+  cold_base=(--prepare "$work/base-fresh.sh" -n "sluice run of $base_bin, fresh home" "$work/base-run.sh")
+  steady_base=(-n "sluice run of $base_bin" "$work/base-run.sh")
 fi
 chmod +x "$work/fresh.sh"
 
