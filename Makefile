@@ -42,7 +42,7 @@ deps:
 # test runs every Go test (real servers included: buildkitd from make
 # tools, which the build tests start through runners/buildkitd), then the
 # fuzzers for a bounded time, then the lint checks.
-test: deps tools test-unit fuzz lint
+test: deps tools test-unit fuzz lint replay-check
 
 test-unit:
 	$(GO) test -count=1 $(PKGS)
@@ -59,6 +59,15 @@ lint:
 	$(GO) vet $(PKGS)
 	cd deploy/helm && $(GO) vet ./...
 	$(GO) run $(WORKFLOWCHECK) ./engine/... ./server/...
+
+# replay-check replays the workflow histories recorded in engine/testdata
+# (the *.json there; replay/ holds a report, no history) against the
+# workflow code of bin/sluice, with the command a team runs before an
+# upgrade (docs/operations.md, "Upgrading"): a workflow change that would
+# break runs in flight fails here.
+.PHONY: replay-check
+replay-check: build
+	$(BIN) replay --history engine/testdata/*.json
 
 # bench measures the figures recorded in docs/benchmarks.md.
 bench: build tools

@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 )
@@ -166,8 +165,7 @@ func TestReplay(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: WorkflowName})
-			r.RegisterWorkflowWithOptions(ConcurrencyGroup, workflow.RegisterOptions{Name: GroupWorkflowName})
+			RegisterWorkflowTypes(r)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(quietLogger(), f); err != nil {
 				t.Fatal(err)
 			}

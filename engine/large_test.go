@@ -14,7 +14,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice-ci/sluice/dsl"
@@ -257,7 +256,7 @@ stage "smoke-%02[1]d" {
 func replay(t testing.TB, h *historypb.History) time.Duration {
 	t.Helper()
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: WorkflowName})
+	RegisterWorkflowTypes(r)
 	start := time.Now()
 	if err := r.ReplayWorkflowHistory(quietLogger(), h); err != nil {
 		t.Fatalf("replaying the run's history: %v", err)

@@ -16,12 +16,22 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// RegisterWorkflows registers the Pipeline and ConcurrencyGroup workflows,
-// and the Control activities they need, on a worker of WorkflowTaskQueue.
+// RegisterWorkflows registers the workflows of WorkflowTaskQueue
+// (RegisterWorkflowTypes) and the Control activities they need on one of
+// its workers.
 func RegisterWorkflows(r worker.Registry, c client.Client) {
+	RegisterWorkflowTypes(r)
+	r.RegisterActivity(&Control{Client: c})
+}
+
+// RegisterWorkflowTypes registers the Pipeline, ConcurrencyGroup and
+// RunnerRegistry workflows under the names their histories record. The
+// workers of WorkflowTaskQueue and the replayer of recorded histories
+// (sluice replay, TestReplay) both register them here, so that a replay
+// checks the code the workers run.
+func RegisterWorkflowTypes(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: WorkflowName})
 	r.RegisterWorkflowWithOptions(ConcurrencyGroup, workflow.RegisterOptions{Name: GroupWorkflowName})
-	r.RegisterActivity(&Control{Client: c})
 	r.RegisterWorkflowWithOptions(RunnerRegistry, workflow.RegisterOptions{Name: RegistryWorkflowName})
 }
 

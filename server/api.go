@@ -14,6 +14,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/temporalproto"
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
@@ -45,6 +46,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	h("POST /api/v1/runs", s.apiStartRun)
 	h("GET /api/v1/runs/{id}", s.apiGetRun)
 	h("GET /api/v1/runs/{id}/plan", s.apiGetPlan)
+	h("GET /api/v1/runs/{id}/history", s.apiGetHistory)
 	h("GET /api/v1/runs/{id}/logs", s.apiGetLogs)
 	s.logRoutes(h)
 	h("POST /api/v1/runs/{id}/approve", s.apiDecide(true))
@@ -244,6 +246,31 @@ func (s *Server) apiGetPlan(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// apiGetHistory answers a run's Temporal history (its latest execution's,
+// or ?execution=ID's) as `temporal workflow show --output json` writes it:
+// what sluice replay --server replays against its build.
+func (s *Server) apiGetHistory(w http.ResponseWriter, r *http.Request, _ string) {
+	id := r.PathValue("id")
+	h, err := engine.FetchHistory(r.Context(), s.client, id, r.URL.Query().Get("execution"))
+	if err != nil {
+		apiTemporalError(w, "run", id, err)
+		return
+	}
+	// Only runs: the other workflows' histories (deliveries, reports)
+	// hold what the API does not otherwise show.
+	if ev := h.GetEvents(); len(ev) == 0 || ev[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName() != engine.WorkflowName {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("no run %q", id))
+		return
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{}.Marshal(h)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, fmt.Sprintf("encoding the history of run %q: %v", id, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 func (s *Server) apiGetLogs(w http.ResponseWriter, r *http.Request, _ string) {

@@ -20,7 +20,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/sluice-ci/sluice/engine"
 	"github.com/sluice-ci/sluice/runners/local"
@@ -160,16 +159,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.triggers.MayApprove = s.mayApprove
 	s.triggers.InstallationOf = s.installations.get
 	s.worker = worker.New(s.client, Queue, worker.Options{Identity: "sluice-server/" + local.DefaultRunnerName()})
-	s.worker.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
-	s.worker.RegisterWorkflowWithOptions(ScheduledRun, workflow.RegisterOptions{Name: ScheduledWorkflowName})
+	RegisterWorkflows(s.worker)
 	s.worker.RegisterActivity(s.triggers)
-	s.worker.RegisterWorkflowWithOptions(Redeliver, workflow.RegisterOptions{Name: RedeliverWorkflowName})
 	redeliverer := &Redeliverer{Client: s.client, Log: logger}
 	if s.app != nil {
 		redeliverer.App = s.app
 	}
 	s.worker.RegisterActivity(redeliverer)
-	s.worker.RegisterWorkflowWithOptions(Report, workflow.RegisterOptions{Name: ReportWorkflowName})
 	s.worker.RegisterActivity(&Reporter{
 		Client: s.client, GitHub: s.triggers.App, Limits: s.limits, Log: logger,
 		Logs: func(run, stage, step string) (io.ReadCloser, error) { return s.stack.Logs.Open(run, stage, step) },

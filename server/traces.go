@@ -183,7 +183,7 @@ func startTraces(ctx context.Context, c client.Client, home string, log *slog.Lo
 	}
 	t := &traces{exporter: exp, done: make(chan struct{})}
 	t.worker = worker.New(c, TraceQueue, worker.Options{Identity: "sluice-server/traces"})
-	t.worker.RegisterWorkflowWithOptions(Trace, workflow.RegisterOptions{Name: TraceWorkflowName})
+	registerTraceWorkflows(t.worker)
 	t.worker.RegisterActivity(&Tracer{Client: c, Exporter: exp, Resource: res, Log: log})
 	if err := t.worker.Start(); err != nil {
 		_ = exp.Shutdown(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,19 @@ func TestRemoteCommands(t *testing.T) {
 	if got := must(t, "logs", "--server", url, runID); !strings.Contains(got, "build/hello | hello from the server") {
 		t.Errorf("logs --server: %q", got)
 	}
+	// In flight, the run's history so far replays against this build, as
+	// the worker of a new server would replay it; fetched through the API.
+	if got := must(t, "replay", "--server", url, runID); !strings.Contains(got, "OK                "+runID+" (sluice.Pipeline, ") {
+		t.Errorf("replay --server of a run in flight:\n%s", got)
+	}
+	// --since lists the executions still running however long ago they
+	// started: given a millisecond, those alone (the run, not the
+	// delivery that started it and has ended).
+	temporal := []string{"--temporal-address", srv.Stack().Address, "--namespace", srv.Stack().Namespace}
+	got := must(t, append([]string{"replay", "--since", "1ms"}, temporal...)...)
+	if !strings.Contains(got, "OK                "+runID+" (sluice.Pipeline, ") || strings.Contains(got, "(Delivery, ") || !strings.Contains(got, " replayed, 0 failed.") {
+		t.Errorf("replay --since 1ms with a run in flight:\n%s", got)
+	}
 
 	// bob is not an approver: refused, with who may approve.
 	code, _, stderr := sluiceMain("approve", "--server", url, runID, "deploy")
@@ -166,12 +180,75 @@ func TestRemoteCommands(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(changed, "p.hcl"), []byte(strings.Replace(gatePipeline, `"shipped"`, `"shipped again"`, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got := must(t, "replay", runID, "--pipeline", changed)
+	got = must(t, "replay", runID, "--pipeline", changed)
 	for _, want := range []string{"~ ship  succeeded → succeeded (assumed: its inputs changed)", `run.command: ["echo","shipped"] → ["echo","shipped again"]`, "1 approval asked (0 new)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("replay --server printed no %q:\n%s", want, got)
 		}
 	}
+	// The run's recorded history replays against this build, fetched
+	// through the API (GET /api/v1/runs/{id}/history); a run the server
+	// does not have could not be fetched, which is not a failed replay.
+	got = must(t, "replay", runID)
+	for _, want := range []string{"OK                " + runID + " (sluice.Pipeline, run ", "1 replayed, 0 failed."} {
+		if !strings.Contains(got, want) {
+			t.Errorf("replay --server printed no %q:\n%s", want, got)
+		}
+	}
+	code, stdout, _ := sluiceMain("replay", runID, "nosuch")
+	for _, want := range []string{"NOT FETCHED       nosuch\n", `no run "nosuch" (404 Not Found from ` + url + ")", "1 replayed, 0 failed, 1 could not be fetched."} {
+		if code != 1 || !strings.Contains(stdout, want) {
+			t.Errorf("replay --server of a run that does not exist: exit %d, no %q:\n%s", code, want, stdout)
+		}
+	}
+	// --since lists what the API does not give: it needs Temporal.
+	if code, _, stderr := sluiceMain("replay", "--since", "1d"); code != 2 || !strings.Contains(stderr, "which a server's API does not give") {
+		t.Errorf("replay --since --server: exit %d, %q", code, stderr)
+	}
+	// From the server's Temporal, every execution of the last hour
+	// replays: the run, and the Delivery workflow that started it.
+	t.Setenv(envServer, "")
+	got = must(t, append([]string{"replay", "--since", "1h"}, temporal...)...)
+	for _, want := range []string{"OK                " + runID + " (sluice.Pipeline, ", " (Delivery, run ", " replayed, 0 failed."} {
+		if !strings.Contains(got, want) {
+			t.Errorf("replay --since 1h printed no %q:\n%s", want, got)
+		}
+	}
+	// The API gives the histories of runs, not of the server's other
+	// workflows, and only with a token.
+	list, err := server.Executions(ctx, srv.Stack().Client, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivery string
+	for _, x := range list {
+		if x.Type == server.DeliveryWorkflowName {
+			delivery = x.WorkflowID
+		}
+	}
+	if delivery == "" {
+		t.Fatalf("no Delivery workflow among the executions of the last hour: %+v", list)
+	}
+	for _, c := range []struct {
+		id, token string
+		want      int
+	}{{runID, alice, http.StatusOK}, {delivery, alice, http.StatusNotFound}, {runID, "", http.StatusUnauthorized}} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/v1/runs/"+c.id+"/history", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET the history of %q (token %t): %s, want %d", c.id, c.token != "", resp.Status, c.want)
+		}
+	}
+	t.Setenv(envServer, url)
+
 	// A server that is no GitHub App has no webhook deliveries to ask for
 	// again, and says so.
 	if code, _, stderr := sluiceMain("server", "redeliver"); code != 1 || !strings.Contains(stderr, "this server has no GitHub App to redeliver webhooks with") {

@@ -18,30 +18,33 @@ import (
 	"github.com/sluice-ci/sluice/runners/local"
 )
 
-// errReplayMode is the answer to sluice replay without --pipeline: that
-// mode is for checking a run's history against this build's workflow code,
-// which does not exist yet.
-var errReplayMode = errors.New("sluice replay needs --pipeline DIR, the changed pipeline to replay the run against; " +
-	"replaying a run's recorded history against this build's workflow code (sluice replay without --pipeline) is not available yet")
+// errReplayMode is the answer to sluice replay given nothing to replay.
+var errReplayMode = errors.New("sluice replay needs what to replay: run IDs (their recorded histories against this build's workflow code), " +
+	"--since 7d (every workflow execution of the last 7 days), --history FILE... (exported histories), " +
+	"or a run ID and --pipeline DIR (a changed pipeline against the run)")
 
 func newReplay(e *env) *cobra.Command {
 	var sf stackFlags
 	var rf remoteFlags
+	var hf historyFlags
 	var pipeline, output string
 	var assumeFailure bool
 	var vars, varFiles []string
 	cmd := &cobra.Command{
-		Use:   "replay RUN --pipeline DIR",
-		Short: "Show what a changed pipeline would have done in a recorded run",
-		Long: `Replay takes a recorded run (its event, the results and outputs of its
-steps, the decisions of its approvals) and works out what the pipeline in
-DIR would have decided with them: which stages run or are skipped (their
-when, their needs), which steps would receive different inputs (their
-resolved command, image, env...), which approvals would be asked, which
-stages and steps are new or removed (a renamed step is one removed and
-one added). It prints that as a diff against what happened, or with
--o json for machines. Nothing runs: test a change to your CI against last
-week's runs before you merge it.
+		Use:   "replay RUN --pipeline DIR | replay (RUN... | --since 7d | --history FILE...)",
+		Short: "Replay a run against a changed pipeline, or recorded histories against this build",
+		Long: `Replay checks a change against what already happened, before it is merged
+or rolled out. It has two modes.
+
+With --pipeline, replay takes a recorded run (its event, the results and
+outputs of its steps, the decisions of its approvals) and works out what
+the pipeline in DIR would have decided with them: which stages run or are
+skipped (their when, their needs), which steps would receive different
+inputs (their resolved command, image, env...), which approvals would be
+asked, which stages and steps are new or removed (a renamed step is one
+removed and one added). It prints that as a diff against what happened,
+or with -o json for machines. Nothing runs: test a change to your CI
+against last week's runs before you merge it.
 
 The pipeline is compiled for the run's event (commit, ref, changed files,
 the inputs of a manual run). Its variables take their values as sluice
@@ -57,19 +60,66 @@ ${step.NAME.OUTPUT} and is assumed too. An approval the run decided keeps
 its decision; one the run did not decide is assumed approved. Stages are
 taken one at a time, in plan order. See docs/replay.md.
 
-Without --pipeline, sluice replay is to check a run's recorded Temporal
-history against this build's workflow code before an upgrade; that mode
-is not available yet, so --pipeline is needed.`,
+Without --pipeline, replay checks an upgrade: it replays recorded Temporal
+histories against the workflow code of this build of sluice, as a worker
+of this build would when it takes the workflows up, and reports each as
+OK or where the code diverges from the history: the event ID and type,
+what the history has there, what the code did instead, and the Temporal
+SDK's message. Run the new binary before you roll it out:
+
+  RUN...             the named runs (their latest execution)
+  --since 7d         every execution of Sluice's workflows (runs, and the
+                     server's deliveries, reports, traces...) that started
+                     or ended in the last 7 days, or is still running
+  --history FILE...  histories exported as JSON (temporal workflow show
+                     --output json; engine/testdata)
+
+The histories come from the local server of $SLUICE_HOME, which must be
+running (replay never starts one: this build's would take up the
+workflows being checked), from a Temporal cluster (--temporal-address),
+or, for named runs, from a Sluice server's API (--server). --parallel
+histories are fetched and replayed at once. The summary says how many
+were replayed and how many failed; replay exits 1 when any failed or
+could not be fetched or read. See docs/operations.md, "Upgrading".`,
 		Example: `  sluice replay web-1a2b3c4d --pipeline .sluice
   sluice replay web-1a2b3c4d --pipeline . --assume-failure
-  sluice replay web-1a2b3c4d --pipeline .sluice -o json --server https://ci.example.com`,
-		Args: exactArgs(1, "a run ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if pipeline == "" {
-				return usageError{errReplayMode}
+  sluice replay web-1a2b3c4d --pipeline .sluice -o json --server https://ci.example.com
+  sluice replay --since 7d --temporal-address temporal.internal:7233
+  sluice replay web-1a2b3c4d web-5e6f7a8b
+  sluice replay --history engine/testdata/*.json -o json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if pipeline != "" {
+				if hf.since != "" || hf.files {
+					return usageError{errors.New("--since and --history replay histories against this build; they do not go with --pipeline")}
+				}
+				return exactArgs(1, "a run ID")(cmd, args)
 			}
+			if assumeFailure || len(vars) > 0 || len(varFiles) > 0 {
+				return usageError{errors.New("--assume-failure, --var and --var-file go with --pipeline DIR")}
+			}
+			switch {
+			case hf.files && hf.since != "":
+				return usageError{errors.New("give --since or --history, not both")}
+			case hf.since != "" && len(args) > 0:
+				return usageError{fmt.Errorf("--since replays every execution of its days; it takes no run IDs (got %q)", args)}
+			case hf.since == "" && len(args) == 0:
+				return usageError{errReplayMode}
+			case hf.parallel < 1:
+				return usageError{fmt.Errorf("--parallel %d: replay at least one history at a time", hf.parallel)}
+			}
+			if hf.since != "" {
+				if _, err := parseSince(hf.since); err != nil {
+					return usageError{err}
+				}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("-o %q is not an output format; use text or json", output)}
+			}
+			if pipeline == "" {
+				return replayHistories(cmd, e, &sf, &rf, args, hf, output)
 			}
 			runID := args[0]
 			var recorded plan.Plan
@@ -128,12 +178,16 @@ is not available yet, so --pipeline is needed.`,
 		},
 	}
 	sf.register(cmd)
+	cmd.Flags().Lookup("temporal-address").Usage = "host:port of an existing Temporal cluster (default: the local server of $SLUICE_HOME, which must be running to replay histories)"
 	rf.register(cmd, e)
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the changed pipeline: a .sluice directory, a project directory that holds one, or a file")
 	cmd.Flags().BoolVar(&assumeFailure, "assume-failure", false, "steps without a recorded result fail (default: they succeed)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a variable of the changed pipeline: --var name=value (repeatable)")
 	cmd.Flags().StringArrayVar(&varFiles, "var-file", nil, "read variables of the changed pipeline from an HCL or JSON file (repeatable)")
+	cmd.Flags().StringVar(&hf.since, "since", "", "replay every execution of Sluice's workflows started or ended this long ago or later, or still running: 7d, 36h")
+	cmd.Flags().BoolVar(&hf.files, "history", false, "the arguments are histories exported as JSON files (temporal workflow show --output json), not run IDs")
+	cmd.Flags().IntVar(&hf.parallel, "parallel", 4, "histories fetched and replayed at once")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/worker"
 )
 
 // Version is set at build time with -ldflags "-X .../cli.Version=v1.2.3";
@@ -28,6 +29,9 @@ type env struct {
 	stdout, stderr io.Writer
 	environ        []string
 	getwd          func() (string, error)
+	// workflows registers the workflow code sluice replay replays
+	// histories against; nil is this build's (server.RegisterAllWorkflows).
+	workflows func(worker.WorkflowRegistry)
 }
 
 // Main runs the sluice command line with args (without the program name)
@@ -40,13 +44,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // MainContext is Main with a context: its end stops a command that runs
 // until stopped (sluice server, sluice runner) as SIGTERM would.
 func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return mainEnv(ctx, &env{stdout: stdout, stderr: stderr, environ: os.Environ(), getwd: os.Getwd}, args)
+}
+
+// mainEnv is MainContext with the process's env given.
+func mainEnv(ctx context.Context, e *env, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if os.Getenv("GOGC") == "" {
 		// A short-lived command that builds one large value (a plan) and
 		// exits spends much of its time in the collector at the default
 		// setting; memory is not the constraint here.
 		debug.SetGCPercent(400)
 	}
-	e := &env{stdout: stdout, stderr: stderr, environ: os.Environ(), getwd: os.Getwd}
 	root := newRoot(e)
 	root.SetArgs(singleDashLong(root, args))
 	root.SetOut(stdout)
@@ -93,7 +102,9 @@ Run it for a team:
 
   sluice server                webhooks and git pushes start runs (docs/server.md)
   sluice hook install REPO.git report a bare repository's pushes to a server
-  sluice login URL             use a server's API: runs --server URL, approve ...`,
+  sluice login URL             use a server's API: runs --server URL, approve ...
+  sluice replay --since 7d     before an upgrade: replay the last week's workflow
+                               histories against this build (docs/operations.md)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -18,6 +18,9 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"sluice": func() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		// sluice-changed is sluice with a workflow changed
+		// (replayhistory_test.go).
+		"sluice-changed": func() { os.Exit(mainChanged()) },
 	})
 }
 
