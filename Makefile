@@ -12,7 +12,7 @@ FUZZ_COMPILE ?= 8000x
 FUZZ_RENDER  ?= 200000x
 PKGS     := ./...
 
-.PHONY: all build tools test test-unit fuzz lint bench demo demo-release demo-server deps clean
+.PHONY: all build tools test test-unit fuzz lint bench demo demo-release demo-server deps clean image
 
 all: build
 
@@ -118,6 +118,16 @@ demo-release: deps build tools
 demo-server: deps build tools
 	$(BIN) images
 	BIN=$(BIN) scripts/demo-server.sh
+
+# image is Sluice building itself with its own pipeline, .sluice/sluice.hcl:
+# go vet and the unit tests in containers of golang:local, then the sluice
+# image (deploy/image/Dockerfile) built with BuildKit, pushed to the local
+# registry as sluice/sluice:0.0.0-<commit> and tried as its non-root user.
+# It builds the working tree as it is (--dirty), uncommitted changes
+# included; the containers download modules through this machine's GOPROXY.
+image: build tools
+	$(BIN) images
+	$(BIN) run .sluice --event manual --dirty --progress plain --var goproxy="$$($(GO) env GOPROXY)"
 
 clean:
 	rm -rf bin
