@@ -5,7 +5,11 @@
 #
 #   sluice images                           # the base images, into the local registry
 #   sluice run --event manual --dirty       # the working tree, as it is
-#   sluice run --event tag --ref v0.1.0 --dry-run
+#   sluice run --event tag --ref v0.1.0     # a release, pushed to the local registry
+#
+# A dry run (--dry-run) builds the image but pushes nothing, so the build
+# stage's try, which pulls the image it built, fails in it unless the same
+# image was pushed before.
 #
 # With nothing configured, a tag run reports the scan (no Harbor) and the
 # tag and release (no GitHub credentials) as dry runs; the runner's
