@@ -66,10 +66,15 @@ func TestCheckInbox(t *testing.T) {
 		name string
 		cfg  Config
 		want string
+		// nice is the embedded Temporal's nice value: below the
+		// server's when the server answers from its inbox.
+		nice int
 		err  string
 	}{
 		// The embedded Temporal's state is in the home, as the inbox is.
-		{name: "embedded", cfg: Config{}, want: InboxOn},
+		{name: "embedded", cfg: Config{}, want: InboxOn, nice: 10},
+		// A command waits on the Temporal of the server it started.
+		{name: "embedded, in the background", cfg: Config{Background: true}, want: InboxOn},
 		// A server on a cluster may have no disk that outlives it.
 		{name: "cluster", cfg: Config{TemporalAddress: "t:7233"}, want: InboxOff},
 		{name: "cluster, asked for", cfg: Config{TemporalAddress: "t:7233", Inbox: "on"}, want: InboxOn},
@@ -86,6 +91,8 @@ func TestCheckInbox(t *testing.T) {
 				t.Fatalf("checkInbox: %v", err)
 			case tc.err == "" && tc.cfg.Inbox != tc.want:
 				t.Errorf("Inbox = %q, want %q", tc.cfg.Inbox, tc.want)
+			case tc.err == "" && temporalNice(tc.cfg) != tc.nice:
+				t.Errorf("the embedded Temporal's nice value = %d, want %d", temporalNice(tc.cfg), tc.nice)
 			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Errorf("checkInbox = %v, want an error containing %q", err, tc.err)
 			}

@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}()
 	opts := local.Options{Home: cfg.Home, TemporalAddress: cfg.TemporalAddress, TemporalListen: cfg.TemporalListen,
 		TLS: cfg.TemporalTLS, APIKey: cfg.TemporalAPIKey, Namespace: cfg.Namespace, Logger: logger,
-		DB: cfg.DB, Migrate: cfg.Migrate, HistoryShards: cfg.HistoryShards}
+		DB: cfg.DB, Migrate: cfg.Migrate, HistoryShards: cfg.HistoryShards, TemporalNice: temporalNice(cfg)}
 	if !cfg.NoRunner {
 		// A team's server lists its own runner in the registry (sluice
 		// runners, the runners page) beside the standalone ones; the

@@ -29,6 +29,7 @@ import (
 	"syscall"
 
 	"github.com/sluice-ci/sluice/engine/embedded"
+	"github.com/sluice-ci/sluice/internal/proc"
 )
 
 func main() {
@@ -40,7 +41,16 @@ func main() {
 	db := flag.String("db", os.Getenv("SLUICE_TEMPORAL_DB"), "PostgreSQL URL to keep the state in instead of SQLite (default $SLUICE_TEMPORAL_DB)")
 	migrate := flag.Bool("migrate", false, "create or update the PostgreSQL schema before starting")
 	shards := flag.Int("history-shards", 0, "history shards of a new PostgreSQL database (0: 4)")
+	nice := flag.Int("nice", 0, "lower the server's CPU priority to this nice value (0-19), below the process that takes webhooks")
 	flag.Parse()
+	if *nice != 0 {
+		// First, while the runtime has made few threads: those it makes
+		// later inherit the value.
+		if err := proc.Nice(*nice); err != nil {
+			fmt.Fprintf(os.Stderr, "sluice-temporal: %v\n", err)
+			os.Exit(1)
+		}
+	}
 
 	var logw io.Writer = os.Stderr
 	if *logFile != "" {

@@ -44,6 +44,8 @@ type serverDB struct {
 	url     string
 	migrate bool
 	shards  int
+	// nice is the server's nice value; 0 leaves it as this process's.
+	nice int
 }
 
 // findServer locates sluice-temporal: $SLUICE_TEMPORAL_BIN, next to the
@@ -78,6 +80,9 @@ func startServer(ctx context.Context, home, namespace, listen string, db serverD
 	}
 	if db.shards != 0 {
 		args = append(args, "--history-shards", strconv.Itoa(db.shards))
+	}
+	if db.nice != 0 {
+		args = append(args, "--nice", strconv.Itoa(db.nice))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = proc.ChildAttrs()

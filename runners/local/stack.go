@@ -42,6 +42,10 @@ type Options struct {
 	DB            string
 	Migrate       bool
 	HistoryShards int
+	// TemporalNice runs the embedded Temporal at this nice value (1 to
+	// 19), below this process: a server whose answers do not wait for
+	// Temporal (the inbox) keeps them quick while Temporal is busy.
+	TemporalNice int
 	// TLS connects to TemporalAddress over TLS (mTLS with a certificate);
 	// nil connects in plain text.
 	TLS *TLSOptions
@@ -179,7 +183,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	case opts.Attach:
 		return nil, fmt.Errorf("no Sluice server publishes its Temporal address in %s: %w", opts.Home, perr)
 	default:
-		srv, err := startServer(ctx, opts.Home, s.Namespace, opts.TemporalListen, serverDB{url: opts.DB, migrate: opts.Migrate, shards: opts.HistoryShards})
+		srv, err := startServer(ctx, opts.Home, s.Namespace, opts.TemporalListen, serverDB{url: opts.DB, migrate: opts.Migrate, shards: opts.HistoryShards, nice: opts.TemporalNice})
 		if err != nil {
 			return nil, err
 		}

@@ -9,10 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/server"
 )
 
@@ -91,6 +94,7 @@ func TestRemoteCommands(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	url := srv.URL()
+	checkTemporalNice(t, home, 10)
 
 	// Without a token, the commands say how to get one.
 	if code, _, stderr := sluiceMain("runs", "--server", url); code != 1 || !strings.Contains(stderr, "run sluice login "+url) {
@@ -264,4 +268,36 @@ func must(t *testing.T, args ...string) string {
 		t.Fatalf("sluice %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
 	}
 	return stdout
+}
+
+// checkTemporalNice checks that every thread of the embedded Temporal
+// serving home runs at nice want: a server that answers deliveries from
+// its inbox puts Temporal below itself.
+func checkTemporalNice(t *testing.T, home string, want int) {
+	t.Helper()
+	dataDir := filepath.Join(home, "temporal")
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if filepath.Base(args[0]) != "sluice-temporal" || !slices.Contains(args, dataDir) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		nices, err := proc.ThreadNices(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nices {
+			if n != want {
+				t.Errorf("a thread of the embedded Temporal (pid %d, %d threads) has nice %d, want %d: %v", pid, len(nices), n, want, nices)
+				return
+			}
+		}
+		return
+	}
+	t.Errorf("no sluice-temporal process with --data-dir %s", dataDir)
 }
