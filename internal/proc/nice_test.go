@@ -4,25 +4,19 @@ package proc
 
 import (
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
 	"testing"
-)
 
-const niceChild = "SLUICE_TEST_NICE_CHILD"
+	"github.com/sluice-ci/sluice/internal/testing/ownprocess"
+)
 
 // TestNice: after Nice, every thread of the process has the value,
 // those the Go runtime makes later as well, and the parent's are left
 // alone. It runs in a process of its own, as a nice value cannot be
 // raised back without privileges.
 func TestNice(t *testing.T) {
-	if os.Getenv(niceChild) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestNice$", "-test.v")
-		cmd.Env = append(os.Environ(), niceChild+"=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("the test in a process of its own: %v\n%s", err, out)
-		}
+	if !ownprocess.Child(t) {
 		nices, err := ThreadNices(os.Getpid())
 		if err != nil {
 			t.Fatal(err)

@@ -2,8 +2,6 @@ package local
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -14,9 +12,8 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/sluice-ci/sluice/internal/binaryid"
+	"github.com/sluice-ci/sluice/internal/testing/ownprocess"
 )
-
-const binaryIDChild = "SLUICE_TEST_BINARY_ID_CHILD"
 
 // TestStartNamesTheBinary: a worker made on a stack's client before any
 // runner, as the server makes its own (sluice server --no-runner, the
@@ -26,13 +23,7 @@ const binaryIDChild = "SLUICE_TEST_BINARY_ID_CHILD"
 // the name is the process's: a test before it that started a runner would
 // have set it.
 func TestStartNamesTheBinary(t *testing.T) {
-	if os.Getenv(binaryIDChild) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestStartNamesTheBinary$", "-test.v")
-		cmd.Env = append(os.Environ(), binaryIDChild+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("the test in a process of its own: %v\n%s", err, out)
-		}
+	if !ownprocess.Child(t) {
 		return
 	}
 	// The test server's own workers name the binary by its hash first.
