@@ -116,12 +116,7 @@ func newServer(e *env) *cobra.Command {
   sluice hook install /srv/git/web.git --server http://ci.internal:8080`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configFile != "" {
-				if err := cfg.LoadFile(configFile); err != nil {
-					return err
-				}
-			}
-			if err := cfg.FromEnv(lookupIn(e.environ)); err != nil {
+			if err := settle(&cfg, configFile, e.environ); err != nil {
 				return err
 			}
 			home, err := local.Home()
@@ -164,6 +159,18 @@ func newServer(e *env) *cobra.Command {
 	_ = fl.MarkHidden("background")
 	cmd.AddCommand(newServerStop(e), newServerToken(e), newServerRedeliver(e))
 	return cmd
+}
+
+// settle completes the flags' settings in their order of precedence:
+// what a flag set, then the environment, then the file (--config).
+func settle(cfg *server.Config, configFile string, environ []string) error {
+	if err := cfg.FromEnv(lookupIn(environ)); err != nil {
+		return err
+	}
+	if configFile != "" {
+		return cfg.LoadFile(configFile)
+	}
+	return nil
 }
 
 func lookupIn(environ []string) func(string) (string, bool) {
