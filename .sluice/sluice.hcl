@@ -18,7 +18,7 @@
 #
 # Go in the containers downloads modules through var.goproxy (make image
 # gives it `go env GOPROXY`) over HTTPS. The toolchain image has no CA
-# certificates, so each stage first copies the runner's CA bundle into the
+# certificates, so the stage first copies the runner's CA bundle into the
 # workspace (deploy/image/prepare.sh ca) and points SSL_CERT_FILE at it:
 # the containers trust what the runner trusts. go.sum lists every module,
 # so no checksum database is asked.
@@ -70,20 +70,8 @@ locals {
   }
 }
 
-stage "check" {
-  step "run" "trust" {
-    command = ["sh", "deploy/image/prepare.sh", "ca", ".image"]
-  }
-  step "run" "vet" {
-    image   = local.golang
-    command = ["go", "vet", "./..."]
-    env     = local.go_env
-    cache   = local.go_cache
-    timeout = "30m"
-  }
-}
-
-# The unit tests that need nothing but Go. The rest of the suite starts
+# go vet, then the unit tests that need nothing but Go, in one workspace
+# (the CA bundle copied once). The rest of the suite starts
 # real servers that a container of the toolchain image does not have:
 # buildkitd and runc (runners/buildkitd, runners/local, runners/artifacts,
 # steps/image, steps/container, steps/buildkit, cmd/sluice/cli,
@@ -97,8 +85,15 @@ stage "check" {
 # (run, junit), the webhook and inbox code, the log store and the helpers;
 # -short, and dsl without the tests of git modules.
 stage "test" {
-  step "run" "trust-test" {
+  env = local.go_env
+  step "run" "trust" {
     command = ["sh", "deploy/image/prepare.sh", "ca", ".image"]
+  }
+  step "run" "vet" {
+    image   = local.golang
+    command = ["go", "vet", "./..."]
+    cache   = local.go_cache
+    timeout = "30m"
   }
   step "run" "unit" {
     image = local.golang
@@ -107,7 +102,6 @@ stage "test" {
       "./steps/run", "./steps/verify/watch", "./server/ansi", "./server/webhook", "./server/inbox",
       "./engine/logstore/...", "./engine/embedded/pgurl", "./runners/registry", "./internal/metrics",
     "./cmd/sluice-exec"]
-    env     = local.go_env
     cache   = local.go_cache
     timeout = "30m"
   }

@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluice-ci/sluice/internal/testing/replaytest"
 )
 
 func readHistory(t *testing.T, name string) *historypb.History {
@@ -29,24 +31,9 @@ func readHistory(t *testing.T, name string) *historypb.History {
 	return h
 }
 
-// replacing is a registry that registers fn instead of the workflow
-// registered as name: this build's workflows with one of them changed.
-type replacing struct {
-	worker.WorkflowRegistry
-	name string
-	fn   any
-}
-
-func (r replacing) RegisterWorkflowWithOptions(w any, o workflow.RegisterOptions) {
-	if o.Name == r.name {
-		w = r.fn
-	}
-	r.WorkflowRegistry.RegisterWorkflowWithOptions(w, o)
-}
-
 // withPipeline registers this build's workflows with fn as the Pipeline.
 func withPipeline(fn func(workflow.Context, RunInput) (RunStatus, error)) func(worker.WorkflowRegistry) {
-	return func(r worker.WorkflowRegistry) { RegisterWorkflowTypes(replacing{r, WorkflowName, fn}) }
+	return func(r worker.WorkflowRegistry) { RegisterWorkflowTypes(replaytest.Replacing(r, WorkflowName, fn)) }
 }
 
 // firstTask makes the commands of the Pipeline's first workflow task in

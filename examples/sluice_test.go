@@ -36,10 +36,10 @@ func TestSluicePipeline(t *testing.T) {
 		runs    []string
 		version string
 	}{
-		{"push to main", main, []string{"check", "test", "build"}, "0.0.0-0123456"},
-		{"pull request", pr, []string{"check", "test", "build"}, "0.0.0-0123456"},
-		{"manual", manual, []string{"check", "test", "build"}, "0.0.0-0123456"},
-		{"tag", tag, []string{"check", "test", "build", "release"}, "v1.0.0"},
+		{"push to main", main, []string{"test", "build"}, "0.0.0-0123456"},
+		{"pull request", pr, []string{"test", "build"}, "0.0.0-0123456"},
+		{"manual", manual, []string{"test", "build"}, "0.0.0-0123456"},
+		{"tag", tag, []string{"test", "build", "release"}, "v1.0.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -202,47 +202,42 @@ func (m *manifests) add(file, doc string) error {
 	var err error
 	switch tm.Kind {
 	case "Deployment":
-		var o appsv1.Deployment
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.deployments = append(m.deployments, &o)
+		meta, err = decodeAs(doc, &m.deployments)
 	case "Service":
-		var o corev1.Service
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.services = append(m.services, &o)
+		meta, err = decodeAs(doc, &m.services)
 	case "ServiceAccount":
-		var o corev1.ServiceAccount
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.serviceAccounts = append(m.serviceAccounts, &o)
+		meta, err = decodeAs(doc, &m.serviceAccounts)
 	case "ConfigMap":
-		var o corev1.ConfigMap
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.configMaps = append(m.configMaps, &o)
+		meta, err = decodeAs(doc, &m.configMaps)
 	case "PersistentVolumeClaim":
-		var o corev1.PersistentVolumeClaim
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.claims = append(m.claims, &o)
+		meta, err = decodeAs(doc, &m.claims)
 	case "Ingress":
-		var o networkingv1.Ingress
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.ingresses = append(m.ingresses, &o)
+		meta, err = decodeAs(doc, &m.ingresses)
 	case "PodDisruptionBudget":
-		var o policyv1.PodDisruptionBudget
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.budgets = append(m.budgets, &o)
+		meta, err = decodeAs(doc, &m.budgets)
 	case "Job":
-		var o batchv1.Job
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.jobs = append(m.jobs, &o)
+		meta, err = decodeAs(doc, &m.jobs)
 	case "ServiceMonitor":
-		var o monitoringv1.ServiceMonitor
-		meta, err = &o.ObjectMeta, strict(doc, &o)
-		m.serviceMonitors = append(m.serviceMonitors, &o)
+		meta, err = decodeAs(doc, &m.serviceMonitors)
 	}
 	if err != nil {
 		return fmt.Errorf("decoding a %s strictly: %w", tm.Kind, err)
 	}
 	m.all = append(m.all, object{file: file, kind: tm.Kind, meta: meta, raw: doc})
 	return nil
+}
+
+// decodeAs decodes a manifest strictly as a T and adds it to list.
+func decodeAs[T any, PT interface {
+	*T
+	metav1.ObjectMetaAccessor
+}](doc string, list *[]*T) (*metav1.ObjectMeta, error) {
+	o := PT(new(T))
+	if err := strict(doc, o); err != nil {
+		return nil, err
+	}
+	*list = append(*list, (*T)(o))
+	return o.GetObjectMeta().(*metav1.ObjectMeta), nil
 }
 
 // strict decodes YAML into v, refusing unknown and duplicate fields.

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/internal/testing/replaytest"
 	"github.com/sluice-ci/sluice/server"
 )
 
@@ -30,7 +31,7 @@ func mainChanged() int {
 // that, once it has set the run's status, schedules an activity its runs
 // did not, without workflow.GetVersion.
 func changedWorkflows(r worker.WorkflowRegistry) {
-	server.RegisterAllWorkflows(replacing{r, engine.WorkflowName, announcingPipeline})
+	server.RegisterAllWorkflows(replaytest.Replacing(r, engine.WorkflowName, announcingPipeline))
 }
 
 func announcingPipeline(ctx workflow.Context, in engine.RunInput) (engine.RunStatus, error) {
@@ -42,21 +43,6 @@ func announcingPipeline(ctx workflow.Context, in engine.RunInput) (engine.RunSta
 		return engine.RunStatus{}, err
 	}
 	return engine.Pipeline(ctx, in)
-}
-
-// replacing is a registry that registers fn instead of the workflow
-// registered as name.
-type replacing struct {
-	worker.WorkflowRegistry
-	name string
-	fn   any
-}
-
-func (r replacing) RegisterWorkflowWithOptions(w any, o workflow.RegisterOptions) {
-	if o.Name == r.name {
-		w = r.fn
-	}
-	r.WorkflowRegistry.RegisterWorkflowWithOptions(w, o)
 }
 
 func TestParseSince(t *testing.T) {
