@@ -81,6 +81,7 @@ bench: build tools
 	scripts/bench/approvals.sh
 	scripts/bench/build-bench.sh
 	scripts/bench/webhooks.sh
+	scripts/bench/temporal-starts.sh
 	scripts/bench/runner-idle.sh
 	SLUICE_BENCH_BIN=bin scripts/bench/runner-pickup.sh
 	SLUICE_BENCH=1 $(GO) test ./server -run '^TestLogViewSpeed$$' -v -count 1

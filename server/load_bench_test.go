@@ -94,28 +94,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	if err := os.WriteFile(keyFile, gh.PrivateKey, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer logFile.Close()
-	store := cmp.Or(os.Getenv("SLUICE_BENCH_DB"), "sqlite")
-	var db string
-	switch store {
-	case "sqlite":
-	case "postgres":
-		pg := pgtest.StartOptions(b, pgtest.Options{Durable: true})
-		pg.CreateUser("sluice", "bench")
-		db = pg.URL("sluice", "bench", "sluice", "sslmode=disable")
-	default:
-		b.Fatalf("SLUICE_BENCH_DB %q: give sqlite or postgres", store)
-	}
-	cfg := Config{
-		Listen:   "127.0.0.1:0",
-		Home:     filepath.Join(dir, "home"),
-		DB:       db,
-		Migrate:  db != "",
-		NoRunner: true,
+	store, srv := startBenchServer(b, dir, Config{
 		// SLUICE_BENCH_INBOX=off answers once Temporal has the delivery,
 		// as before the inbox.
 		Inbox: os.Getenv("SLUICE_BENCH_INBOX"),
@@ -125,13 +104,8 @@ func BenchmarkWebhookLoad(b *testing.B) {
 			WebhookSecrets: []string{secret},
 			APIURL:         gh.URL(),
 		},
-	}
+	})
 	ctx := context.Background()
-	srv, err := Start(ctx, cfg, slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
 	url := srv.URL() + "/webhooks/github"
 	hc := &http.Client{
 		Timeout:   30 * time.Second,
@@ -268,9 +242,64 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	for msg, n := range answers {
 		b.Logf("%d answered %s", n, msg)
 	}
+	historyPerDelivery(ctx, b, srv, measured, results)
 	if v := gh.Violations(); len(v) > 0 {
 		b.Errorf("%d violations of GitHub's API description", len(v))
 	}
+}
+
+// historyPerDelivery logs what a delivery costs Temporal, as the history
+// events of its workflows at the end (the Delivery, the run it started
+// and the run's Report), the mean over a sample of the deliveries: every
+// event is a write of the store, and most also a task.
+func historyPerDelivery(ctx context.Context, b *testing.B, srv *Server, ds []*loadDelivery, results []deliveryOutcome) {
+	const sample = 50
+	perKind := map[string]int{}
+	perType := map[string]int{}
+	counted := 0
+	count := func(kind, id string) {
+		it := srv.client.GetWorkflowHistory(ctx, id, "", false, 0)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				b.Logf("reading the history of %s: %v", id, err)
+				return
+			}
+			perKind[kind]++
+			perType[strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")]++
+		}
+	}
+	for i, d := range ds {
+		if counted == sample {
+			break
+		}
+		if d.status != http.StatusAccepted || results[i].err != nil || len(results[i].res.Runs) != 1 {
+			continue
+		}
+		counted++
+		runID := results[i].res.Runs[0].RunID
+		count("Delivery", "github-"+d.id)
+		count("run", runID)
+		if ex, err := engine.Execution(ctx, srv.client, runID); err == nil {
+			count("Report", ReportWorkflowID(runID, ex))
+		}
+	}
+	if counted == 0 {
+		return
+	}
+	var kinds, types []string
+	total := 0
+	for k, n := range perKind {
+		kinds = append(kinds, fmt.Sprintf("%s %.1f", k, float64(n)/float64(counted)))
+		total += n
+	}
+	for t, n := range perType {
+		types = append(types, fmt.Sprintf("%s %.1f", t, float64(n)/float64(counted)))
+	}
+	slices.Sort(kinds)
+	slices.Sort(types)
+	b.Logf("history events per delivery (mean of %d): %.1f: %s", counted, float64(total)/float64(counted), strings.Join(kinds, ", "))
+	b.Logf("by type: %s", strings.Join(types, ", "))
 }
 
 // loadPipeline is the repository's pipeline: run on every push to main,
@@ -479,6 +508,43 @@ func useTemporalFromRepo(b *testing.B) {
 		b.Fatalf("the benchmark needs the embedded Temporal server: run `make build` (no %s), or set SLUICE_TEMPORAL_BIN", p)
 	}
 	b.Setenv("SLUICE_TEMPORAL_BIN", p)
+}
+
+// startBenchServer starts the benchmarks' server in dir: cfg with no
+// runner, on a free loopback port, its home in dir and its embedded
+// Temporal on the store SLUICE_BENCH_DB asks for (benchStore), logging
+// its warnings to dir/server.log. It is closed when the benchmark ends.
+func startBenchServer(b *testing.B, dir string, cfg Config) (store string, srv *Server) {
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { logFile.Close() })
+	store, cfg.DB = benchStore(b)
+	cfg.Listen, cfg.Home, cfg.Migrate, cfg.NoRunner = "127.0.0.1:0", filepath.Join(dir, "home"), cfg.DB != "", true
+	srv, err = Start(context.Background(), cfg, slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Close)
+	return store, srv
+}
+
+// benchStore is the embedded Temporal's store that SLUICE_BENCH_DB asks
+// for: "sqlite" (the default, in the server's home) or "postgres", a
+// PostgreSQL of the benchmark's own, whose URL it returns as db.
+func benchStore(b *testing.B) (store, db string) {
+	store = cmp.Or(os.Getenv("SLUICE_BENCH_DB"), "sqlite")
+	switch store {
+	case "sqlite":
+	case "postgres":
+		pg := pgtest.StartOptions(b, pgtest.Options{Durable: true})
+		pg.CreateUser("sluice", "bench")
+		db = pg.URL("sluice", "bench", "sluice", "sslmode=disable")
+	default:
+		b.Fatalf("SLUICE_BENCH_DB %q: give sqlite or postgres", store)
+	}
+	return store, db
 }
 
 func benchEnvInt(b *testing.B, name string, def int) int {
