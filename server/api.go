@@ -148,6 +148,13 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not one of this server's repositories (repository blocks of server.hcl)", req.Repository))
 		return
 	}
+	if ok, why, err := s.mayOperate(r.Context(), req.Repository, user, "start"); err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	} else if !ok {
+		httpError(w, http.StatusForbidden, why)
+		return
+	}
 	ref := req.Ref
 	if ref != "" && !strings.HasPrefix(ref, "refs/") {
 		ref = "refs/heads/" + ref
@@ -379,19 +386,15 @@ func (s *Server) mayApprove(ctx context.Context, p plan.Plan, approvers []string
 	return false, nil
 }
 
-func (s *Server) apiCancel(w http.ResponseWriter, r *http.Request, _ string) {
-	if status, err := s.cancelRun(r.Context(), r.PathValue("id")); err != nil {
-		if status == http.StatusNotFound {
-			apiTemporalError(w, "run", r.PathValue("id"), err)
-			return
-		}
+func (s *Server) apiCancel(w http.ResponseWriter, r *http.Request, user string) {
+	if status, err := s.cancelRun(r.Context(), r.PathValue("id"), user); err != nil {
 		httpError(w, status, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"run": r.PathValue("id"), "state": "cancelling"})
 }
 
-func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request, user string) {
 	var req struct {
 		From string `json:"from"`
 	}
@@ -401,7 +404,7 @@ func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request, _ string) {
 			return
 		}
 	}
-	if status, err := s.retryRun(r.Context(), r.PathValue("id"), req.From); err != nil {
+	if status, err := s.retryRun(r.Context(), r.PathValue("id"), req.From, user); err != nil {
 		httpError(w, status, err.Error())
 		return
 	}

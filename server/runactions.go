@@ -8,10 +8,13 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/server/githubapp"
 	"github.com/sluice-ci/sluice/server/webhook"
 )
 
@@ -119,8 +122,95 @@ func (s *Server) decideStage(ctx context.Context, run, stage, user, reason strin
 	return http.StatusOK, nil
 }
 
-// cancelRun cancels a run that is running.
-func (s *Server) cancelRun(ctx context.Context, run string) (int, error) {
+// writerTTL is how long mayOperate trusts GitHub's word that a user may
+// write to a repository: a collaborator removed on GitHub loses cancel
+// and retry within it. A user who may not is asked about every time.
+const writerTTL = time.Minute
+
+// writerCache remembers GitHub's answers to "may user write to repo".
+type writerCache struct {
+	mu sync.Mutex
+	m  map[[2]string]writerEntry
+}
+
+type writerEntry struct {
+	perm string
+	at   time.Time
+}
+
+// mayOperate says whether user may cancel, retry or start runs of repo,
+// and if not, why. A repository the GitHub App serves takes write access
+// to it on GitHub (write, maintain or admin), as GitHub's own Re-run and
+// Cancel do, asked as the App and kept for writerTTL. A git repository of
+// server.hcl, or a run of no repository, takes a user the server knows
+// (an API token or a sign-in), who every caller here is.
+func (s *Server) mayOperate(ctx context.Context, repo, user, what string) (bool, string, error) {
+	if s.app == nil || repo == "" {
+		return true, "", nil
+	}
+	id, ok := s.installations.get(repo)
+	if !ok {
+		return true, "", nil // not a repository of the App's
+	}
+	key := [2]string{repo, strings.ToLower(user)}
+	s.writers.mu.Lock()
+	e, cached := s.writers.m[key]
+	s.writers.mu.Unlock()
+	if !cached || time.Since(e.at) > writerTTL {
+		c, err := s.app.Installation(id)
+		if err != nil {
+			return false, "", err
+		}
+		perm, err := c.Permission(ctx, repo, user)
+		if err != nil {
+			var nf *githubapp.NotFoundError
+			if !errors.As(err, &nf) {
+				return false, "", fmt.Errorf("asking GitHub whether %s may write to %s: %w", user, repo, err)
+			}
+			perm = "none" // GitHub knows no such user
+		}
+		e = writerEntry{perm: perm, at: time.Now()}
+		// Only writers are kept: access given on GitHub counts at once.
+		if writer(perm) {
+			s.writers.mu.Lock()
+			if s.writers.m == nil {
+				s.writers.m = map[[2]string]writerEntry{}
+			}
+			s.writers.m[key] = e
+			s.writers.mu.Unlock()
+		}
+	}
+	if writer(e.perm) {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("%s may not %s runs of %s: that takes write access to the repository on GitHub, and %s has %s", user, what, repo, user, e.perm), nil
+}
+
+// runOperator checks that user may do what to run: 404 for a run that
+// does not exist, 403 for a user without write access to its repository.
+func (s *Server) runOperator(ctx context.Context, run, user, what string) (int, error) {
+	p, err := engine.RunPlan(ctx, s.client, run)
+	if err != nil {
+		if temporalStatus(err) == http.StatusNotFound {
+			return http.StatusNotFound, fmt.Errorf("no run %q", run)
+		}
+		return temporalStatus(err), err
+	}
+	ok, why, err := s.mayOperate(ctx, p.Git.Repo, user, what)
+	switch {
+	case err != nil:
+		return http.StatusBadGateway, err
+	case !ok:
+		return http.StatusForbidden, errors.New(why)
+	}
+	return http.StatusOK, nil
+}
+
+// cancelRun cancels a run that is running, as user.
+func (s *Server) cancelRun(ctx context.Context, run, user string) (int, error) {
+	if status, err := s.runOperator(ctx, run, user, "cancel"); err != nil {
+		return status, err
+	}
 	if err := engine.Cancel(ctx, s.client, run); err != nil {
 		return temporalStatus(err), err
 	}
@@ -128,8 +218,11 @@ func (s *Server) cancelRun(ctx context.Context, run string) (int, error) {
 }
 
 // retryRun retries a finished run from a step ("" for the first that did
-// not succeed) and reports the new execution to GitHub.
-func (s *Server) retryRun(ctx context.Context, run, from string) (int, error) {
+// not succeed), as user, and reports the new execution to GitHub.
+func (s *Server) retryRun(ctx context.Context, run, from, user string) (int, error) {
+	if status, err := s.runOperator(ctx, run, user, "retry"); err != nil {
+		return status, err
+	}
 	if err := engine.Retry(ctx, s.client, run, from); err != nil {
 		return http.StatusConflict, err
 	}

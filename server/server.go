@@ -47,7 +47,10 @@ type Server struct {
 	extraWorkers  []worker.Worker
 	app           *githubapp.App
 	installations *installations
-	limits        *WriteLimits
+	// writers caches who may cancel, retry and start runs of which
+	// repository (mayOperate).
+	writers writerCache
+	limits  *WriteLimits
 	// streams are the followed logs being sent (see apiFollowLog); they
 	// end when the server shuts down.
 	streams streamSet

@@ -646,8 +646,8 @@ func TestApproversEnforced(t *testing.T) {
 			t.Fatalf("the run does not wait for approval: %+v %v", st, err)
 		}
 	}
-	approve := func(user string) (int, string) {
-		req, _ := http.NewRequest("POST", e.url+"/api/v1/runs/"+run+"/approve", strings.NewReader(`{"stage":"deploy","reason":"ok"}`))
+	post := func(user, path, body string) (int, string) {
+		req, _ := http.NewRequest("POST", e.url+"/api/v1/"+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok[user])
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -656,6 +656,9 @@ func TestApproversEnforced(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
+	}
+	approve := func(user string) (int, string) {
+		return post(user, "runs/"+run+"/approve", `{"stage":"deploy","reason":"ok"}`)
 	}
 	if code, out := approve("bob"); code != http.StatusForbidden || !strings.Contains(out, "its approvers are team:sre, carol") {
 		t.Errorf("bob: %d %s; want 403 naming the approvers", code, out)
@@ -666,5 +669,24 @@ func TestApproversEnforced(t *testing.T) {
 	st, _ := engine.Status(context.Background(), e.client, run)
 	if a := st.Stages[0].Approval; a == nil || a.By != "alice" || a.Decision != engine.DecisionApproved {
 		t.Errorf("approval %+v, want approved by alice", a)
+	}
+
+	// Cancelling and retrying runs of a repository of the App take write
+	// access to it on GitHub, as GitHub's own buttons do.
+	e.gh.SetPermission("Codertocat/Hello-World", "carol", "read")
+	for _, act := range []string{"cancel", "retry"} {
+		for user, has := range map[string]string{"bob": "none", "carol": "read"} {
+			code, out := post(user, "runs/"+run+"/"+act, "")
+			if code != http.StatusForbidden || !strings.Contains(out, "that takes write access to the repository on GitHub, and "+user+" has "+has) {
+				t.Errorf("%s %s: %d %s; want 403 saying write access is needed", user, act, code, out)
+			}
+		}
+	}
+	if code, out := post("bob", "runs/no-such-run/cancel", ""); code != http.StatusNotFound {
+		t.Errorf("cancelling a run that does not exist: %d %s", code, out)
+	}
+	e.gh.SetPermission("Codertocat/Hello-World", "carol", "maintain")
+	if code, out := post("carol", "runs/"+run+"/cancel", ""); code != http.StatusAccepted {
+		t.Errorf("carol, a maintainer, cancelling: %d %s", code, out)
 	}
 }

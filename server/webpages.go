@@ -310,6 +310,10 @@ type runView struct {
 	SupersededBy string
 	Supersedes   []string
 	DryRun       bool
+	// MayOperate says whether the user may cancel and retry the run;
+	// when not, NoOperate says why (mayOperate).
+	MayOperate bool
+	NoOperate  string
 	// Live is where run.js reads the run's state.
 	Live string
 }
@@ -549,6 +553,13 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request, sess session) {
 		return ok
 	}
 	v := runViewOf(id, &p, &st, time.Now(), allowed, focus)
+	// Buttons only for those they would work for; if GitHub cannot say,
+	// they are shown, and the action itself asks again.
+	ok, why, err := s.mayOperate(ctx, p.Git.Repo, sess.User, "cancel or retry")
+	if err != nil {
+		s.log.Warn("checking who may cancel and retry", "run", id, "user", sess.User, "error", err)
+	}
+	v.MayOperate, v.NoOperate = ok || err != nil, why
 	if u := s.githubRepoURL(p.Git.Repo); u != "" {
 		v.RepoURL = u
 		if p.Git.SHA != "" {
@@ -633,7 +644,7 @@ func (s *Server) runDecide(w http.ResponseWriter, r *http.Request, sess session)
 
 func (s *Server) runCancel(w http.ResponseWriter, r *http.Request, sess session) {
 	id := r.PathValue("id")
-	if status, err := s.cancelRun(r.Context(), id); err != nil {
+	if status, err := s.cancelRun(r.Context(), id, sess.User); err != nil {
 		s.actionFailed(w, status, sess, id, "Cancelling", err)
 		return
 	}
@@ -644,7 +655,7 @@ func (s *Server) runCancel(w http.ResponseWriter, r *http.Request, sess session)
 // STAGE/STEP; empty: the first step that did not succeed).
 func (s *Server) runRetry(w http.ResponseWriter, r *http.Request, sess session) {
 	id := r.PathValue("id")
-	if status, err := s.retryRun(r.Context(), id, r.PostFormValue("from")); err != nil {
+	if status, err := s.retryRun(r.Context(), id, r.PostFormValue("from"), sess.User); err != nil {
 		s.actionFailed(w, status, sess, id, "Retrying", err)
 		return
 	}

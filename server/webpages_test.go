@@ -352,6 +352,24 @@ func TestWebActions(t *testing.T) {
 		t.Errorf("the run page does not say who approved")
 	}
 
+	// Cancelling and retrying take write access to the repository on
+	// GitHub: bob, who has read, has no buttons and is refused (403);
+	// alice, who has write, has them.
+	e.gh.SetPermission("Codertocat/Hello-World", "alice", "write")
+	e.gh.SetPermission("Codertocat/Hello-World", "bob", "read")
+	if _, _, body := bob.get("/runs/" + run); strings.Contains(body, `id="cancel"`) || strings.Contains(body, "Retry from here") ||
+		!strings.Contains(body, "bob may not cancel or retry runs of Codertocat/Hello-World: that takes write access to the repository on GitHub, and bob has read.") {
+		t.Errorf("bob's run page offers cancel or retry, or does not say why not")
+	}
+	if _, _, body := alice.get("/runs/" + run); !strings.Contains(body, `id="cancel"`) || strings.Contains(body, `id="no-operate"`) {
+		t.Errorf("alice's run page does not offer cancel")
+	}
+	for _, act := range []string{"cancel", "retry"} {
+		if code, _, body := bob.post("/runs/"+run+"/"+act, url.Values{"csrf": {bob.csrf}}); code != http.StatusForbidden || !strings.Contains(body, "bob may not "+act+" runs of Codertocat/Hello-World: that takes write access") {
+			t.Errorf("bob %s: %d %s; want 403 saying write access is needed", act, code, body)
+		}
+	}
+
 	// Retrying a running run is refused (409), cancelling it works, then
 	// a retry of the cancelled run starts again.
 	if code, _, body := alice.post("/runs/"+run+"/retry", url.Values{"csrf": {alice.csrf}}); code != http.StatusConflict || !strings.Contains(body, "still running") {
