@@ -266,7 +266,7 @@ func historyPerDelivery(ctx context.Context, b *testing.B, srv *Server, ds []*lo
 				return
 			}
 			perKind[kind]++
-			perType[strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")]++
+			perType[kind+" "+strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")]++
 		}
 	}
 	for i, d := range ds {
