@@ -7,9 +7,9 @@
 #   sluice run --event manual --dirty       # the working tree, as it is
 #   sluice run --event tag --ref v0.1.0     # a release, pushed to the local registry
 #
-# A dry run (--dry-run) builds the image but pushes nothing, so the build
-# stage's try, which pulls the image it built, fails in it unless the same
-# image was pushed before.
+# A dry run (sluice run --dry-run) builds the image but pushes nothing, so
+# the try stage, which pulls the image, skips itself in one
+# (when = !pipeline.dry_run), and with it the release that follows it.
 #
 # With nothing configured, a tag run reports the scan (no Harbor) and the
 # tag and release (no GitHub credentials) as dry runs; the runner's
@@ -120,10 +120,15 @@ stage "build" {
     push       = true
     timeout    = "45m"
   }
-  # The image as a runner would use it, as its non-root user: the three
-  # commands answer, git runs, and SLUICE_HOME is writable. Container
-  # steps run as root whatever the image's USER, so the checks run as
-  # the image's user through su.
+}
+
+# The image as a runner would use it, as its non-root user: the three
+# commands answer, git runs, and SLUICE_HOME is writable. Container steps
+# run as root whatever the image's USER, so the checks run as the image's
+# user through su. A dry run pushed no image to pull: it skips this.
+stage "try" {
+  needs = [stage.build]
+  when  = !pipeline.dry_run
   step "run" "try" {
     image  = step.sluice.digest_ref
     script = <<-EOT
@@ -142,6 +147,7 @@ stage "build" {
   }
 }
 
+# Only an image that passed try is scanned and released.
 stage "release" {
   when = git.tag != ""
   step "scan" "sluice-scan" {

@@ -41,6 +41,10 @@ type Options struct {
 	// Modules says where the sources of module blocks come from and how
 	// the lock file of git sources is used.
 	Modules ModuleOptions
+	// DryRun says the plan is for a dry run (sluice run --dry-run):
+	// pipeline.dry_run is true, so that a stage can skip itself in one
+	// (when = !pipeline.dry_run).
+	DryRun bool
 }
 
 // compiler carries the state of one compilation through its phases.
@@ -383,9 +387,10 @@ func (c *compiler) pipelineValue() cty.Value {
 		inputs[k] = cty.StringVal(v)
 	}
 	return cty.ObjectVal(map[string]cty.Value{
-		"name":   cty.StringVal(name),
-		"event":  cty.StringVal(c.opts.Git.Event),
-		"inputs": cty.ObjectVal(inputs),
+		"name":    cty.StringVal(name),
+		"event":   cty.StringVal(c.opts.Git.Event),
+		"inputs":  cty.ObjectVal(inputs),
+		"dry_run": cty.BoolVal(c.opts.DryRun),
 	})
 }
 

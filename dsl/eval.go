@@ -124,7 +124,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 			return needAttr("pipeline.name")
 		}
 		switch name {
-		case "name", "event":
+		case "name", "event", "dry_run":
 		case "inputs":
 			in, r2, ok := attrName(tr, 2)
 			if ok {
@@ -133,7 +133,7 @@ func (c *compiler) checkTraversal(tr hcl.Traversal, sc scope) hcl.Diagnostics {
 				}
 			}
 		default:
-			return unknownAttr("pipeline value", name, r, []string{"name", "event", "inputs"}, "The pipeline context has name, event and inputs.")
+			return unknownAttr("pipeline value", name, r, []string{"name", "event", "inputs", "dry_run"}, "The pipeline context has name, event, inputs and dry_run.")
 		}
 	case "step":
 		return c.checkStepRef(tr, sc)

@@ -154,3 +154,49 @@ func TestMatchGlob(t *testing.T) {
 		}
 	}
 }
+
+// pipeline.dry_run is true in the plan of a dry run only, so that a stage
+// that cannot work without what a dry run does not do (an image pushed)
+// skips itself, and says why; a misspelling is a diagnostic that names it.
+func TestPipelineDryRun(t *testing.T) {
+	src := writePipeline(t, `
+pipeline "web" {
+  on "push" {}
+}
+stage "build" {
+  step "run" "x" { command = ["echo", "dry run: ${pipeline.dry_run}"] }
+}
+stage "try" {
+  needs = [stage.build]
+  when  = !pipeline.dry_run
+  step "run" "y" { command = ["true"] }
+}
+`)
+	for _, dry := range []bool{false, true} {
+		p, diags := Compile(src, Options{Git: plan.Git{Event: "push", Branch: "main"}, DryRun: dry})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		want := map[bool]string{false: "dry run: false", true: "dry run: true"}[dry]
+		if got := p.Stages[0].Steps[0].Run.Command[1].Literal(); got != want {
+			t.Errorf("dry run %v: the build step echoes %q; want %q", dry, got, want)
+		}
+		skip := p.Stages[1].Skip
+		if dry && skip != "when is false: !pipeline.dry_run" || !dry && skip != "" {
+			t.Errorf("dry run %v: stage try skip = %q", dry, skip)
+		}
+	}
+	bad := writePipeline(t, `
+pipeline "web" {
+  on "push" {}
+}
+stage "try" {
+  when = !pipeline.dryrun
+  step "run" "x" { command = ["true"] }
+}
+`)
+	_, diags := Compile(bad, Options{Git: plan.Git{Event: "push", Branch: "main"}})
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), `p.hcl:6,19-26`) || !strings.Contains(diags.Error(), `Did you mean "dry_run"?`) {
+		t.Errorf("diagnostics = %v; want one at p.hcl:6,19-26 suggesting dry_run", diags)
+	}
+}

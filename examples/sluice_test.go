@@ -16,8 +16,9 @@ const root = ".."
 
 // TestSluicePipeline pins what .sluice/sluice.hcl, the pipeline that builds
 // Sluice (make image), promises: it compiles without a diagnostic, checks,
-// tests and builds on a push, a pull request and a manual run, and also
-// releases on a tag.
+// tests, builds and tries the image on a push, a pull request and a manual
+// run, also releases on a tag, and in a dry run does not try what it did
+// not push.
 func TestSluicePipeline(t *testing.T) {
 	src, diags := dsl.Load(filepath.Join(root, ".sluice"))
 	if len(diags) > 0 {
@@ -33,17 +34,20 @@ func TestSluicePipeline(t *testing.T) {
 	tests := []struct {
 		name    string
 		git     plan.Git
+		dryRun  bool
 		runs    []string
 		version string
 	}{
-		{"push to main", main, []string{"test", "build"}, "0.0.0-0123456"},
-		{"pull request", pr, []string{"test", "build"}, "0.0.0-0123456"},
-		{"manual", manual, []string{"test", "build"}, "0.0.0-0123456"},
-		{"tag", tag, []string{"test", "build", "release"}, "v1.0.0"},
+		{"push to main", main, false, []string{"test", "build", "try"}, "0.0.0-0123456"},
+		{"pull request", pr, false, []string{"test", "build", "try"}, "0.0.0-0123456"},
+		{"manual", manual, false, []string{"test", "build", "try"}, "0.0.0-0123456"},
+		{"tag", tag, false, []string{"test", "build", "try", "release"}, "v1.0.0"},
+		// A dry run pushes no image for try to pull.
+		{"dry run of a tag", tag, true, []string{"test", "build"}, "v1.0.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, diags := dsl.Compile(src, dsl.Options{Git: tt.git})
+			p, diags := dsl.Compile(src, dsl.Options{Git: tt.git, DryRun: tt.dryRun})
 			if len(diags) > 0 {
 				t.Fatal(diags)
 			}

@@ -135,6 +135,9 @@ type StartRunRequest struct {
 	SHA      string            `json:"sha,omitempty"`
 	Pipeline string            `json:"pipeline,omitempty"`
 	Inputs   map[string]string `json:"inputs,omitempty"`
+	// DryRun starts a dry run (sluice run --dry-run): nothing outside
+	// the runners' workspaces changes, and it is not reported to GitHub.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string) {
@@ -181,7 +184,7 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 	ev.Tag, _ = strings.CutPrefix(ref, "refs/tags/")
 	id := "api-" + engine.NewRunID("manual")
 	ev.Delivery = id
-	in := DeliveryInput{Via: ViaAPI, Event: ev, Inputs: req.Inputs}
+	in := DeliveryInput{Via: ViaAPI, Event: ev, Inputs: req.Inputs, DryRun: req.DryRun}
 	if req.Pipeline != "" {
 		in.Pipelines = []string{req.Pipeline}
 	}

@@ -57,6 +57,10 @@ type DeliveryInput struct {
 	// ApprovedBy is who, with write access, approved the head of a pull
 	// request from a fork for testing (ok-to-test).
 	ApprovedBy string `json:"approved_by,omitempty"`
+	// DryRun starts a manual run as a dry run (the API's dry_run):
+	// pipeline.dry_run is true in its plan, and it changes nothing
+	// outside its workspaces (see engine.RunInput.DryRun).
+	DryRun bool `json:"dry_run,omitempty"`
 	// Local runs the delivery's activity as a local activity, in the
 	// workflow task of the worker that took the workflow: a handful of
 	// writes to Temporal per delivery instead of a dozen. Servers set it on
@@ -329,7 +333,10 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 	g.ChangedFiles = files1
 	plans, invalid := map[string]*plan.Plan{}, map[string]bool{}
 	for _, dir := range pipelineDirs(files) {
-		p, diags, err := compileFiles(files, dir, g, complete, t.Environ, in.Inputs, t.moduleOptions(ctx, gh, ref, filesSHA, dir))
+		p, diags, err := compileFiles(files, dir, dsl.Options{
+			Git: g, ChangedFilesKnown: complete, Environ: t.Environ, Inputs: in.Inputs, DryRun: in.DryRun,
+			Modules: t.moduleOptions(ctx, gh, ref, filesSHA, dir),
+		})
 		switch {
 		case err != nil:
 			return res, err
@@ -371,7 +378,7 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 		}
 		id := RunID(p.Pipeline, runKey(in, dir, g))
 		run := TriggeredRun{RunID: id, Pipeline: p.Pipeline, Dir: dir}
-		_, err = engine.Start(ctx, t.Client, *p, engine.StartOptions{RunID: id, Source: &engine.Source{URL: ev.CloneURL, Dir: dir}})
+		_, err = engine.Start(ctx, t.Client, *p, engine.StartOptions{RunID: id, Source: &engine.Source{URL: ev.CloneURL, Dir: dir}, DryRun: in.DryRun})
 		switch {
 		case errors.Is(err, engine.ErrRunExists):
 			run.Existing = true
@@ -379,9 +386,12 @@ func (t *Triggers) Trigger(ctx context.Context, in DeliveryInput) (DeliveryResul
 			return res, err
 		}
 		// Started again for a run that exists: a server that died
-		// between the two left it unreported.
-		if err := t.report(ctx, in, id, dir); err != nil {
-			return res, err
+		// between the two left it unreported. A dry run is not reported:
+		// its checks would pass a commit for what it only pretended.
+		if !in.DryRun {
+			if err := t.report(ctx, in, id, dir); err != nil {
+				return res, err
+			}
 		}
 		res.Runs = append(res.Runs, run)
 	}
@@ -541,11 +551,12 @@ func pipelineDirs(files map[string][]byte) []string {
 // options as `sluice plan`. A pipeline with errors gives its diagnostics,
 // rendered with repository paths, file:line:column.
 func CompileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown bool, environ []string, inputs map[string]string) (*plan.Plan, string, error) {
-	return compileFiles(files, dir, g, changedKnown, environ, inputs, dsl.ModuleOptions{})
+	return compileFiles(files, dir, dsl.Options{Git: g, ChangedFilesKnown: changedKnown, Environ: environ, Inputs: inputs})
 }
 
-// compileFiles is CompileFiles with the module options of an event.
-func compileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown bool, environ []string, inputs map[string]string, modules dsl.ModuleOptions) (*plan.Plan, string, error) {
+// compileFiles is CompileFiles with all of an event's options (its
+// modules, a dry run); opts.Root is set here.
+func compileFiles(files map[string][]byte, dir string, opts dsl.Options) (*plan.Plan, string, error) {
 	tmp, err := os.MkdirTemp("", "sluice-pipeline-")
 	if err != nil {
 		return nil, "", err
@@ -572,7 +583,8 @@ func compileFiles(files map[string][]byte, dir string, g plan.Git, changedKnown 
 	var p *plan.Plan
 	if !diags.HasErrors() {
 		var more = diags
-		p, diags = dsl.Compile(src, dsl.Options{Git: g, ChangedFilesKnown: changedKnown, Environ: environ, Inputs: inputs, Root: root, Modules: modules})
+		opts.Root = root
+		p, diags = dsl.Compile(src, opts)
 		diags = append(more, diags...)
 	}
 	if !diags.HasErrors() {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/dsl/plan"
 )
 
@@ -90,7 +91,7 @@ module "shared" {
 	tr := &Triggers{Modules: t.TempDir()}
 	g := plan.Git{Event: "push", Branch: "main", Ref: "refs/heads/main", SHA: appSHA, ShortSHA: appSHA[:7], Repo: "acme/app"}
 	mo := tr.moduleOptions(context.Background(), nil, RepoRef{Name: "acme/app", URL: appURL}, appSHA, "services/api")
-	p, diags, err := compileFiles(files, "services/api", g, false, nil, nil, mo)
+	p, diags, err := compileFiles(files, "services/api", dsl.Options{Git: g, Modules: mo})
 	if err != nil || diags != "" {
 		t.Fatalf("compiling: %v\n%s", err, diags)
 	}
@@ -113,7 +114,7 @@ module "shared" {
 
 	// Without the lock file the git module is refused, with what to do.
 	delete(files, "services/api/.sluice/modules.lock.hcl")
-	_, diags, err = compileFiles(files, "services/api", g, false, nil, nil, mo)
+	_, diags, err = compileFiles(files, "services/api", dsl.Options{Git: g, Modules: mo})
 	if err != nil || !strings.Contains(diags, "services/api/.sluice/api.hcl:9:12: error: Module source not locked") {
 		t.Errorf("compiling without the lock: %v\n%s", err, diags)
 	}

@@ -21,6 +21,9 @@ type compileFlags struct {
 	event, ref, sha, repo, actor, base string
 	pr                                 int
 	vars, varFiles, inputs, changed    []string
+	// dryRun is --dry-run, of the commands that have it: the plan is a
+	// dry run's (pipeline.dry_run).
+	dryRun bool
 	// lock says how the module lock file is used: validate checks or
 	// updates it, every other command reads it.
 	lock dsl.LockMode
@@ -48,7 +51,7 @@ func (f *compileFlags) options(e *env, pipelineDir string) (dsl.Options, error) 
 	if err != nil {
 		return dsl.Options{}, err
 	}
-	opts := dsl.Options{Environ: e.environ, VarFiles: f.varFiles}
+	opts := dsl.Options{Environ: e.environ, VarFiles: f.varFiles, DryRun: f.dryRun}
 	opts.Modules.Lock = f.lock
 	if home, err := local.Home(); err == nil {
 		// Git modules are cached with the rest of the home's state.

@@ -29,6 +29,7 @@ it; the same input always gives the same bytes and digest.`,
   sluice plan --event pull_request --ref feature/login --base main
   sluice plan --event tag --ref v1.4.0 -o json
   sluice plan --event manual --input environment=staging
+  sluice plan --event tag --ref v1.4.0 --dry-run
   sluice plan examples/monorepo/.sluice --changed services/api/main.go`,
 		Args: maxOneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,6 +53,7 @@ it; the same input always gives the same bytes and digest.`,
 	}
 	flags.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&flags.dryRun, "dry-run", false, "plan a dry run, as sluice run --dry-run would run it (pipeline.dry_run is true)")
 	return cmd
 }
 

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-ci/sluice/dsl"
 	"github.com/sluice-ci/sluice/dsl/plan"
@@ -107,7 +108,6 @@ func newRun(e *env) *cobra.Command {
 	var dirty bool
 	var labels []string
 	var runID string
-	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "run [PATH]",
 		Short: "Run a pipeline on this machine, durably",
@@ -122,7 +122,10 @@ every step's log with a stage/step prefix, ends with a summary, and exits
 
 With --server URL (or SLUICE_SERVER) it starts a manual run of --repo at
 --ref (or --sha), with --input values, on that server instead, through
-its API with the token of sluice login, and follows it the same way.
+its API with the token of sluice login, and follows it the same way
+(--dry-run too); the flags that shape a local run (--var, --event,
+--dirty, --label and the like) are refused there, as the server compiles
+the pipeline with its own.
 
 Each stage works in a checkout of the repository at the commit being run;
 with --dirty it gets the working tree as it is instead. Ctrl-C cancels the
@@ -136,7 +139,9 @@ release, commit and sync ("dry run: would ..."), verify steps check their
 query once, and approvals do not wait. Run and container steps run for
 real, with SLUICE_DRY_RUN=true in their environment; dagger steps run as
 usual. Secrets the runner does not have are empty. The summary marks
-what each step only reported. A retried dry run is a dry run again.`,
+what each step only reported. A retried dry run is a dry run again. In
+the pipeline, pipeline.dry_run is true: a stage that cannot work in a dry
+run skips itself with when = !pipeline.dry_run.`,
 		Example: `  sluice run
   sluice run examples/hello/.sluice --dirty
   sluice run --event tag --ref v1.2.0
@@ -157,6 +162,9 @@ what each step only reported. A retried dry run is a dry run again.`,
 			if api != nil {
 				if len(args) > 0 {
 					return usageError{fmt.Errorf("with --server, the server reads the pipelines of --repo at --ref; give no path")}
+				}
+				if err := remoteRunFlags(cmd); err != nil {
+					return err
 				}
 				ctx, stop := signalContext(cmd.Context())
 				defer stop()
@@ -207,7 +215,7 @@ what each step only reported. A retried dry run is a dry run again.`,
 			for _, msg := range stack.Unplaced(p) {
 				fmt.Fprintln(e.stderr, msg)
 			}
-			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: src, Dirty: dirty}, DryRun: dryRun})
+			runID, err := engine.Start(context.Background(), stack.Client, *p, engine.StartOptions{RunID: runID, Source: &engine.Source{Path: src, Dirty: dirty}, DryRun: flags.dryRun})
 			if err != nil {
 				return err
 			}
@@ -216,7 +224,7 @@ what each step only reported. A retried dry run is a dry run again.`,
 			}
 			if mode != progressJSON {
 				what := "Run"
-				if dryRun {
+				if flags.dryRun {
 					what = "Dry run"
 				}
 				fmt.Fprintf(e.stdout, "%s %s of pipeline %s (%s) started; Ctrl-C cancels it.\n", what, runID, p.Pipeline, eventName(p.Git))
@@ -230,7 +238,7 @@ what each step only reported. A retried dry run is a dry run again.`,
 	cmd.Flags().StringVar(&progress, "progress", progressAuto, "how to show progress: auto, tty, plain or json")
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is, uncommitted changes included, instead of the commit")
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "change nothing outside the workspaces: build without pushing, and only report the scans, releases, commits and syncs the run would make")
+	cmd.Flags().BoolVar(&flags.dryRun, "dry-run", false, "change nothing outside the workspaces: build without pushing, and only report the scans, releases, commits and syncs the run would make")
 	cmd.Flags().StringVar(&runID, "run-id", "", "ID of the run (default: the pipeline name and a random suffix); an ID already used is refused")
 	return cmd
 }
@@ -319,13 +327,32 @@ func isDefaultLocalRegistry(host string) bool {
 	return false
 }
 
+// remoteRunFlags refuses the flags of sluice run that a run on a server
+// cannot honour, rather than starting a run other than the one asked for:
+// the server reads the pipeline at --ref with its own variables, as a
+// manual event, and runs it on its runners.
+func remoteRunFlags(cmd *cobra.Command) error {
+	honoured := map[string]bool{"server": true, "repo": true, "ref": true, "sha": true, "input": true, "dry-run": true, "progress": true}
+	var refused []string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if !honoured[f.Name] {
+			refused = append(refused, "--"+f.Name)
+		}
+	})
+	if len(refused) == 0 {
+		return nil
+	}
+	return usageError{fmt.Errorf("with --server, the server compiles the pipeline of --repo at --ref (or --sha) as a manual run with its own variables, on its runners: %s cannot apply there; drop %s, or run it here without --server",
+		strings.Join(refused, ", "), map[bool]string{true: "it", false: "them"}[len(refused) == 1])}
+}
+
 // runRemote starts a manual run on a server (POST /api/v1/runs) of the
 // repository --repo at --ref or --sha, and follows each run it started.
 func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, mode string) error {
 	if flags.repo == "" {
 		return usageError{fmt.Errorf("with --server, name the repository as the server knows it with --repo, and the branch or tag with --ref")}
 	}
-	req := map[string]any{"repository": flags.repo, "ref": flags.ref, "sha": flags.sha}
+	req := map[string]any{"repository": flags.repo, "ref": flags.ref, "sha": flags.sha, "dry_run": flags.dryRun}
 	if len(flags.inputs) > 0 {
 		in := map[string]string{}
 		for _, kv := range flags.inputs {
@@ -362,7 +389,11 @@ func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, 
 	var failed bool
 	for _, r := range res.Runs {
 		if mode != progressJSON {
-			fmt.Fprintf(e.stdout, "Run %s of pipeline %s started on %s; Ctrl-C cancels it.\n", r.RunID, r.Pipeline, api.url)
+			what := "Run"
+			if flags.dryRun {
+				what = "Dry run"
+			}
+			fmt.Fprintf(e.stdout, "%s %s of pipeline %s started on %s; Ctrl-C cancels it.\n", what, r.RunID, r.Pipeline, api.url)
 		}
 		err := followRemote(ctx, e, api, r.RunID, mode, nil, true)
 		var xe exitError
