@@ -342,8 +342,13 @@ func remoteRunFlags(cmd *cobra.Command) error {
 	if len(refused) == 0 {
 		return nil
 	}
-	return usageError{fmt.Errorf("with --server, the server compiles the pipeline of --repo at --ref (or --sha) as a manual run with its own variables, on its runners: %s cannot apply there; drop %s, or run it here without --server",
-		strings.Join(refused, ", "), map[bool]string{true: "it", false: "them"}[len(refused) == 1])}
+	with, here := "with --server", "without --server"
+	if !cmd.Flags().Changed("server") {
+		// The server came from the environment.
+		with, here = "with "+envServer+" set", `with --server ""`
+	}
+	return usageError{fmt.Errorf("%s, the server compiles the pipeline of --repo at --ref (or --sha) as a manual run with its own variables, on its runners: %s cannot apply there; drop %s, or run it on this machine %s",
+		with, strings.Join(refused, ", "), map[bool]string{true: "it", false: "them"}[len(refused) == 1], here)}
 }
 
 // runRemote starts a manual run on a server (POST /api/v1/runs) of the
