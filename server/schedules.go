@@ -154,7 +154,18 @@ func (t *Triggers) reconcileSchedules(ctx context.Context, via string, ref RepoR
 			CatchupWindow: scheduleCatchup,
 			Memo:          map[string]any{"pipeline": in.Pipeline, "repo": in.Repo.Name, "cron": in.Cron, "branch": in.Branch},
 		}
-		_, err := sc.Create(ctx, opts)
+		// Every push to the default branch comes here: a schedule that
+		// is as it should be is only read, not written again.
+		desc, err := sc.GetHandle(ctx, id).Describe(ctx)
+		var nf *serviceerror.NotFound
+		switch {
+		case errors.As(err, &nf):
+			_, err = sc.Create(ctx, opts)
+		case err == nil && scheduleIs(desc, in, opts):
+			continue
+		case err == nil:
+			err = temporal.ErrScheduleAlreadyRunning
+		}
 		if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 			err = sc.GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 				s := u.Description.Schedule
@@ -191,16 +202,41 @@ func (t *Triggers) reconcileSchedules(ctx context.Context, via string, ref RepoR
 	return nil
 }
 
-// schedulesOf lists the IDs of a repository's schedules.
+// scheduleIs says whether a schedule already is what reconcileSchedules
+// would make it: the same firing (pipeline, repository, cron, branch:
+// the spec is made from the cron), workflow and policies.
+func scheduleIs(desc *client.ScheduleDescription, in ScheduledInput, opts client.ScheduleOptions) bool {
+	a, ok := desc.Schedule.Action.(*client.ScheduleWorkflowAction)
+	want := opts.Action.(*client.ScheduleWorkflowAction)
+	if !ok || a.ID != want.ID || a.TaskQueue != want.TaskQueue || len(a.Args) != 1 || desc.Schedule.Policy == nil {
+		return false
+	}
+	if name, ok := a.Workflow.(string); !ok || name != want.Workflow {
+		return false
+	}
+	var got ScheduledInput
+	p, ok := a.Args[0].(*commonpb.Payload)
+	if !ok || converter.GetDefaultDataConverter().FromPayload(p, &got) != nil || got != in {
+		return false
+	}
+	return desc.Schedule.Policy.Overlap == opts.Overlap && desc.Schedule.Policy.CatchupWindow == opts.CatchupWindow
+}
+
+// schedulesOf lists the IDs of a repository's schedules: a listing only,
+// not a description of each schedule of every repository.
 func (t *Triggers) schedulesOf(ctx context.Context, repo string) ([]string, error) {
-	all, err := ListSchedules(ctx, t.Client)
+	it, err := t.Client.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing schedules: %w", err)
 	}
 	var ids []string
-	for _, s := range all {
-		if s.Repo == repo {
-			ids = append(ids, s.ID)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("listing schedules: %w", err)
+		}
+		if strings.HasPrefix(e.ID, schedulePrefix+repo+":") {
+			ids = append(ids, e.ID)
 		}
 	}
 	return ids, nil

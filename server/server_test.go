@@ -552,6 +552,29 @@ func TestSchedulesReconciled(t *testing.T) {
 	if len(list) != 1 || list[0].Pipeline != "nightly" || list[0].Cron != "0 3 * * *" || list[0].Branch != "main" || len(list[0].Next) == 0 || list[0].Next[0].UTC().Hour() != 3 {
 		t.Fatalf("schedules %+v, want nightly at 0 3 * * * with its next times", list)
 	}
+	updated := func() time.Time {
+		t.Helper()
+		d, err := e.client.ScheduleClient().GetHandle(ctx, list[0].ID).Describe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Info.LastUpdateAt
+	}
+	// A push that leaves the schedule as it is does not write it again;
+	// one that changes its cron updates it.
+	before := updated()
+	same := e.commit(one, map[string]string{"README.md": "unrelated"})
+	e.gh.SetBranch(repo, "main", same)
+	push("s-1b", one, same)
+	if after := updated(); !after.Equal(before) {
+		t.Errorf("a push with the same schedule updated it (%v, then %v)", before, after)
+	}
+	moved := e.commit(same, map[string]string{".sluice/nightly.hcl": strings.Replace(scheduledPipeline, "0 3 * * *", "0 4 * * *", 1)})
+	e.gh.SetBranch(repo, "main", moved)
+	push("s-1c", same, moved)
+	if l, err := server.ListSchedules(ctx, e.client); err != nil || len(l) != 1 || l[0].Cron != "0 4 * * *" || len(l[0].Next) == 0 || l[0].Next[0].UTC().Hour() != 4 || !updated().After(before) {
+		t.Errorf("after a push that moved the cron to 0 4 * * *: %+v %v", l, err)
+	}
 
 	// A firing compiles the pipeline at the branch's head.
 	two := e.commit(one, map[string]string{"README.md": "later"})
