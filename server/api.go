@@ -146,9 +146,17 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		httpError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 		return
 	}
+	// A git repository of server.hcl, or one the GitHub App is installed
+	// on, read through the App as its webhooks' are.
 	url, ok := s.cfg.repositoryURL(req.Repository)
+	var installation int64
+	if !ok && s.app != nil {
+		if installation, ok = s.installations.get(req.Repository); ok {
+			url = s.githubRepoURL(req.Repository) + ".git"
+		}
+	}
 	if !ok {
-		httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not one of this server's repositories (repository blocks of server.hcl)", req.Repository))
+		httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not one of this server's repositories: neither a repository block of server.hcl nor a repository the GitHub App is installed on (as owner/name; one is learnt from its webhooks)", req.Repository))
 		return
 	}
 	if ok, why, err := s.mayOperate(r.Context(), req.Repository, user, "start"); err != nil {
@@ -168,7 +176,7 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 			httpError(w, http.StatusBadRequest, "give the ref (a branch or tag) or the commit to run")
 			return
 		}
-		head, err := remoteRef(r.Context(), url, ref)
+		head, err := s.headOf(r.Context(), url, req.Repository, installation, ref)
 		if err != nil {
 			httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q has no ref %s: %v", req.Repository, ref, err))
 			return
@@ -179,7 +187,7 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a full commit ID", sha))
 		return
 	}
-	ev := webhook.Event{Kind: KindManual, Name: "manual", Repo: req.Repository, CloneURL: url, Actor: user, Ref: ref, After: sha}
+	ev := webhook.Event{Kind: KindManual, Name: "manual", Repo: req.Repository, CloneURL: url, InstallationID: installation, Actor: user, Ref: ref, After: sha}
 	ev.Branch, _ = strings.CutPrefix(ref, "refs/heads/")
 	ev.Tag, _ = strings.CutPrefix(ref, "refs/tags/")
 	id := "api-" + engine.NewRunID("manual")
@@ -198,6 +206,21 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		return
 	}
 	writeJSON(w, http.StatusCreated, res)
+}
+
+// headOf is the commit ref names in a repository: through the GitHub App
+// for a repository of one of its installations, by git ls-remote for a
+// git repository.
+func (s *Server) headOf(ctx context.Context, url, repo string, installation int64, ref string) (string, error) {
+	if installation == 0 {
+		return remoteRef(ctx, url, ref)
+	}
+	c, err := s.app.Installation(installation)
+	if err != nil {
+		return "", err
+	}
+	name := strings.TrimPrefix(strings.TrimPrefix(ref, "refs/heads/"), "refs/tags/")
+	return c.Head(ctx, repo, name)
 }
 
 // deliveryResult waits for a delivery's result.

@@ -476,7 +476,9 @@ func orUnknown(s string) string {
 }
 
 func (t *Triggers) source(in DeliveryInput) (Source, error) {
-	if in.Via == ViaGitHub {
+	// A manual run of a repository of the App's (the API's) is read as
+	// its webhooks are.
+	if in.Via == ViaGitHub || in.Via == ViaAPI && in.Event.InstallationID != 0 {
 		if t.GitHub == nil {
 			return nil, temporal.NewNonRetryableApplicationError("the server is not configured as a GitHub App (app id and private key), so it cannot read the repository", errNotFound, nil)
 		}

@@ -713,3 +713,71 @@ func TestApproversEnforced(t *testing.T) {
 		t.Errorf("carol, a maintainer, cancelling: %d %s", code, out)
 	}
 }
+
+const manualPipeline = `
+pipeline "ship" {
+  on "manual" {
+    input "target" {
+      options = ["staging", "production"]
+    }
+  }
+}
+
+stage "ship" {
+  step "run" "x" { command = ["echo", pipeline.inputs.target] }
+}
+`
+
+// A manual run of a repository the GitHub App is installed on, through
+// the API (sluice run --server --repo owner/name): the branch's head is
+// read through the App, the pipeline compiled at it with the inputs, and
+// only a user with write access to the repository may start it.
+func TestManualRunOfAGitHubRepository(t *testing.T) {
+	e := start(t)
+	head := e.commit("", map[string]string{".sluice/ship.hcl": manualPipeline, "TestManualRunOfAGitHubRepository": ""})
+	e.gh.SetBranch(repo, "release/1.x", head)
+	// The push teaches the server the repository's installation; the
+	// pipeline runs on no push.
+	e.pushNew("manual-learn", head, "x")
+	if res := e.result("manual-learn"); len(res.Runs) != 0 {
+		t.Fatalf("the push started %+v", res.Runs)
+	}
+	e.gh.SetPermission(repo, "alice", "write")
+	e.gh.SetPermission(repo, "bob", "read")
+	start := func(user, body string) (int, []byte) {
+		req, _ := http.NewRequest("POST", e.url+"/api/v1/runs", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token(t, e.home, user))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	body := `{"repository": "` + repo + `", "ref": "release/1.x", "inputs": {"target": "production"}}`
+	if code, b := start("bob", body); code != http.StatusForbidden || !strings.Contains(string(b), "bob may not start runs of "+repo+": that takes write access") {
+		t.Errorf("bob, who has read: %d %s; want 403", code, b)
+	}
+	code, b := start("alice", body)
+	var res server.DeliveryResult
+	if err := json.Unmarshal(b, &res); code != http.StatusCreated || err != nil || len(res.Runs) != 1 {
+		t.Fatalf("alice starting the run: %d %s", code, b)
+	}
+	p, err := engine.RunPlan(context.Background(), e.client, res.Runs[0].RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Git.Event != "manual" || p.Git.SHA != head || p.Git.Branch != "release/1.x" || p.Git.Actor != "alice" || p.Git.Repo != repo {
+		t.Errorf("the run's git: %+v; want a manual run of %s at %s by alice", p.Git, head, "release/1.x")
+	}
+	if got := p.Stages[0].Steps[0].Run.Command[1].Literal(); got != "production" {
+		t.Errorf("the input: %q", got)
+	}
+	if code, b := start("alice", `{"repository": "`+repo+`", "ref": "no-such-branch"}`); code != http.StatusNotFound || !strings.Contains(string(b), "no-such-branch") {
+		t.Errorf("a branch that does not exist: %d %s", code, b)
+	}
+	if code, b := start("alice", `{"repository": "acme/elsewhere", "ref": "main"}`); code != http.StatusNotFound || !strings.Contains(string(b), "nor a repository the GitHub App is installed on") {
+		t.Errorf("a repository the server does not know: %d %s", code, b)
+	}
+}

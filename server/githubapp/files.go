@@ -263,11 +263,17 @@ func (c *Client) Head(ctx context.Context, repo, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	commit, _, err := c.gh.Repositories.GetCommit(ctx, owner, name, ref, &github.ListOptions{PerPage: 1})
+	// The list of commits takes the ref as a query parameter, where a
+	// branch may hold slashes (release/1.x), which a path segment of the
+	// single-commit endpoint may not.
+	commits, _, err := c.gh.Repositories.ListCommits(ctx, owner, name, &github.CommitsListOptions{SHA: ref, ListOptions: github.ListOptions{PerPage: 1}})
 	if err != nil {
 		return "", classify(err, fmt.Sprintf("commit %s in %s", ref, repo))
 	}
-	return commit.GetSHA(), nil
+	if len(commits) == 0 {
+		return "", &NotFoundError{What: fmt.Sprintf("commit %s in %s", ref, repo)}
+	}
+	return commits[0].GetSHA(), nil
 }
 
 // Permission returns login's permission on repo: admin, write, read or

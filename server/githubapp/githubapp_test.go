@@ -343,6 +343,20 @@ func TestHeadAndPermission(t *testing.T) {
 	if got, err := c.Head(ctx, repo, "main"); err != nil || got != x {
 		t.Errorf("Head(main) = %s, %v; want %s", got, err, x)
 	}
+	// A branch with a slash, its head a commit after x; a commit by SHA;
+	// a branch that does not exist.
+	y := f.Commit(repo, x, map[string]string{"b": "b"})
+	f.SetBranch(repo, "release/1.x", y)
+	if got, err := c.Head(ctx, repo, "release/1.x"); err != nil || got != y {
+		t.Errorf("Head(release/1.x) = %s, %v; want %s", got, err, y)
+	}
+	if got, err := c.Head(ctx, repo, x); err != nil || got != x {
+		t.Errorf("Head(%s) = %s, %v", x, got, err)
+	}
+	var nf *NotFoundError
+	if _, err := c.Head(ctx, repo, "nowhere"); !errors.As(err, &nf) {
+		t.Errorf("Head(nowhere): %v; want a NotFoundError", err)
+	}
 	f.SetPermission(repo, "alice", "maintain")
 	for login, want := range map[string]string{"alice": "write", "mallory": "none"} {
 		if got, err := c.Permission(ctx, repo, login); err != nil || got != want {

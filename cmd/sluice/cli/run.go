@@ -120,8 +120,10 @@ ends it), or on an existing cluster with --temporal-address. It streams
 every step's log with a stage/step prefix, ends with a summary, and exits
 1 if the run failed.
 
-With --server URL (or SLUICE_SERVER) it starts a manual run of --repo at
---ref (or --sha), with --input values, on that server instead, through
+With --server URL (or SLUICE_SERVER) it starts a manual run of --repo (a
+repository block of the server's server.hcl, or owner/name of a repository
+its GitHub App is installed on) at --ref (or --sha), with --input values,
+on that server instead, through
 its API with the token of sluice login, and follows it the same way
 (--dry-run too); the flags that shape a local run (--var, --event,
 --dirty, --label and the like) are refused there, as the server compiles
@@ -148,7 +150,8 @@ run skips itself with when = !pipeline.dry_run.`,
   sluice run --event tag --ref v1.2.0 --dry-run
   sluice run --progress=plain --var registry=localhost:5000
   sluice run --temporal-address temporal.internal:7233
-  sluice run --server https://ci.example.com --repo web --ref main --input target=staging`,
+  sluice run --server https://ci.example.com --repo web --ref main --input target=staging
+  sluice run --server https://ci.example.com --repo acme/web --ref release/1.x --dry-run`,
 		Args: maxOneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mode, err := resolveProgress(progress, e.stdout)

@@ -703,6 +703,8 @@ func (s *Server) repoOp(op string, inst int64, p map[string]string, q url.Values
 		return s.pullFiles(rp, p["pull_number"], q), true
 	case "repos/get-commit":
 		return s.getCommit(rp, p["ref"]), true
+	case "repos/list-commits":
+		return s.listCommits(rp, q), true
 	case "repos/list-pull-requests-associated-with-commit":
 		return s.pullsForCommit(rp, p["commit_sha"], q), true
 	case "repos/get-collaborator-permission-level":
@@ -1046,6 +1048,34 @@ func (s *Server) getCommit(rp *repo, ref string) response {
 		return errorResponse(http.StatusUnprocessableEntity, fmt.Sprintf("No commit found for SHA: %s", ref))
 	}
 	return response{status: http.StatusOK, body: s.commitJSON(rp, c, true)}
+}
+
+// listCommits lists the commits reachable from sha (a branch name, which
+// may hold slashes, or a commit; default the default branch), newest
+// first along first parents, as GitHub's list does for a linear history.
+func (s *Server) listCommits(rp *repo, q url.Values) response {
+	ref := q.Get("sha")
+	if ref == "" {
+		ref = rp.defaultBranch
+	}
+	c := rp.resolve(ref)
+	if c == nil {
+		return errorResponse(http.StatusNotFound, "No commit found for SHA: "+ref)
+	}
+	var all []*commit
+	for c != nil {
+		all = append(all, c)
+		if len(c.parents) == 0 {
+			break
+		}
+		c = rp.git.commits[c.parents[0]]
+	}
+	page, perPage, paged := paging(q, 30)
+	out := []map[string]any{}
+	for _, c := range pageOf(all, page, perPage) {
+		out = append(out, s.commitJSON(rp, c, false))
+	}
+	return response{status: http.StatusOK, header: linkHeaderQuery(s.repoURL(rp)+"/commits", url.Values{"sha": {ref}}, page, perPage, len(all), paged), body: out}
 }
 
 func (s *Server) pullsForCommit(rp *repo, sha string, q map[string][]string) response {
