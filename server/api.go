@@ -146,6 +146,19 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		httpError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 		return
 	}
+	res, status, err := s.startManual(r.Context(), user, req)
+	if err != nil {
+		httpError(w, status, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, res)
+}
+
+// startManual starts a manual run as user (the API's POST /api/v1/runs
+// and the web view's New run) and returns what it started, or the HTTP
+// status of why it could not.
+func (s *Server) startManual(ctx context.Context, user string, req StartRunRequest) (DeliveryResult, int, error) {
+	var none DeliveryResult
 	// A git repository of server.hcl, or one the GitHub App is installed
 	// on, read through the App as its webhooks' are.
 	url, ok := s.cfg.repositoryURL(req.Repository)
@@ -156,15 +169,12 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 		}
 	}
 	if !ok {
-		httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not one of this server's repositories: neither a repository block of server.hcl nor a repository the GitHub App is installed on (as owner/name; one is learnt from its webhooks)", req.Repository))
-		return
+		return none, http.StatusNotFound, fmt.Errorf("repository %q is not one of this server's repositories: neither a repository block of server.hcl nor a repository the GitHub App is installed on (as owner/name; one is learnt from its webhooks)", req.Repository)
 	}
-	if ok, why, err := s.mayOperate(r.Context(), req.Repository, user, "start"); err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+	if ok, why, err := s.mayOperate(ctx, req.Repository, user, "start"); err != nil {
+		return none, http.StatusBadGateway, err
 	} else if !ok {
-		httpError(w, http.StatusForbidden, why)
-		return
+		return none, http.StatusForbidden, errors.New(why)
 	}
 	ref := req.Ref
 	if ref != "" && !strings.HasPrefix(ref, "refs/") {
@@ -173,19 +183,16 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 	sha := req.SHA
 	if sha == "" {
 		if ref == "" {
-			httpError(w, http.StatusBadRequest, "give the ref (a branch or tag) or the commit to run")
-			return
+			return none, http.StatusBadRequest, errors.New("give the ref (a branch or tag) or the commit to run")
 		}
-		head, err := s.headOf(r.Context(), url, req.Repository, installation, ref)
+		head, err := s.headOf(ctx, url, req.Repository, installation, ref)
 		if err != nil {
-			httpError(w, http.StatusNotFound, fmt.Sprintf("repository %q has no ref %s: %v", req.Repository, ref, err))
-			return
+			return none, http.StatusNotFound, fmt.Errorf("repository %q has no ref %s: %v", req.Repository, ref, err)
 		}
 		sha = head
 	}
 	if !shaPattern.MatchString(sha) {
-		httpError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a full commit ID", sha))
-		return
+		return none, http.StatusBadRequest, fmt.Errorf("%q is not a full commit ID", sha)
 	}
 	ev := webhook.Event{Kind: KindManual, Name: "manual", Repo: req.Repository, CloneURL: url, InstallationID: installation, Actor: user, Ref: ref, After: sha}
 	ev.Branch, _ = strings.CutPrefix(ref, "refs/heads/")
@@ -196,16 +203,14 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request, user string
 	if req.Pipeline != "" {
 		in.Pipelines = []string{req.Pipeline}
 	}
-	if _, status, err := s.deliver(r.Context(), id, in); err != nil {
-		httpError(w, status, err.Error())
-		return
+	if _, status, err := s.deliver(ctx, id, in); err != nil {
+		return none, status, err
 	}
-	res, err := s.deliveryResult(r.Context(), id, 60*time.Second)
+	res, err := s.deliveryResult(ctx, id, 60*time.Second)
 	if err != nil {
-		httpError(w, http.StatusGatewayTimeout, err.Error())
-		return
+		return none, http.StatusGatewayTimeout, err
 	}
-	writeJSON(w, http.StatusCreated, res)
+	return res, http.StatusCreated, nil
 }
 
 // headOf is the commit ref names in a repository: through the GitHub App

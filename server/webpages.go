@@ -52,6 +52,8 @@ func (s *Server) pageRoutes(mux *http.ServeMux) {
 		http.Redirect(w, r, "/runs", http.StatusFound)
 	})
 	s.page(mux, "GET /runs", s.runsPage)
+	s.page(mux, "GET /runs/new", s.newRunPage)
+	s.page(mux, "POST /runs/new", s.newRun)
 	// Checks' details links lead to these two.
 	s.page(mux, "GET /runs/{id}", s.runPage)
 	s.page(mux, "GET /runs/{id}/stages/{stage...}", s.runPage)
@@ -660,6 +662,96 @@ func (s *Server) runRetry(w http.ResponseWriter, r *http.Request, sess session) 
 		return
 	}
 	http.Redirect(w, r, runPath(id), http.StatusSeeOther)
+}
+
+// ---- a manual run ----
+
+type newRunData struct {
+	Form StartRunRequest
+	// Ref is the form's branch, tag or commit; Inputs its name=value
+	// lines, as typed.
+	Ref, Inputs string
+	// Repositories are those of server.hcl, offered in the form.
+	Repositories []string
+	Error        string
+}
+
+// newRunPage is the form of a manual run (?repo= and ?ref= fill it in).
+func (s *Server) newRunPage(w http.ResponseWriter, r *http.Request, sess session) {
+	d := newRunData{Form: StartRunRequest{Repository: r.URL.Query().Get("repo"), Pipeline: r.URL.Query().Get("pipeline")}, Ref: r.URL.Query().Get("ref")}
+	s.renderNewRun(w, http.StatusOK, sess, d)
+}
+
+func (s *Server) renderNewRun(w http.ResponseWriter, status int, sess session, d newRunData) {
+	for _, rp := range s.cfg.Repositories {
+		d.Repositories = append(d.Repositories, rp.Name)
+	}
+	pageSecurity(w)
+	s.render(w, status, "newrun.html", sess, d)
+}
+
+// newRun starts the form's manual run, as POST /api/v1/runs does, and
+// goes to its page (to the list of the runs, when it started several); a
+// refusal, a pipeline that does not compile or nothing to run is shown on
+// the form, kept as it was typed.
+func (s *Server) newRun(w http.ResponseWriter, r *http.Request, sess session) {
+	d := newRunData{Ref: strings.TrimSpace(r.PostFormValue("ref")), Inputs: r.PostFormValue("inputs")}
+	d.Form = StartRunRequest{
+		Repository: strings.TrimSpace(r.PostFormValue("repo")),
+		Pipeline:   strings.TrimSpace(r.PostFormValue("pipeline")),
+		DryRun:     r.PostFormValue("dry_run") != "",
+	}
+	if shaPattern.MatchString(d.Ref) {
+		d.Form.SHA = d.Ref
+	} else {
+		d.Form.Ref = d.Ref
+	}
+	for i, line := range strings.Split(d.Inputs, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			d.Error = fmt.Sprintf("Input line %d, %q, is not name=value.", i+1, line)
+			s.renderNewRun(w, http.StatusBadRequest, sess, d)
+			return
+		}
+		if d.Form.Inputs == nil {
+			d.Form.Inputs = map[string]string{}
+		}
+		d.Form.Inputs[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	res, status, err := s.startManual(r.Context(), sess.User, d.Form)
+	if err != nil {
+		d.Error = err.Error()
+		s.renderNewRun(w, status, sess, d)
+		return
+	}
+	switch len(res.Runs) {
+	case 1:
+		http.Redirect(w, r, runPath(res.Runs[0].RunID), http.StatusSeeOther)
+		return
+	case 0:
+		var why []string
+		for _, inv := range res.Invalid {
+			why = append(why, "The pipelines do not compile:\n"+strings.TrimSpace(inv.Diagnostics))
+		}
+		for _, sk := range res.Skipped {
+			why = append(why, fmt.Sprintf("Pipeline %s does not run: %s.", sk.Pipeline, sk.Reason))
+		}
+		if res.Ignored != "" {
+			why = append(why, res.Ignored)
+		}
+		if len(why) == 0 {
+			why = append(why, "No pipeline of the repository starts on a manual run of this ref.")
+		}
+		d.Error = "Nothing to run. " + strings.Join(why, " ")
+		s.renderNewRun(w, http.StatusUnprocessableEntity, sess, d)
+		return
+	}
+	q := url.Values{"repo": {d.Form.Repository}, "event": {"manual"}}
+	http.Redirect(w, r, "/runs?"+q.Encode(), http.StatusSeeOther)
 }
 
 // ---- runners and schedules ----

@@ -463,3 +463,65 @@ func TestWebGitHubSignIn(t *testing.T) {
 		t.Errorf("declined: %d\n%s", code, body)
 	}
 }
+
+// New run: the web view's form starts a manual run as the API does, and
+// goes to it; what cannot start is said on the form, kept as typed.
+func TestWebNewRun(t *testing.T) {
+	dir := t.TempDir()
+	repoDir := gitProject(t, dir, "dry.hcl", []byte(dryPipeline))
+	e := startWith(t, func(c *server.Config) {
+		c.Repositories = []server.Repository{{Name: "dry", URL: repoDir}}
+	})
+	alice := newBrowser(t, e.url)
+	alice.signIn(e.home, "alice")
+
+	if code, _, body := alice.get("/runs"); code != http.StatusOK || !strings.Contains(body, `href="/runs/new"`) {
+		t.Errorf("the runs page has no New run link: %d", code)
+	}
+	code, _, body := alice.get("/runs/new?repo=dry&ref=main")
+	if code != http.StatusOK || !strings.Contains(body, `<option value="dry">`) || !strings.Contains(body, `name="repo" value="dry"`) || !strings.Contains(body, `name="ref" value="main"`) {
+		t.Fatalf("the form: %d\n%s", code, body)
+	}
+	form := func(fields ...string) url.Values {
+		v := url.Values{"csrf": {alice.csrf}, "repo": {"dry"}, "ref": {"main"}}
+		for i := 0; i+1 < len(fields); i += 2 {
+			v.Set(fields[i], fields[i+1])
+		}
+		return v
+	}
+	if code, _, _ := alice.post("/runs/new", url.Values{"repo": {"dry"}, "ref": {"main"}}); code != http.StatusForbidden {
+		t.Errorf("without a CSRF token: %d", code)
+	}
+	for _, tt := range []struct {
+		name   string
+		form   url.Values
+		status int
+		says   string
+	}{
+		{"a branch that does not exist", form("ref", "nope"), http.StatusNotFound, `repository &#34;dry&#34; has no ref refs/heads/nope`},
+		{"an input that is not name=value", form("inputs", "target"), http.StatusBadRequest, `Input line 1, &#34;target&#34;, is not name=value.`},
+		{"a pipeline that is not there", form("pipeline", "nosuch"), http.StatusUnprocessableEntity, "Nothing to run."},
+		{"a repository the server does not know", form("repo", "acme/elsewhere"), http.StatusNotFound, "is not one of this server&#39;s repositories"},
+	} {
+		code, _, body := alice.post("/runs/new", tt.form)
+		if code != tt.status || !strings.Contains(body, tt.says) || !strings.Contains(body, `name="ref" value="`+tt.form.Get("ref")+`"`) {
+			t.Errorf("%s: %d, want %d saying %q on the form as typed:\n%s", tt.name, code, tt.status, tt.says, body)
+		}
+	}
+
+	code, loc, body := alice.post("/runs/new", form("dry_run", "1"))
+	if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/runs/dry-") {
+		t.Fatalf("starting a dry run: %d %s\n%s", code, loc, body)
+	}
+	run := strings.TrimPrefix(loc, "/runs/")
+	p, err := engine.RunPlan(context.Background(), e.client, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Git.Event != "manual" || p.Git.Actor != "alice" || p.Git.Branch != "main" || p.Stages[1].Skip != "when is false: !pipeline.dry_run" {
+		t.Errorf("the run's plan: %+v, smoke skip %q; want a manual dry run of main by alice", p.Git, p.Stages[1].Skip)
+	}
+	if st, err := engine.Status(context.Background(), e.client, run); err != nil || !st.DryRun {
+		t.Errorf("the run is not a dry run: %+v %v", st, err)
+	}
+}
