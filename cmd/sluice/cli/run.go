@@ -387,9 +387,10 @@ func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, 
 		fmt.Fprintf(e.stderr, "The pipelines in %s are invalid:\n%s\n", dir, strings.TrimSpace(inv.Diagnostics))
 	}
 	if len(res.Runs) == 0 {
-		if res.Ignored != "" {
+		switch {
+		case res.Ignored != "":
 			fmt.Fprintf(e.stderr, "Nothing to run: %s\n", res.Ignored)
-		} else {
+		case len(res.Invalid) == 0 && len(res.Skipped) == 0:
 			fmt.Fprintln(e.stderr, "Nothing to run: no pipeline of the repository starts on a manual run of this ref.")
 		}
 		return exitError{1}
