@@ -52,6 +52,28 @@ func gitHubCredentials(token func(context.Context) (string, error), cloneURL str
 	}
 }
 
+// runnerGitCredentials gives the server's own runner the installation
+// token of the GitHub App for fetching a run's repository, when the App is
+// installed on it and the URL is on GitHub's host (github.com, or the
+// Enterprise Server of web_url, SLUICE_GITHUB_WEB_URL): a private repository's runs
+// check out with nothing configured on the runner. The token stays in this
+// process and the git that fetches; runners on other hosts use their own
+// git credentials (docs/runners.md).
+func (s *Server) runnerGitCredentials(ctx context.Context, repo, u string) (string, string, error) {
+	if s.app == nil {
+		return "", "", nil
+	}
+	id, ok := s.installations.get(repo)
+	if !ok {
+		return "", "", nil
+	}
+	c, err := s.app.Installation(id)
+	if err != nil {
+		return "", "", err
+	}
+	return gitHubCredentials(c.GitToken, s.githubWeb())(ctx, u)
+}
+
 // httpsHost is the host of an HTTPS URL, "" for any other URL.
 func httpsHost(s string) string {
 	u, err := url.Parse(s)

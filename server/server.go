@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		// A team's server lists its own runner in the registry (sluice
 		// runners, the runners page) beside the standalone ones; the
 		// local server a command started has no one to show it to.
-		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels, Report: !cfg.Background}
+		opts.Runner = &local.RunnerOptions{Name: local.DefaultRunnerName(), Labels: cfg.Labels, Report: !cfg.Background, GitCredentials: s.runnerGitCredentials}
 		if cfg.Build {
 			b := local.BuildFromEnv(io.Discard)
 			b.Optional = true

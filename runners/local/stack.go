@@ -105,6 +105,10 @@ type RunnerOptions struct {
 	// StepDone learns of each step the runner ran, for its metrics (see
 	// engine.Activities.StepDone).
 	StepDone func(ctx context.Context, kind string, took time.Duration, err error)
+	// GitCredentials, when set, gives credentials for fetching a run's
+	// repository (by its name, owner/name) from an HTTPS URL: the
+	// server's GitHub App installation token, for its own runner.
+	GitCredentials func(ctx context.Context, repo, url string) (user, password string, err error)
 }
 
 // Stack is a client connection to Temporal, maybe the embedded server
@@ -241,7 +245,7 @@ func (s *Stack) startRunner(o RunnerOptions) error {
 	}
 	s.labels, s.daggerErr = withDagger(execs, o.Labels)
 	acts := &engine.Activities{
-		Workspaces: workspaces{root: filepath.Join(s.home, "workspaces"), repo: o.Repo, dirty: o.Dirty},
+		Workspaces: workspaces{root: filepath.Join(s.home, "workspaces"), repo: o.Repo, dirty: o.Dirty, creds: o.GitCredentials},
 		Executors:  execs,
 		Secrets:    engine.HostSecrets{},
 		Logs:       s.Logs,
@@ -323,6 +327,7 @@ func (s *Stack) Close() {
 type workspaces struct {
 	root, repo string
 	dirty      bool
+	creds      func(ctx context.Context, repo, url string) (string, string, error)
 }
 
 func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
@@ -358,7 +363,11 @@ func (w workspaces) Prepare(ctx context.Context, req engine.WorkspaceRequest) (s
 // the server starts for pushes. The commit is fetched into the runner's
 // mirror of the repository once, and each workspace is cloned from there.
 func (w workspaces) prepareURL(ctx context.Context, req engine.WorkspaceRequest) (string, error) {
-	mirror, err := workspace.Mirror(ctx, filepath.Join(filepath.Dir(w.root), "mirrors"), req.Source.URL, req.Git.SHA)
+	var creds workspace.Credentials
+	if w.creds != nil {
+		creds = func(ctx context.Context, url string) (string, string, error) { return w.creds(ctx, req.Git.Repo, url) }
+	}
+	mirror, err := workspace.MirrorWith(ctx, filepath.Join(filepath.Dir(w.root), "mirrors"), req.Source.URL, req.Git.SHA, creds)
 	if err != nil {
 		return "", err
 	}

@@ -3,13 +3,12 @@ package workspace
 import (
 	"context"
 	"encoding/base64"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-ci/sluice/internal/testing/githttp"
 )
 
 // A private repository over HTTPS, as GitHub serves one: git's smart HTTP
@@ -21,52 +20,93 @@ import (
 // than waiting for a password.
 func TestMirrorPrivateRepository(t *testing.T) {
 	hermeticGit(t)
-	backend := "/usr/lib/git-core/git-http-backend"
-	if _, err := os.Stat(backend); err != nil {
-		t.Fatalf("git http-backend, part of Debian's git package (make deps), is missing: %v", err)
-	}
-	// The repository, bare, under the server's root.
-	src := t.TempDir()
-	run(t, src, "init", "-q", "-b", "main")
-	write(t, filepath.Join(src, "f"), "private\n")
-	run(t, src, "add", ".")
-	run(t, src, "commit", "-qm", "one")
-	sha := run(t, src, "rev-parse", "HEAD")
-	root := t.TempDir()
-	run(t, root, "clone", "-q", "--bare", src, filepath.Join(root, "acme", "web.git"))
-
-	const token = "ghs_private-clone-token"
-	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+token))
-	git := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != want {
-			w.Header().Set("WWW-Authenticate", `Basic realm="GitHub"`)
-			http.Error(w, "Authentication failed", http.StatusUnauthorized)
-			return
-		}
-		git.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	url := srv.URL + "/acme/web.git"
+	url, sha, token := privateGitServer(t, false)
 	mirrors := t.TempDir()
 
 	_, err := Mirror(context.Background(), mirrors, url, sha)
 	if err == nil || !strings.Contains(err.Error(), "could not read Username") {
 		t.Fatalf("fetching without credentials: %v; want git's failure to authenticate, at once", err)
 	}
+	// Credentials given to MirrorWith go only over TLS: not to this
+	// http:// URL.
+	asked := false
+	if _, err := MirrorWith(context.Background(), mirrors, url, sha, func(context.Context, string) (string, string, error) {
+		asked = true
+		return "x-access-token", token, nil
+	}); err == nil || asked {
+		t.Fatalf("credentials were asked for (%v) or worked (%v) over plain HTTP", asked, err)
+	}
 
 	t.Setenv("GIT_CONFIG_COUNT", "1")
-	t.Setenv("GIT_CONFIG_KEY_0", "http."+srv.URL+"/.extraHeader")
-	t.Setenv("GIT_CONFIG_VALUE_0", "Authorization: "+want)
+	t.Setenv("GIT_CONFIG_KEY_0", "http."+strings.TrimSuffix(url, "/acme/web.git")+"/.extraHeader")
+	t.Setenv("GIT_CONFIG_VALUE_0", "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("x-access-token:"+token)))
 	dir, err := Mirror(context.Background(), mirrors, url, sha)
 	if err != nil {
 		t.Fatalf("fetching with the runner's credentials: %v", err)
 	}
+	checkMirror(t, dir, sha, token)
+}
+
+// MirrorWith fetches a private repository over HTTPS with the credentials
+// it is given (the server's GitHub App installation token, for its own
+// runner), and the runner's own git configuration still applies beside
+// them.
+func TestMirrorWithCredentials(t *testing.T) {
+	hermeticGit(t)
+	url, sha, token := privateGitServer(t, true)
+	// The runner's own configuration has an entry already: the
+	// credentials come after it, and both apply.
+	t.Setenv("GIT_CONFIG_COUNT", "1")
+	t.Setenv("GIT_CONFIG_KEY_0", "core.askPass")
+	t.Setenv("GIT_CONFIG_VALUE_0", "false")
+	mirrors := t.TempDir()
+	var askedFor string
+	dir, err := MirrorWith(context.Background(), mirrors, url, sha, func(_ context.Context, u string) (string, string, error) {
+		askedFor = u
+		return "x-access-token", token, nil
+	})
+	if err != nil {
+		t.Fatalf("fetching with credentials: %v", err)
+	}
+	if askedFor != url {
+		t.Errorf("credentials asked for %q, want %q", askedFor, url)
+	}
+	checkMirror(t, dir, sha, token)
+
+	// Wrong credentials fail, saying so.
+	_, err = MirrorWith(context.Background(), t.TempDir(), url, sha, func(context.Context, string) (string, string, error) {
+		return "x-access-token", "ghs_wrong", nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "could not read Username") {
+		t.Errorf("fetching with a wrong token: %v", err)
+	}
+}
+
+// privateGitServer serves a repository with one commit at URL/acme/web.git,
+// to x-access-token and the token it returns only (githttp.Serve).
+func privateGitServer(t *testing.T, overTLS bool) (url, sha, token string) {
+	t.Helper()
+	src := t.TempDir()
+	run(t, src, "init", "-q", "-b", "main")
+	write(t, filepath.Join(src, "f"), "private\n")
+	run(t, src, "add", ".")
+	run(t, src, "commit", "-qm", "one")
+	sha = run(t, src, "rev-parse", "HEAD")
+	root := t.TempDir()
+	run(t, root, "clone", "-q", "--bare", src, filepath.Join(root, "acme", "web.git"))
+	token = "ghs_private-clone-token"
+	base := githttp.Serve(t, root, overTLS, func(user, pass string) bool { return user == "x-access-token" && pass == token })
+	return base + "/acme/web.git", sha, token
+}
+
+// checkMirror checks that the mirror has the commit, and the token in none
+// of its files.
+func checkMirror(t *testing.T, dir, sha, token string) {
+	t.Helper()
 	if got := run(t, dir, "cat-file", "-p", sha+":f"); got != "private" {
 		t.Errorf("the mirrored commit's file: %q", got)
 	}
-	// The token is in no file of the mirror.
-	err = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}

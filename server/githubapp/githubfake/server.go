@@ -369,6 +369,19 @@ func (s *Server) SetPermission(repo, login, role string) {
 	s.repo(repo).perms[login] = role
 }
 
+// TokenInstallation says which installation an unexpired installation
+// token was minted for: what a git server of the fake's repositories
+// checks a fetch's x-access-token password against, as GitHub's does.
+func (s *Server) TokenInstallation(tok string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[tok]
+	if !ok || time.Now().After(t.expires) {
+		return 0, false
+	}
+	return t.installation, true
+}
+
 // SetTokenTTL sets how long installation tokens minted from now on last
 // (GitHub's is an hour).
 func (s *Server) SetTokenTTL(d time.Duration) {
