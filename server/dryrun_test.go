@@ -91,6 +91,19 @@ func TestRemoteDryRun(t *testing.T) {
 		t.Errorf("the run: dry run %v, %s, smoke %s; want a dry run that succeeded with smoke skipped", st.DryRun, st.State, smoke.State)
 	}
 
+	// --pipeline picks one of the repository's pipelines; one it does not
+	// have starts nothing. Without --server it is refused.
+	if code, out, errOut := sluice("--dry-run", "--pipeline", "nosuch"); code != 1 || !strings.Contains(errOut, "Nothing to run") || strings.Contains(out, "started") {
+		t.Errorf("--pipeline nosuch: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := sluice("--dry-run", "--pipeline", "dry"); code != 0 || !strings.Contains(out, "Dry run ") {
+		t.Errorf("--pipeline dry: exit %d\n%s%s", code, out, errOut)
+	}
+	var stdout, stderr syncBuffer
+	if code := cli.Main([]string{"run", "--pipeline", "dry"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--pipeline picks one of a server repository's pipelines") {
+		t.Errorf("--pipeline without --server: exit %d\n%s", code, stderr.String())
+	}
+
 	// Without --dry-run the same command runs everything, for real.
 	code, out, errOut = sluice()
 	if code != 0 || !strings.Contains(out, "build/mode | SLUICE_DRY_RUN= dry_run=false\n") || strings.Contains(out, "when is false") {

@@ -107,7 +107,7 @@ func newRun(e *env) *cobra.Command {
 	var progress string
 	var dirty bool
 	var labels []string
-	var runID string
+	var runID, pipeline string
 	cmd := &cobra.Command{
 		Use:   "run [PATH]",
 		Short: "Run a pipeline on this machine, durably",
@@ -123,7 +123,8 @@ every step's log with a stage/step prefix, ends with a summary, and exits
 With --server URL (or SLUICE_SERVER) it starts a manual run of --repo (a
 repository block of the server's server.hcl, or owner/name of a repository
 its GitHub App is installed on) at --ref (or --sha), with --input values,
-on that server instead, through
+(all its pipelines with on "manual", or --pipeline NAME) on that server
+instead, through
 its API with the token of sluice login, and follows it the same way
 (--dry-run too); the flags that shape a local run (--var, --event,
 --dirty, --label and the like) are refused there, as the server compiles
@@ -171,7 +172,10 @@ run skips itself with when = !pipeline.dry_run.`,
 				}
 				ctx, stop := signalContext(cmd.Context())
 				defer stop()
-				return runRemote(ctx, e, api, flags, mode)
+				return runRemote(ctx, e, api, flags, pipeline, mode)
+			}
+			if pipeline != "" {
+				return usageError{fmt.Errorf("--pipeline picks one of a server repository's pipelines (with --server); here, give the directory of the pipeline to run as PATH")}
 			}
 			path := pipelinePath(args)
 			opts, err := flags.options(e, pipelineDir(path))
@@ -242,6 +246,7 @@ run skips itself with when = !pipeline.dry_run.`,
 	cmd.Flags().BoolVar(&dirty, "dirty", false, "run the working tree as it is, uncommitted changes included, instead of the commit")
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "labels of the in-process runner, for stages with runs_on")
 	cmd.Flags().BoolVar(&flags.dryRun, "dry-run", false, "change nothing outside the workspaces: build without pushing, and only report the scans, releases, commits and syncs the run would make")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "with --server: run only this pipeline of the repository (default: every one with on \"manual\")")
 	cmd.Flags().StringVar(&runID, "run-id", "", "ID of the run (default: the pipeline name and a random suffix); an ID already used is refused")
 	return cmd
 }
@@ -335,7 +340,7 @@ func isDefaultLocalRegistry(host string) bool {
 // the server reads the pipeline at --ref with its own variables, as a
 // manual event, and runs it on its runners.
 func remoteRunFlags(cmd *cobra.Command) error {
-	honoured := map[string]bool{"server": true, "repo": true, "ref": true, "sha": true, "input": true, "dry-run": true, "progress": true}
+	honoured := map[string]bool{"server": true, "repo": true, "ref": true, "sha": true, "input": true, "dry-run": true, "progress": true, "pipeline": true}
 	var refused []string
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		if !honoured[f.Name] {
@@ -356,11 +361,11 @@ func remoteRunFlags(cmd *cobra.Command) error {
 
 // runRemote starts a manual run on a server (POST /api/v1/runs) of the
 // repository --repo at --ref or --sha, and follows each run it started.
-func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, mode string) error {
+func runRemote(ctx context.Context, e *env, api *apiClient, flags compileFlags, pipeline, mode string) error {
 	if flags.repo == "" {
 		return usageError{fmt.Errorf("with --server, name the repository as the server knows it with --repo, and the branch or tag with --ref")}
 	}
-	req := map[string]any{"repository": flags.repo, "ref": flags.ref, "sha": flags.sha, "dry_run": flags.dryRun}
+	req := map[string]any{"repository": flags.repo, "ref": flags.ref, "sha": flags.sha, "dry_run": flags.dryRun, "pipeline": pipeline}
 	if len(flags.inputs) > 0 {
 		in := map[string]string{}
 		for _, kv := range flags.inputs {
