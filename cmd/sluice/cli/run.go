@@ -120,15 +120,14 @@ ends it), or on an existing cluster with --temporal-address. It streams
 every step's log with a stage/step prefix, ends with a summary, and exits
 1 if the run failed.
 
-With --server URL (or SLUICE_SERVER) it starts a manual run of --repo (a
-repository block of the server's server.hcl, or owner/name of a repository
-its GitHub App is installed on) at --ref (or --sha), with --input values,
-(all its pipelines with on "manual", or --pipeline NAME) on that server
-instead, through
-its API with the token of sluice login, and follows it the same way
-(--dry-run too); the flags that shape a local run (--var, --event,
---dirty, --label and the like) are refused there, as the server compiles
-the pipeline with its own.
+With --server URL (or SLUICE_SERVER) it starts a manual run on that
+server instead: of --repo (a repository block of the server's
+server.hcl, or owner/name of a repository its GitHub App is installed on)
+at --ref (or --sha), every pipeline with on "manual" or --pipeline NAME,
+with --input values and --dry-run, through its API with the token of
+sluice login, and follows it the same way. The flags that shape a local
+run (--var, --event, --dirty, --label and the like) are refused there,
+as the server compiles the pipeline with its own.
 
 Each stage works in a checkout of the repository at the commit being run;
 with --dirty it gets the working tree as it is instead. Ctrl-C cancels the
