@@ -60,6 +60,50 @@ func TestAnnotationsInBatches(t *testing.T) {
 	}
 }
 
+// A report that resumes after a crash with state older than what it wrote
+// (its last heartbeat lost) reads the check from GitHub: a check already
+// as it should be is not written again and its annotations are not sent
+// twice (GitHub appends them); what is left to send still goes.
+func TestResumedWriterReadsGitHub(t *testing.T) {
+	w, gh, sha := writerFor(t)
+	var notes []githubapp.Annotation
+	for i := range 70 {
+		notes = append(notes, githubapp.Annotation{Path: "pkg/a_test.go", StartLine: i + 1, Level: "failure", Title: fmt.Sprintf("TestA/%d", i), Message: "want 1, got 2"})
+	}
+	want := func(n int) checkWant {
+		return checkWant{Key: "stage:test", Digest: "completed/failure", Annotations: notes[:n], Run: githubapp.CheckRun{
+			Name: "web / test", HeadSHA: sha, ExternalID: "r@e/stage:test", Status: "completed", Conclusion: "failure",
+			Title: "failed", Summary: "tests failed",
+		}}
+	}
+	ctx := context.Background()
+	if err := w.write(ctx, want(60)); err != nil {
+		t.Fatal(err)
+	}
+	// The next attempt, with the state of before any write.
+	fresh := func() *checkWriter {
+		r := *w
+		r.state = &reportState{Checks: map[string]int64{}, Sent: map[string]string{}, Annotated: map[string]int{}}
+		r.resumed, r.checked = true, nil
+		return &r
+	}
+	if err := fresh().write(ctx, want(60)); err != nil {
+		t.Fatal(err)
+	}
+	runs := gh.CheckRuns("acme/web")
+	if len(runs) != 1 || runs[0].Writes != 2 || len(runs[0].Annotations) != 60 {
+		t.Fatalf("after a resumed attempt: %d checks, %d writes, %d annotations; want 1 check, the 2 writes of the first attempt, 60 annotations", len(runs), runs[0].Writes, len(runs[0].Annotations))
+	}
+	// Ten more annotations since: only those are sent.
+	if err := fresh().write(ctx, want(70)); err != nil {
+		t.Fatal(err)
+	}
+	runs = gh.CheckRuns("acme/web")
+	if runs[0].Writes != 3 || len(runs[0].Annotations) != 70 || runs[0].Annotations[69].StartLine != 70 {
+		t.Errorf("after ten more: %d writes, %d annotations; want 3 and 70", runs[0].Writes, len(runs[0].Annotations))
+	}
+}
+
 // A 66,000-character summary is cut at GitHub's 65,535 characters (runes,
 // not bytes) with a marker, and GitHub takes it.
 func TestSummaryCut(t *testing.T) {

@@ -210,9 +210,13 @@ type checkWriter struct {
 	installation int64
 	repo, sha    string
 	state        *reportState
-	// resumed says an earlier attempt may have created checks whose IDs
-	// it could not record: look them up by external_id before creating.
-	resumed   bool
+	// resumed says an earlier attempt may have written more than the
+	// state says: look each check up by external_id first (its ID, status
+	// and annotations).
+	resumed bool
+	// checked are the checks whose state on GitHub this attempt has read,
+	// after a resume.
+	checked   map[string]bool
 	heartbeat func()
 }
 
@@ -228,18 +232,44 @@ func (w *checkWriter) write(ctx context.Context, c checkWant) error {
 		cr.Annotations = batches[0]
 	}
 	id := st.Checks[c.Key]
-	if id == 0 && w.resumed {
-		found, _, err := w.call(ctx, func() (int64, error) {
-			id, ok, err := w.gh.FindCheckRun(ctx, w.repo, w.sha, cr.ExternalID)
-			if !ok {
-				id = 0
+	if w.resumed && !w.checked[c.Key] {
+		// After a crash the state the heartbeats kept may be older than
+		// what was written: GitHub says what the check is, so that an
+		// attempt that goes on writes neither the same status again nor
+		// the same annotations twice (GitHub appends them).
+		var f githubapp.FoundCheckRun
+		_, _, err := w.call(ctx, func() (int64, error) {
+			var ok bool
+			var err error
+			if f, ok, err = w.gh.FindCheckRunState(ctx, w.repo, w.sha, cr.ExternalID); !ok {
+				f = githubapp.FoundCheckRun{}
 			}
-			return id, err
+			return f.ID, err
 		}, false)
 		if err != nil {
 			return err
 		}
-		id = found
+		if w.checked == nil {
+			w.checked = map[string]bool{}
+		}
+		w.checked[c.Key] = true
+		if f.ID != 0 {
+			id, st.Checks[c.Key] = f.ID, f.ID
+			if f.Annotations > sent {
+				sent, st.Annotated[c.Key] = f.Annotations, f.Annotations
+			}
+			if c.Digest == f.Status+"/"+f.Conclusion || c.Digest == f.Conclusion {
+				st.Sent[c.Key] = c.Digest
+			}
+			if st.Sent[c.Key] == c.Digest && sent >= len(c.Annotations) {
+				return nil
+			}
+			batches = annotationBatches(c.Annotations[min(sent, len(c.Annotations)):])
+			cr.Annotations = nil
+			if len(batches) > 0 {
+				cr.Annotations = batches[0]
+			}
+		}
 	}
 	if id == 0 {
 		newID, _, err := w.call(ctx, func() (int64, error) { return w.gh.CreateCheckRun(ctx, w.repo, cr) }, true)

@@ -296,12 +296,28 @@ func (c *Client) UpdateCheckRun(ctx context.Context, repo string, id int64, cr C
 // filter=all, every page of 100, and returns the newest (highest ID) whose
 // external ID is externalID; found is false when there is none.
 func (c *Client) FindCheckRun(ctx context.Context, repo, sha, externalID string) (id int64, found bool, err error) {
+	f, found, err := c.FindCheckRunState(ctx, repo, sha, externalID)
+	return f.ID, found, err
+}
+
+// FoundCheckRun is a check run as GitHub has it: what a report that
+// resumes after a crash compares with what it would write.
+type FoundCheckRun struct {
+	ID                 int64
+	Status, Conclusion string
+	// Annotations is how many annotations it has.
+	Annotations int
+}
+
+// FindCheckRunState is FindCheckRun with the check run's status,
+// conclusion and number of annotations.
+func (c *Client) FindCheckRunState(ctx context.Context, repo, sha, externalID string) (f FoundCheckRun, found bool, err error) {
 	owner, name, err := split(repo)
 	if err != nil {
-		return 0, false, err
+		return f, false, err
 	}
 	if externalID == "" {
-		return 0, false, errors.New("finding a check run: the external ID is empty")
+		return f, false, errors.New("finding a check run: the external ID is empty")
 	}
 	opts := &github.ListCheckRunsOptions{
 		AppID:       github.Int64(c.appID),
@@ -311,18 +327,19 @@ func (c *Client) FindCheckRun(ctx context.Context, repo, sha, externalID string)
 	for {
 		list, resp, err := c.gh.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
 		if err != nil {
-			return 0, false, classify(err, fmt.Sprintf("the check runs of commit %s in %s", sha, repo))
+			return f, false, classify(err, fmt.Sprintf("the check runs of commit %s in %s", sha, repo))
 		}
 		for _, run := range list.CheckRuns {
 			if run.GetExternalID() != externalID || (run.App != nil && run.App.GetID() != c.appID) {
 				continue
 			}
-			if run.GetID() > id {
-				id, found = run.GetID(), true
+			if run.GetID() > f.ID {
+				f = FoundCheckRun{ID: run.GetID(), Status: run.GetStatus(), Conclusion: run.GetConclusion(), Annotations: run.GetOutput().GetAnnotationsCount()}
+				found = true
 			}
 		}
 		if resp.NextPage == 0 {
-			return id, found, nil
+			return f, found, nil
 		}
 		opts.Page = resp.NextPage
 	}
