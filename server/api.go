@@ -79,6 +79,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"schedules": list})
 	})
+	mux.HandleFunc("POST /api/v1/git-credentials", s.apiGitCredentials)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path))
 	})
@@ -211,6 +212,65 @@ func (s *Server) startManual(ctx context.Context, user string, req StartRunReque
 		return none, http.StatusGatewayTimeout, err
 	}
 	return res, http.StatusCreated, nil
+}
+
+// GitCredentialsRequest asks for what a runner on another host fetches a
+// run's repository with (POST /api/v1/git-credentials).
+type GitCredentialsRequest struct {
+	// Repository is the run's, owner/name; URL the one it fetches.
+	Repository string `json:"repository"`
+	URL        string `json:"url"`
+}
+
+// GitCredentials are a user name and password for git over HTTPS.
+type GitCredentials struct {
+	Username  string    `json:"username"`
+	Password  string    `json:"password"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// apiGitCredentials gives a runner's token (and only a runner's) a fresh
+// installation token of the GitHub App that may read the contents of one
+// repository and nothing else, for fetching it from GitHub's host over
+// HTTPS: a private repository checks out on runners on other hosts with
+// no credentials of their own. 404 for a repository the App is not
+// installed on: the runner then fetches with its own configuration.
+func (s *Server) apiGitCredentials(w http.ResponseWriter, r *http.Request) {
+	tok, ok := s.tokens.Lookup(strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+		httpError(w, http.StatusUnauthorized, "this needs a runner's API token: Authorization: Bearer <token> (sluice server token create --runner NAME)")
+		return
+	}
+	if !tok.Runner {
+		httpError(w, http.StatusForbidden, fmt.Sprintf("git credentials are for runners, and the token of %s is a user's: give the runner a token made with sluice server token create --runner NAME", tok.User))
+		return
+	}
+	var req GitCredentialsRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return
+	}
+	if s.app == nil {
+		httpError(w, http.StatusNotFound, "this server is no GitHub App: it has no credentials for any repository")
+		return
+	}
+	id, ok := s.installations.get(req.Repository)
+	if !ok {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("the GitHub App is not installed on %q (as far as its webhooks told this server)", req.Repository))
+		return
+	}
+	if host := httpsHost(s.githubWeb()); host == "" || httpsHost(req.URL) != host {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("credentials are given for GitHub's host %s over HTTPS only, not for %q", s.githubWeb(), req.URL))
+		return
+	}
+	secret, exp, err := s.app.RepoReadToken(r.Context(), id, req.Repository)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	s.log.Info("read-only git credentials given to a runner", "runner", tok.User, "repo", req.Repository, "expires", exp)
+	writeJSON(w, http.StatusOK, GitCredentials{Username: "x-access-token", Password: secret, ExpiresAt: exp})
 }
 
 // headOf is the commit ref names in a repository: through the GitHub App

@@ -125,14 +125,7 @@ func TestShippedLogsFollowedFromTheCLI(t *testing.T) {
 
 	api := func(method, path, body string) (int, []byte, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := e.authed(method, path, tok, strings.NewReader(body))
 		return resp.StatusCode, b, resp.Trailer
 	}
 	code, b, _ := api("POST", "/api/v1/runs", `{"repository": "far", "ref": "main"}`)

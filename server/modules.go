@@ -52,13 +52,14 @@ func gitHubCredentials(token func(context.Context) (string, error), cloneURL str
 	}
 }
 
-// runnerGitCredentials gives the server's own runner the installation
-// token of the GitHub App for fetching a run's repository, when the App is
-// installed on it and the URL is on GitHub's host (github.com, or the
-// Enterprise Server of web_url, SLUICE_GITHUB_WEB_URL): a private repository's runs
-// check out with nothing configured on the runner. The token stays in this
-// process and the git that fetches; runners on other hosts use their own
-// git credentials (docs/runners.md).
+// runnerGitCredentials gives the server's own runner, for fetching a
+// run's repository that the GitHub App is installed on from GitHub's host
+// over HTTPS (github.com, or the Enterprise Server of web_url,
+// SLUICE_GITHUB_WEB_URL), a fresh installation token that may read that
+// repository's contents and nothing else, as runners on other hosts get
+// one (apiGitCredentials): a private repository's runs check out with
+// nothing configured on the runner, and the token a fetch's environment
+// holds cannot write checks or read other repositories.
 func (s *Server) runnerGitCredentials(ctx context.Context, repo, u string) (string, string, error) {
 	if s.app == nil {
 		return "", "", nil
@@ -67,11 +68,14 @@ func (s *Server) runnerGitCredentials(ctx context.Context, repo, u string) (stri
 	if !ok {
 		return "", "", nil
 	}
-	c, err := s.app.Installation(id)
+	if host := httpsHost(s.githubWeb()); host == "" || httpsHost(u) != host {
+		return "", "", nil
+	}
+	tok, _, err := s.app.RepoReadToken(ctx, id, repo)
 	if err != nil {
 		return "", "", err
 	}
-	return gitHubCredentials(c.GitToken, s.githubWeb())(ctx, u)
+	return "x-access-token", tok, nil
 }
 
 // httpsHost is the host of an HTTPS URL, "" for any other URL.

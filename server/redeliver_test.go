@@ -76,14 +76,7 @@ func TestRedeliveryReconciler(t *testing.T) {
 	tok := token(t, e.home, "alice")
 	pass := func() server.RedeliverResult {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, e.url+"/api/v1/deliveries/redeliver", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := e.authed(http.MethodPost, "/api/v1/deliveries/redeliver", tok, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("redeliver: %d %s", resp.StatusCode, b)
 		}

@@ -197,6 +197,25 @@ func (e *env) forwarded() {
 
 // pushNew delivers the push of a new branch main at head, which the
 // server must take (202).
+// authed sends a request to the server's path with the API token tok and
+// returns the answer (its body read and closed, its trailers there) and
+// its body.
+func (e *env) authed(method, path, tok string, body io.Reader) (*http.Response, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
 func (e *env) pushNew(id, head, message string) {
 	e.t.Helper()
 	if code, out := e.deliver("push", id, pushPayload(e.t, "refs/heads/main", strings.Repeat("0", 40), head, message)); code != http.StatusAccepted {
@@ -670,14 +689,7 @@ func TestApproversEnforced(t *testing.T) {
 		}
 	}
 	post := func(user, path, body string) (int, string) {
-		req, _ := http.NewRequest("POST", e.url+"/api/v1/"+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok[user])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := e.authed("POST", "/api/v1/"+path, tok[user], strings.NewReader(body))
 		return resp.StatusCode, string(b)
 	}
 	approve := func(user string) (int, string) {
@@ -745,14 +757,7 @@ func TestManualRunOfAGitHubRepository(t *testing.T) {
 	e.gh.SetPermission(repo, "alice", "write")
 	e.gh.SetPermission(repo, "bob", "read")
 	start := func(user, body string) (int, []byte) {
-		req, _ := http.NewRequest("POST", e.url+"/api/v1/runs", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token(t, e.home, user))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := e.authed("POST", "/api/v1/runs", token(t, e.home, user), strings.NewReader(body))
 		return resp.StatusCode, b
 	}
 	body := `{"repository": "` + repo + `", "ref": "release/1.x", "inputs": {"target": "production"}}`

@@ -29,6 +29,10 @@ type Token struct {
 	User    string    `json:"user"`
 	Digest  string    `json:"sha256"`
 	Created time.Time `json:"created"`
+	// Runner says the token is a runner's (sluice server token create
+	// --runner NAME): besides acting as NAME, it may ask for read-only
+	// credentials to check out a run's repository from GitHub.
+	Runner bool `json:"runner,omitempty"`
 }
 
 // Tokens are the API's bearer tokens, in a file of the server's home that
@@ -80,6 +84,18 @@ func (t *Tokens) Create(user string) (string, error) {
 	if user == "" || strings.ContainsAny(user, " \t\n/") {
 		return "", fmt.Errorf("a token needs the user it acts as, a GitHub login like alice; got %q", user)
 	}
+	return t.create(Token{User: user})
+}
+
+// CreateRunner makes a runner's token, named name (see Token.Runner).
+func (t *Tokens) CreateRunner(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, " \t\n/") {
+		return "", fmt.Errorf("a runner's token needs the runner's name, like build-1; got %q", name)
+	}
+	return t.create(Token{User: name, Runner: true})
+}
+
+func (t *Tokens) create(tok Token) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.reload(); err != nil {
@@ -89,7 +105,7 @@ func (t *Tokens) Create(user string) (string, error) {
 	_, _ = rand.Read(b[:])
 	secret := TokenPrefix + hex.EncodeToString(b[:])
 	sum := sha256.Sum256([]byte(secret))
-	tok := Token{ID: hex.EncodeToString(b[:3]), User: user, Digest: hex.EncodeToString(sum[:]), Created: time.Now().UTC()}
+	tok.ID, tok.Digest, tok.Created = hex.EncodeToString(b[:3]), hex.EncodeToString(sum[:]), time.Now().UTC()
 	list := append(append([]Token(nil), t.list...), tok)
 	if err := os.MkdirAll(filepath.Dir(t.file), 0o700); err != nil {
 		return "", err
@@ -103,20 +119,26 @@ func (t *Tokens) Create(user string) (string, error) {
 
 // User returns who a bearer token acts as.
 func (t *Tokens) User(secret string) (string, bool) {
+	tok, ok := t.Lookup(secret)
+	return tok.User, ok
+}
+
+// Lookup returns the token whose secret this is.
+func (t *Tokens) Lookup(secret string) (Token, bool) {
 	if !strings.HasPrefix(secret, TokenPrefix) {
-		return "", false
+		return Token{}, false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.reload(); err != nil {
-		return "", false
+		return Token{}, false
 	}
 	sum := sha256.Sum256([]byte(secret))
 	d := []byte(hex.EncodeToString(sum[:]))
 	for _, tok := range t.list {
 		if subtle.ConstantTimeCompare(d, []byte(tok.Digest)) == 1 {
-			return tok.User, true
+			return tok, true
 		}
 	}
-	return "", false
+	return Token{}, false
 }

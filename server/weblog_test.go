@@ -180,14 +180,7 @@ func TestLogEventsResume(t *testing.T) {
 	// The backlog: the complete lines only.
 	backlog := func() string {
 		t.Helper()
-		req, _ := http.NewRequest("GET", e.url+"/runs/"+run+"/log/lines?"+q, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := e.authed("GET", "/runs/"+run+"/log/lines?"+q, tok, nil)
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
 			t.Fatalf("the backlog: %d %v", resp.StatusCode, resp.Header)
 		}

@@ -24,6 +24,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	"github.com/google/go-github/v62/github"
@@ -198,6 +199,39 @@ func (c *Client) GitToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("minting a token for installation %d: %w", c.installation, err)
 	}
 	return tok, nil
+}
+
+// RepoReadToken mints an installation token that may only read the
+// contents of one repository (repositories: [name], permissions:
+// contents: read), for a runner on another host to check it out: what
+// leaves the server can read that repository's code and nothing else,
+// for an hour at most. It is minted anew on every call.
+func (a *App) RepoReadToken(ctx context.Context, installation int64, repo string) (string, time.Time, error) {
+	if err := a.init(); err != nil {
+		return "", time.Time{}, err
+	}
+	_, name, err := split(repo)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	tr := ghinstallation.NewFromAppsTransport(a.apps, installation)
+	read := "read"
+	tr.InstallationTokenOptions = &ghtoken.InstallationTokenOptions{
+		Repositories: []string{name},
+		Permissions:  &ghtoken.InstallationPermissions{Contents: &read},
+	}
+	if a.HTTP != nil {
+		tr.Client = &http.Client{Transport: a.transport(), Timeout: a.HTTP.Timeout}
+	}
+	tok, err := tr.Token(ctx)
+	if err != nil {
+		return "", time.Time{}, classify(err, fmt.Sprintf("a read-only token for %s", repo))
+	}
+	exp, _, err := tr.Expiry()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return tok, exp, nil
 }
 
 // split splits "owner/name".

@@ -528,3 +528,28 @@ func TestBlobCacheBounds(t *testing.T) {
 		t.Error("an entry larger than the cache was kept")
 	}
 }
+
+// RepoReadToken asks GitHub for a token limited to one repository and to
+// reading its contents; a repository the installation does not have, or a
+// permission it lacks, is refused (GitHub's 422), saying so.
+func TestRepoReadToken(t *testing.T) {
+	f, app, _ := setup(t)
+	tok, exp, err := app.RepoReadToken(ctx, 7, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, repos, perms, ok := f.TokenScope(tok)
+	if !ok || inst != 7 || !reflect.DeepEqual(repos, []string{"web"}) || !reflect.DeepEqual(perms, map[string]string{"contents": "read"}) {
+		t.Errorf("the token: installation %d, repositories %v, permissions %v", inst, repos, perms)
+	}
+	if d := time.Until(exp); d < 50*time.Minute || d > time.Hour {
+		t.Errorf("the token expires in %v; GitHub's last an hour", d)
+	}
+	if _, _, err := app.RepoReadToken(ctx, 7, "acme/elsewhere"); err == nil || !strings.Contains(err.Error(), "a read-only token for acme/elsewhere") {
+		t.Errorf("a token for a repository the installation does not have: %v", err)
+	}
+	f.SetPermissions(7, map[string]string{"metadata": "read", "checks": "write"})
+	if _, _, err := app.RepoReadToken(ctx, 7, repo); err == nil || !strings.Contains(err.Error(), "422") {
+		t.Errorf("a token for contents the installation may not read: %v", err)
+	}
+}

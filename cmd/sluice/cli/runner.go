@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/runners/local"
 	"github.com/sluice-ci/sluice/runners/registry"
+	"github.com/sluice-ci/sluice/server"
 )
 
 // trimAfter is how long a runner is idle before it gives back memory.
@@ -108,6 +109,10 @@ func newRunner(e *env) *cobra.Command {
 					return err
 				}
 				o.Runner.Logs = sink
+				// Private repositories of the server's GitHub App check
+				// out with a read-only token the server gives this
+				// runner's token (a runner's: token create --runner).
+				o.Runner.GitCredentials = server.RunnerGitCredentials(api.url, api.token, nil)
 			}
 			rm, stopMetrics, err := runnerMetrics(e, &o, metricsAddr)
 			if err != nil {

@@ -330,17 +330,25 @@ func newServerStop(e *env) *cobra.Command {
 
 func newServerToken(e *env) *cobra.Command {
 	token := &cobra.Command{Use: "token", Short: "Manage the API's bearer tokens", Args: noArgs}
-	var user string
+	var user, runner string
 	create := &cobra.Command{
-		Use:   "create --user NAME",
-		Short: "Create an API token that acts as a user",
+		Use:   "create --user NAME | --runner NAME",
+		Short: "Create an API token that acts as a user, or a runner's",
 		Long: `Create makes a bearer token for the JSON API and prints it once; the server
 keeps only its SHA-256, in $SLUICE_HOME/server/tokens.json. The user is who
 approvals, rejections and manual runs are recorded as, and whom a stage's
-approvers are checked against (a GitHub login for team:NAME approvers).`,
-		Example: "  sluice server token create --user alice\n  sluice login http://ci.internal:8080 --token sluice_...",
+approvers are checked against (a GitHub login for team:NAME approvers).
+
+A runner's token (--runner NAME) is what sluice runner on another host
+gives as SLUICE_TOKEN: it ships the step logs, and it may ask the server
+for a short-lived, read-only GitHub token to check out a private
+repository of the GitHub App's, which a user's token may not.`,
+		Example: "  sluice server token create --user alice\n  sluice login http://ci.internal:8080 --token sluice_...\n  sluice server token create --runner build-1",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (user == "") == (runner == "") {
+				return usageError{errors.New("give --user NAME for a person's token or --runner NAME for a runner's, one of the two")}
+			}
 			home, err := local.Home()
 			if err != nil {
 				return err
@@ -348,6 +356,15 @@ approvers are checked against (a GitHub login for team:NAME approvers).`,
 			t, err := server.OpenTokens(server.TokensFile(home))
 			if err != nil {
 				return err
+			}
+			if runner != "" {
+				secret, err := t.CreateRunner(runner)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stdout, secret)
+				fmt.Fprintf(e.stderr, "Token for runner %s created; it is shown only now. Give it to the runner as SLUICE_TOKEN, with --server URL.\n", runner)
+				return nil
 			}
 			secret, err := t.Create(user)
 			if err != nil {
@@ -359,7 +376,7 @@ approvers are checked against (a GitHub login for team:NAME approvers).`,
 		},
 	}
 	create.Flags().StringVar(&user, "user", "", "the user the token acts as (a GitHub login)")
-	_ = create.MarkFlagRequired("user")
+	create.Flags().StringVar(&runner, "runner", "", "a runner's token, named NAME: log shipping and read-only checkouts of private GitHub repositories")
 	token.AddCommand(create)
 	return token
 }

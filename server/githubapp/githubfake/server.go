@@ -127,6 +127,10 @@ type token struct {
 	installation int64
 	expires      time.Time
 	perms        map[string]string
+	// repos limits the token to these repositories (names without the
+	// owner) when it was asked for so; empty: every one of the
+	// installation's.
+	repos []string
 }
 
 type fault struct {
@@ -787,13 +791,56 @@ func (s *Server) createToken(r *http.Request, id string) response {
 	if perms == nil {
 		perms = DefaultPermissions
 	}
-	s.tokens[tok] = token{installation: inst, expires: exp, perms: perms}
-	return response{status: http.StatusCreated, body: map[string]any{
-		"token":                tok,
-		"expires_at":           exp.Format(time.RFC3339),
-		"permissions":          perms,
-		"repository_selection": "all",
-	}}
+	// A token may be asked for fewer repositories and permissions than
+	// the installation has, never more (GitHub answers 422).
+	var scope struct {
+		Repositories []string          `json:"repositories"`
+		Permissions  map[string]string `json:"permissions"`
+	}
+	if r.Body != nil {
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &scope)
+	}
+	if len(scope.Permissions) > 0 {
+		for k, v := range scope.Permissions {
+			if have := perms[k]; have == "" || (v == "write" && have != "write") {
+				return errorResponse(http.StatusUnprocessableEntity, "The permissions requested are not granted to this installation.")
+			}
+		}
+		perms = scope.Permissions
+	}
+	body := map[string]any{"token": tok, "expires_at": exp.Format(time.RFC3339), "permissions": perms, "repository_selection": "all"}
+	if len(scope.Repositories) > 0 {
+		var repos []any
+		for _, name := range scope.Repositories {
+			var found *repo
+			for _, rp := range s.repos {
+				if rp.installation == inst && rp.name == name {
+					found = rp
+				}
+			}
+			if found == nil {
+				return errorResponse(http.StatusUnprocessableEntity, "There is at least one repository that does not exist or is not accessible to the parent installation.")
+			}
+			repos = append(repos, s.repositoryJSON(found))
+		}
+		body["repository_selection"], body["repositories"] = "selected", repos
+	}
+	s.tokens[tok] = token{installation: inst, expires: exp, perms: perms, repos: scope.Repositories}
+	return response{status: http.StatusCreated, body: body}
+}
+
+// TokenScope says what an unexpired installation token may do: its
+// installation, the repositories it was limited to (none: all of the
+// installation's) and its permissions.
+func (s *Server) TokenScope(tok string) (installation int64, repos []string, perms map[string]string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[tok]
+	if !ok || time.Now().After(t.expires) {
+		return 0, nil, nil, false
+	}
+	return t.installation, t.repos, t.perms, true
 }
 
 // installationOf authenticates a repository or organization call: an
