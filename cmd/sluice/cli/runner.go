@@ -47,10 +47,12 @@ Connection: --temporal-address, --namespace, and for a cluster with TLS
 --tls-ca, --tls-cert, --tls-key, --tls-server-name; an API key in
 SLUICE_TEMPORAL_API_KEY (never a flag, so it stays out of process lists).
 Secrets are this host's: environment variables and files, as the pipeline
-declares them. With --server URL (and SLUICE_TOKEN, or sluice login) step
-logs go to the server, readable live from any machine (sluice logs -f
---server URL), kept in a spool under the work dir while it is
-unreachable. BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
+declares them. With --server URL (and SLUICE_TOKEN, a runner's token from
+sluice server token create --runner NAME) step logs go to the server,
+readable live from any machine (sluice logs -f --server URL), kept in a
+spool under the work dir while it is unreachable, and private
+repositories of the server's GitHub App check out with a read-only token
+the server gives (docs/runners.md, "Private repositories"). BuildKit: BUILDKIT_HOST, or a buildkitd the runner starts
 when a step first needs it. --metrics-listen HOST:PORT serves Prometheus
 metrics at /metrics (docs/operations.md). docs/runners.md says more.`
 
