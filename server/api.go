@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-ci/sluice/dsl/plan"
 	"github.com/sluice-ci/sluice/engine"
+	"github.com/sluice-ci/sluice/engine/logstore/logship"
 	"github.com/sluice-ci/sluice/server/webhook"
 )
 
@@ -29,14 +30,21 @@ type ctxKey struct{}
 
 func (s *Server) apiRoutes(mux *http.ServeMux) {
 	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request, user string)) {
+		// A runner's token is kept on runner hosts: it ships step logs
+		// (and asks for git credentials), and acts as nobody elsewhere.
+		forRunners := strings.Contains(pattern, logship.Path)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			user, ok := s.authenticate(r)
+			tok, ok := s.bearer(r)
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 				httpError(w, http.StatusUnauthorized, "this needs an API token: Authorization: Bearer <token> (sluice server token create --user NAME, then sluice login URL)")
 				return
 			}
-			f(w, r, user)
+			if tok.Runner && !forRunners {
+				httpError(w, http.StatusForbidden, fmt.Sprintf("the token of runner %s ships step logs and asks for git credentials only: use a user's token (sluice server token create --user NAME) for the rest of the API", tok.User))
+				return
+			}
+			f(w, r, tok.User)
 		})
 	}
 	h("GET /api/v1/whoami", func(w http.ResponseWriter, _ *http.Request, user string) {
@@ -85,13 +93,23 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	})
 }
 
+// authenticate is the user of a request's bearer token: a user's token
+// only, not a runner's.
 func (s *Server) authenticate(r *http.Request) (string, bool) {
-	auth := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok {
+	tok, ok := s.bearer(r)
+	if !ok || tok.Runner {
 		return "", false
 	}
-	return s.tokens.User(strings.TrimSpace(tok))
+	return tok.User, true
+}
+
+// bearer is the API token of a request's Authorization: Bearer.
+func (s *Server) bearer(r *http.Request) (Token, bool) {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return Token{}, false
+	}
+	return s.tokens.Lookup(strings.TrimSpace(secret))
 }
 
 func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request, _ string) {
@@ -236,7 +254,7 @@ type GitCredentials struct {
 // no credentials of their own. 404 for a repository the App is not
 // installed on: the runner then fetches with its own configuration.
 func (s *Server) apiGitCredentials(w http.ResponseWriter, r *http.Request) {
-	tok, ok := s.tokens.Lookup(strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+	tok, ok := s.bearer(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 		httpError(w, http.StatusUnauthorized, "this needs a runner's API token: Authorization: Bearer <token> (sluice server token create --runner NAME)")

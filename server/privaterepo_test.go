@@ -170,6 +170,26 @@ func TestPrivateRepositoryOnAnotherHost(t *testing.T) {
 		t.Errorf("the token given may do %v on %v; want contents:read on Hello-World only", perms, repos)
 	}
 
+	// A runner's token is for runners: the rest of the API refuses it,
+	// and the web view takes it for no one; its logs endpoint takes it.
+	if resp, b := e.authed("GET", "/api/v1/runs", runnerTok, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "ships step logs and asks for git credentials only") {
+		t.Errorf("a runner's token listing runs: %d %s", resp.StatusCode, b)
+	}
+	if resp, _ := e.authed("GET", "/api/v1/logs/"+run+"/read/cat", runnerTok, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("a runner's token on the logs endpoint: %d", resp.StatusCode)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", e.url+"/runs", nil)
+	req.Header.Set("Authorization", "Bearer "+runnerTok)
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Errorf("a runner's token on the web view: %d to %q; want the sign-in redirect", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
 	// The runner on another host: the run of the push above checks out.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

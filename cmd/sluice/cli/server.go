@@ -342,7 +342,8 @@ approvers are checked against (a GitHub login for team:NAME approvers).
 A runner's token (--runner NAME) is what sluice runner on another host
 gives as SLUICE_TOKEN: it ships the step logs, and it may ask the server
 for a short-lived, read-only GitHub token to check out a private
-repository of the GitHub App's, which a user's token may not.`,
+repository of the GitHub App's, which a user's token may not; it acts as
+no one on the rest of the API.`,
 		Example: "  sluice server token create --user alice\n  sluice login http://ci.internal:8080 --token sluice_...\n  sluice server token create --runner build-1",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
